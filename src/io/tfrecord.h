@@ -1,0 +1,107 @@
+#pragma once
+// TFRecord framing, compression and tf.train.Example / SequenceExample coding.
+// Internal to dlprep_io; the public entry points are in dlprep/source.h and sink.h.
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <arrow/result.h>
+#include <arrow/status.h>
+#include <arrow/type_fwd.h>
+
+#include "dlprep/source.h"
+
+namespace dlprep::io {
+
+/// Reads framed records from one TFRecord file (optionally GZIP/ZLIB compressed),
+/// checking both CRCs of every record. Not thread-safe.
+class RecordReader {
+ public:
+  virtual ~RecordReader() = default;
+
+  /// Opens `path`. kAuto detects compression from the magic bytes; an explicit
+  /// compression that does not match the file is an error that says which one it is.
+  static arrow::Result<std::unique_ptr<RecordReader>> Open(const std::string& path,
+                                                           TfRecordCompression compression);
+
+  /// Reads the next record into `*record` (valid until the next call). Returns false at
+  /// a clean end of file. A corrupt length, length CRC, data CRC or a truncated record
+  /// is an IOError naming the file and the byte offset (in the uncompressed stream) of
+  /// the record. With `skip_corrupt` the caller may call SkipCorrupt() and go on.
+  virtual arrow::Result<bool> Next(std::string_view* record) = 0;
+
+  /// Byte offset of the record returned last (uncompressed stream).
+  virtual int64_t record_offset() const = 0;
+
+  /// After Next() failed with a data CRC error, moves past that record so reading can
+  /// continue. Returns false when the stream cannot be resynchronised (corrupt length,
+  /// truncation), in which case the rest of the file is lost and must be reported.
+  virtual arrow::Result<bool> SkipCorrupt() = 0;
+
+  virtual const std::string& path() const = 0;
+};
+
+/// Writes framed records to one file, compressing when asked. Not thread-safe.
+class RecordWriter {
+ public:
+  virtual ~RecordWriter() = default;
+  /// Creates (truncates) `path`. kAuto is treated as kNone.
+  static arrow::Result<std::unique_ptr<RecordWriter>> Open(const std::string& path,
+                                                           TfRecordCompression compression);
+  /// Appends one record (frames it: length, masked CRC of length, data, masked CRC).
+  virtual arrow::Status Write(std::string_view record) = 0;
+  /// Appends bytes that are already framed records (from ExampleEncoder).
+  virtual arrow::Status WriteFramed(std::string_view framed) = 0;
+  virtual arrow::Status Close() = 0;
+  /// Bytes handed to the file so far (compressed size when compressed).
+  virtual int64_t bytes_written() const = 0;
+};
+
+/// Encodes the rows of record batches as serialized tf.train.Example (or
+/// SequenceExample) protobuf messages, straight from Arrow buffers (no message objects).
+/// Features appear in the order of their names (as TensorFlow's deterministic
+/// serialization writes them), so bytes equal `SerializeToString(deterministic=True)`.
+/// A null value omits the feature for that row. Not thread-safe; one per writer.
+class ExampleEncoder {
+ public:
+  virtual ~ExampleEncoder() = default;
+  /// Fails with TypeError naming the column when a column has no TFRecord mapping.
+  static arrow::Result<std::unique_ptr<ExampleEncoder>> Make(
+      std::shared_ptr<arrow::Schema> schema, RecordType record_type);
+  /// Appends framed records (length, CRC, message, CRC) for rows [offset, offset +
+  /// length) of `batch` to `out`.
+  virtual arrow::Status EncodeFramed(const arrow::RecordBatch& batch, int64_t offset,
+                                     int64_t length, std::string* out) = 0;
+  /// Encodes one row as an unframed message (tests, tools).
+  virtual arrow::Status EncodeRow(const arrow::RecordBatch& batch, int64_t row,
+                                  std::string* out) = 0;
+};
+
+/// Decodes serialized tf.train.Example / SequenceExample messages into Arrow arrays
+/// of a given schema. A missing feature is null; a feature of the wrong kind or a
+/// scalar column whose feature does not have exactly one value is an Invalid error
+/// naming the feature. Not thread-safe.
+class ExampleDecoder {
+ public:
+  virtual ~ExampleDecoder() = default;
+  static arrow::Result<std::unique_ptr<ExampleDecoder>> Make(
+      std::shared_ptr<arrow::Schema> schema, RecordType record_type);
+  /// Appends one record as one row. On error nothing is appended.
+  virtual arrow::Status Append(std::string_view record) = 0;
+  virtual int64_t num_rows() const = 0;
+  /// Returns the rows appended so far and resets.
+  virtual arrow::Result<std::shared_ptr<arrow::RecordBatch>> Flush() = 0;
+};
+
+/// Infers an Arrow schema from sample records: each feature becomes a nullable column
+/// (int64, float32, string or binary when some value is not UTF-8); a feature that
+/// has exactly one value in every sampled record where it appears is a scalar, else a
+/// list. SequenceExample feature lists become list<list<...>>. Columns are sorted by
+/// name. Invalid when a record does not parse, or a feature changes kind.
+arrow::Result<std::shared_ptr<arrow::Schema>> InferExampleSchema(
+    const std::vector<std::string>& records, RecordType record_type);
+
+}  // namespace dlprep::io
