@@ -12,6 +12,7 @@
 #include <arrow/status.h>
 #include <arrow/type_fwd.h>
 
+#include "dlprep/sink.h"
 #include "dlprep/source.h"
 
 namespace dlprep::io {
@@ -103,5 +104,13 @@ class ExampleDecoder {
 /// name. Invalid when a record does not parse, or a feature changes kind.
 arrow::Result<std::shared_ptr<arrow::Schema>> InferExampleSchema(
     const std::vector<std::string>& records, RecordType record_type);
+
+class FileWriter;
+
+/// Opens a TFRecord file writer (compression and record type from `options`) that
+/// encodes batches with ExampleEncoder and writes them with RecordWriter.
+arrow::Result<std::unique_ptr<FileWriter>> MakeTfRecordFileWriter(
+    const std::string& path, const std::shared_ptr<arrow::Schema>& schema,
+    const WriteOptions& options);
 
 }  // namespace dlprep::io
