@@ -1,3 +1,37 @@
+// The dlprep command: parses flags, runs one subcommand, turns a Status into one line
+// on stderr and an exit code (0 ok, 1 job failed, 2 usage, 130 interrupted).
 #include <cstdio>
-#include <arrow/api.h>
-int main() { std::printf("arrow %s\n", arrow::GetBuildInfo().version_string.c_str()); }
+#include <memory>
+#include <vector>
+
+#include "cli/commands.h"
+
+int main(int argc, char** argv) {
+  CLI::App app{
+      "dlprep: native data preparation for deep learning over Apache Arrow.\n"
+      "Reads Parquet, CSV, JSON lines, TFRecord and raw files; writes TFRecord\n"
+      "(tf.train.Example), Parquet and CSV with an atomic commit and a manifest.",
+      "dlprep"};
+  app.set_version_flag("--version", "dlprep 0.1.0");
+  app.require_subcommand(1);
+  app.footer(
+      "Examples:\n"
+      "  dlprep convert --input data/events.parquet --output out/tfr --compression gzip\n"
+      "  dlprep inspect out/tfr --head 3 --verify\n"
+      "  dlprep files 'clips/**/*.wav'\n"
+      "Run 'dlprep COMMAND --help' for the options of a command.");
+  std::vector<dlprep::cli::Command> commands;
+  dlprep::cli::AddConvertCommand(&app, &commands);
+  dlprep::cli::AddInspectCommand(&app, &commands);
+  dlprep::cli::AddFilesCommand(&app, &commands);
+  CLI11_PARSE(app, argc, argv);
+  for (auto& cmd : commands) {
+    if (!cmd.app->parsed()) continue;
+    arrow::Status st = cmd.run();
+    if (st.ok()) return 0;
+    std::fprintf(stderr, "dlprep %s: error: %s\n", cmd.app->get_name().c_str(),
+                 st.message().c_str());
+    return st.IsCancelled() ? 130 : 1;
+  }
+  return 2;
+}

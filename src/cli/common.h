@@ -1,0 +1,76 @@
+#pragma once
+// Flags and helpers shared by the dlprep subcommands. The CLI stays thin: it parses
+// flags into the library's option structs, runs, and turns a Status into one line.
+
+#include <atomic>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <CLI/CLI.hpp>
+#include <arrow/result.h>
+#include <arrow/status.h>
+
+#include "dlprep/sink.h"
+#include "dlprep/source.h"
+
+namespace dlprep::cli {
+
+/// Flags that choose and configure an input.
+struct InputFlags {
+  std::vector<std::string> paths;
+  std::string format = "auto";  // auto|parquet|csv|json|tfrecord|binary
+  std::string columns;          // comma-separated projection
+  bool skip_corrupt = false;
+  std::string compression = "auto";
+  std::string record_type = "example";
+  // binary_files
+  std::string name_filter;
+  bool recursive = false;
+  bool no_content = false;
+  std::string max_file_size = "2GB";
+  int64_t files_per_partition = 1000;
+};
+
+/// Flags that configure a sink.
+struct OutputFlags {
+  std::string output_dir;
+  std::string format = "tfrecord";
+  std::string compression = "none";
+  std::string record_type = "example";
+  int64_t shards = 0;
+  int64_t max_rows_per_file = 0;
+  std::string max_bytes_per_file;
+  bool overwrite = false;
+};
+
+/// Flags every command has.
+struct CommonFlags {
+  std::string stats_path;
+  bool quiet = false;
+};
+
+void AddInputFlags(CLI::App* app, InputFlags* flags, bool binary_options);
+void AddOutputFlags(CLI::App* app, OutputFlags* flags, const std::string& default_format);
+void AddCommonFlags(CLI::App* app, CommonFlags* flags);
+
+/// Resolves "auto" to a concrete input format from the paths (manifest.json of a
+/// dlprep folder, else file extensions). Invalid with advice when it cannot tell.
+arrow::Result<std::string> DetectInputFormat(const InputFlags& flags);
+
+arrow::Result<std::shared_ptr<Source>> OpenInput(const InputFlags& flags);
+arrow::Result<WriteOptions> MakeWriteOptions(const OutputFlags& flags);
+
+/// Prints a note for leftover attempt folders of jobs that were killed before they
+/// could clean up, with the command that removes them.
+void WarnAboutLeftoverAttempts(const std::string& output_dir);
+
+/// Set by SIGINT/SIGTERM; a second signal kills the process the default way.
+const std::atomic<bool>* InstallCancelHandler();
+
+/// Writes the --stats JSON (when a path was given). `json` is a serialized object.
+arrow::Status WriteStats(const std::string& path, const std::string& json);
+
+std::vector<std::string> SplitCommaList(const std::string& text);
+
+}  // namespace dlprep::cli
