@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Runs every benchmark side by side with the tool people use instead; prints ratios.
+set -euo pipefail
+BUILD="${1:-build}"
+cd "$(dirname "$0")/.."
+for b in "$BUILD"/*_benchmark; do
+  [ -x "$b" ] || continue
+  echo "== $b"
+  "$b" --benchmark_repetitions=3 --benchmark_report_aggregates_only=true
+done
+[ -x bench/binary_files_vs_cat.sh ] && bash bench/binary_files_vs_cat.sh "$BUILD"
+TF_CPP_MIN_LOG_LEVEL=2 .venv/bin/python bench/tfrecord_write_vs_tf.py --build "$BUILD"

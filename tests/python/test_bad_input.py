@@ -1,0 +1,239 @@
+"""Corrupt, truncated, garbage and mislabelled TFRecord files give clear errors (or are
+skipped and counted with --skip-corrupt); jobs that fail or die leave no visible output."""
+import gzip
+import json
+import os
+import signal
+import subprocess
+import time
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+
+
+
+def write_plain_records(path, payloads):
+    tf = pytest.importorskip("tensorflow")
+    with tf.io.TFRecordWriter(str(path)) as w:
+        for p in payloads:
+            w.write(p)
+    offsets, off = [], 0
+    for p in payloads:
+        offsets.append(off)
+        off += 8 + 4 + len(p) + 4
+    return offsets
+
+
+def example_bytes(i):
+    tf = pytest.importorskip("tensorflow")
+    f = {"id": tf.train.Feature(int64_list=tf.train.Int64List(value=[i])),
+         "pad": tf.train.Feature(bytes_list=tf.train.BytesList(value=[b"x" * 40]))}
+    return tf.train.Example(features=tf.train.Features(feature=f)).SerializeToString()
+
+
+@pytest.fixture
+def good_file(tmp_path):
+    path = tmp_path / "good.tfrecord"
+    payloads = [example_bytes(i) for i in range(5)]
+    offsets = write_plain_records(path, payloads)
+    return path, offsets
+
+
+def flip(path, pos, bit=0x10):
+    data = bytearray(path.read_bytes())
+    data[pos] ^= bit
+    path.write_bytes(bytes(data))
+
+
+def run_convert(dlprep, src, out, *extra):
+    return dlprep("convert", "-i", src, "-o", out, "--format", "parquet", "-q", *extra,
+                  check=False)
+
+
+def assert_job_error(proc, out, *needles):
+    assert proc.returncode == 1, proc.stderr
+    line = proc.stderr.strip().splitlines()[-1]
+    for n in needles:
+        assert str(n) in line, (n, line)
+    assert not out.exists(), "a failed job must leave no output folder"
+    leftovers = [p for p in out.parent.iterdir() if "dlprep-attempt" in p.name]
+    assert leftovers == [], "a failed job must remove its attempt folder"
+
+
+def test_good_file_reads(dlprep, tmp_path, good_file):
+    path, _ = good_file
+    out = tmp_path / "o"
+    assert run_convert(dlprep, path, out).returncode == 0
+    assert pq.read_table(out).column("id").to_pylist() == [0, 1, 2, 3, 4]
+
+
+@pytest.mark.parametrize("where", ["length", "length_crc", "data", "data_crc"])
+def test_flipped_bit_names_file_and_offset(dlprep, tmp_path, good_file, where):
+    path, offsets = good_file
+    rec = 2
+    start = offsets[rec]
+    pos = {"length": start + 1, "length_crc": start + 9, "data": start + 12 + 5,
+           "data_crc": offsets[rec + 1] - 2}[where]
+    flip(path, pos)
+    out = tmp_path / "o"
+    proc = run_convert(dlprep, path, out)
+    assert_job_error(proc, out, path.name, "offset", start)
+
+
+def test_skip_corrupt_counts_and_keeps_good_records(dlprep, tmp_path, good_file):
+    path, offsets = good_file
+    flip(path, offsets[2] + 12 + 5)
+    out = tmp_path / "o"
+    stats = tmp_path / "stats.json"
+    proc = dlprep("convert", "-i", path, "-o", out, "--format", "parquet", "--skip-corrupt",
+                  "--stats", stats)
+    assert proc.returncode == 0
+    assert pq.read_table(out).column("id").to_pylist() == [0, 1, 3, 4]
+    s = json.loads(stats.read_text())
+    assert s["input"]["skipped_records"] == 1
+    assert str(offsets[2]) in s["input"]["skipped"][0]
+    assert "skipped 1 corrupt record" in proc.stderr
+
+
+@pytest.mark.parametrize("cut", [3, 14, 30])
+def test_truncated_file(dlprep, tmp_path, good_file, cut):
+    path, offsets = good_file
+    data = path.read_bytes()
+    path.write_bytes(data[: offsets[4] + cut])  # cut inside the last record
+    out = tmp_path / "o"
+    proc = run_convert(dlprep, path, out)
+    assert_job_error(proc, out, path.name, offsets[4])
+    assert "truncat" in proc.stderr.lower()
+
+
+def test_garbage_file(dlprep, tmp_path):
+    path = tmp_path / "garbage.tfrecord"
+    path.write_bytes(np.random.default_rng(3).bytes(1000))
+    out = tmp_path / "o"
+    proc = run_convert(dlprep, path, out, "--input-compression", "none")
+    assert_job_error(proc, out, path.name, "offset 0")
+
+
+def test_empty_file_is_zero_rows(dlprep, tmp_path):
+    path = tmp_path / "empty.tfrecord"
+    path.write_bytes(b"")
+    # An empty file has no records to infer a schema from; with other data it is fine.
+    other = tmp_path / "good.tfrecord"
+    write_plain_records(other, [example_bytes(9)])
+    out = tmp_path / "o"
+    proc = dlprep("convert", "-i", path, "-i", other, "-o", out, "--format", "parquet", "-q")
+    assert proc.returncode == 0
+    assert pq.read_table(out).column("id").to_pylist() == [9]
+
+
+def test_wrong_compression_flag(dlprep, tmp_path, good_file):
+    path, _ = good_file
+    out = tmp_path / "o"
+    proc = run_convert(dlprep, path, out, "--input-compression", "gzip")
+    assert_job_error(proc, out, path.name)
+    assert "gzip" in proc.stderr.lower()
+    gz = tmp_path / "plain_name.tfrecord"
+    gz.write_bytes(gzip.compress(path.read_bytes()))
+    proc = run_convert(dlprep, gz, out, "--input-compression", "none")
+    assert_job_error(proc, out, gz.name)
+    assert "gzip" in proc.stderr.lower()
+    # Auto-detection reads it.
+    assert run_convert(dlprep, gz, out).returncode == 0
+
+
+def test_inspect_verify(dlprep, tmp_path, good_file):
+    path, offsets = good_file
+    ok = dlprep("inspect", path, "--verify", "-q")
+    assert "rows: 5" in ok.stdout and "verify: OK" in ok.stdout
+    flip(path, offsets[3] + 12 + 2)
+    bad = dlprep("inspect", path, "--verify", "-q", check=False)
+    assert bad.returncode == 1
+    assert path.name in bad.stderr and str(offsets[3]) in bad.stderr
+
+
+def big_parquet(tmp_path, rows=200_000):
+    rng = np.random.default_rng(0)
+    vec = pa.FixedSizeListArray.from_arrays(
+        pa.array(rng.standard_normal(rows * 256).astype(np.float32)), 256)
+    t = pa.table({"id": pa.array(np.arange(rows)), "vec": vec})
+    path = tmp_path / "big.parquet"
+    pq.write_table(t, path, row_group_size=10_000)
+    return path
+
+
+def wait_for_attempt(parent, proc, timeout=60):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if any("dlprep-attempt" in p.name for p in parent.iterdir()):
+            return True
+        if proc.poll() is not None:
+            return False
+        time.sleep(0.05)
+    return False
+
+
+def test_killed_job_leaves_no_visible_output(dlprep, tmp_path):
+    src = big_parquet(tmp_path)
+    parent = tmp_path / "jobs"
+    parent.mkdir()
+    out = parent / "out"
+    proc = subprocess.Popen([dlprep.exe, "convert", "-i", str(src), "-o", str(out),
+                             "--compression", "gzip", "--max-rows-per-file", "5000", "-q"])
+    assert wait_for_attempt(parent, proc), "job finished before it could be killed"
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not out.exists()
+    leftovers = [p for p in parent.iterdir() if "dlprep-attempt" in p.name]
+    assert len(leftovers) == 1 and leftovers[0].name.startswith(".")
+    # The next job names the leftover folder and how to remove it.
+    again = dlprep("convert", "-i", src, "-o", out, "--limit", "10", "-q")
+    assert str(leftovers[0]) in again.stderr and "rm -rf" in again.stderr
+    assert (out / "_SUCCESS").exists()
+
+
+def test_interrupted_job_cleans_up(dlprep, tmp_path):
+    src = big_parquet(tmp_path)
+    parent = tmp_path / "jobs"
+    parent.mkdir()
+    out = parent / "out"
+    proc = subprocess.Popen([dlprep.exe, "convert", "-i", str(src), "-o", str(out),
+                             "--compression", "gzip", "-q"], stderr=subprocess.PIPE, text=True)
+    assert wait_for_attempt(parent, proc)
+    time.sleep(0.3)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "interrupted" in err and "nothing was written" in err
+    assert not out.exists()
+    assert list(parent.iterdir()) == []
+
+
+def test_existing_output_needs_overwrite(dlprep, tmp_path, good_file):
+    path, _ = good_file
+    out = tmp_path / "o"
+    assert run_convert(dlprep, path, out).returncode == 0
+    proc = run_convert(dlprep, path, out)
+    assert proc.returncode == 1 and "--overwrite" in proc.stderr and str(out) in proc.stderr
+    assert run_convert(dlprep, path, out, "--overwrite").returncode == 0
+    assert pq.read_table(out).num_rows == 5
+
+
+def test_usage_errors_name_the_option(dlprep, tmp_path, good_file):
+    path, _ = good_file
+    out = tmp_path / "o"
+    p = dlprep("convert", "-i", path, "-o", out, "--max-bytes-per-file", "lots", check=False)
+    assert p.returncode == 1 and "--max-bytes-per-file" in p.stderr
+    p = dlprep("convert", "-i", path, "-o", out, "--shards", "2", "--max-rows-per-file", "5",
+               check=False)
+    assert p.returncode == 1 and "--shards" in p.stderr
+    p = dlprep("convert", "-i", tmp_path / "data.xyz", "-o", out, check=False)
+    assert p.returncode == 1 and "does not exist" in p.stderr
+    (tmp_path / "data.xyz").write_text("?")
+    p = dlprep("convert", "-i", tmp_path / "data.xyz", "-o", out, check=False)
+    assert p.returncode == 1 and "--input-format" in p.stderr
+    p = dlprep("convert", "-i", path, "-o", out, "--format", "avro", check=False)
+    assert p.returncode != 0 and "--format" in p.stderr

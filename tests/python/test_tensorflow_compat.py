@@ -1,0 +1,262 @@
+"""TensorFlow reads dlprep's TFRecords, and dlprep reads TensorFlow's, to the same values."""
+import json
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from conftest import read_manifest
+
+tf = pytest.importorskip("tensorflow")
+import dlprep.tfrecord as dt  # noqa: E402
+
+COMPRESSIONS = ["none", "gzip", "zlib"]
+
+
+def every_type_table():
+    shaped = pa.field("shaped", pa.list_(pa.float32()), nullable=False,
+                      metadata={"dlprep.shape": "[2,3]"})
+    schema = pa.schema([
+        pa.field("i8", pa.int8(), nullable=False),
+        pa.field("i16", pa.int16(), nullable=False),
+        pa.field("i32", pa.int32(), nullable=False),
+        pa.field("i64", pa.int64(), nullable=False),
+        pa.field("u8", pa.uint8(), nullable=False),
+        pa.field("u32", pa.uint32(), nullable=False),
+        pa.field("flag", pa.bool_(), nullable=False),
+        pa.field("ts", pa.timestamp("ms", tz="UTC"), nullable=False),
+        pa.field("day", pa.date32(), nullable=False),
+        pa.field("f32", pa.float32(), nullable=False),
+        pa.field("f64", pa.float64(), nullable=False),
+        pa.field("text", pa.string(), nullable=False),
+        pa.field("blob", pa.binary(), nullable=False),
+        pa.field("big_text", pa.large_string(), nullable=False),
+        pa.field("ints", pa.list_(pa.int64())),
+        pa.field("floats", pa.list_(pa.float32())),
+        pa.field("triple", pa.list_(pa.float32(), 3), nullable=False),
+        pa.field("words", pa.list_(pa.string())),
+        shaped,
+        pa.field("maybe", pa.int64()),
+        pa.field("maybe_text", pa.string()),
+    ])
+    n = 7
+    rng = np.random.default_rng(7)
+    data = {
+        "i8": [-128, 127, 0, -1, 5, 6, 7],
+        "i16": [-32768, 32767, 0, 1, 2, 3, 4],
+        "i32": [-(2**31), 2**31 - 1, 0, 1, 2, 3, 4],
+        "i64": [-(2**63), 2**63 - 1, 0, -42, 1 << 40, 3, 4],
+        "u8": [0, 255, 1, 2, 3, 4, 5],
+        "u32": [0, 2**32 - 1, 1, 2, 3, 4, 5],
+        "flag": [True, False, True, True, False, False, True],
+        "ts": [0, 1_700_000_000_123, -1000, 1, 2, 3, 4],
+        "day": [0, 19000, -5, 1, 2, 3, 4],
+        "f32": [0.5, -1.25, 3.4e38, 1e-30, 0.0, -0.0, 7.0],
+        "f64": [0.5, -1.25, 1024.0, 0.0, 2.0, 3.0, 4.0],
+        "text": ["", "héllo", "日本語", "emoji 🙂", "a", "b", "c"],
+        "blob": [b"", b"\x00\xff\x10", b"abc", b"\x80", b"x", b"y", bytes(range(256))],
+        "big_text": ["x" * 1000, "y", "z", "", "w", "v", "u"],
+        "ints": [[], [1, -2, 3], None, [1 << 62], [0], [5, 5], [-1]],
+        "floats": [[0.25], [], [1.5, 2.5, 3.5], None, [-1.0], [2.0, 4.0], [8.0]],
+        "triple": [[float(i), i + 0.5, -i] for i in range(n)],
+        "words": [["a", "bb"], [], ["ç"], None, ["x"], ["y", "z", "w"], [""]],
+        "shaped": [list(rng.standard_normal(6).astype(np.float32)) for _ in range(n)],
+        "maybe": [1, None, 3, None, 5, None, 7],
+        "maybe_text": [None, "b", None, "d", None, "f", "g"],
+    }
+    return pa.table(data, schema=schema)
+
+
+def as_int64(col):
+    t = col.type
+    if pa.types.is_timestamp(t) or pa.types.is_date(t):
+        return np.array(col.cast(pa.int64()).to_pylist(), dtype=np.int64)
+    if pa.types.is_boolean(t):
+        return np.array([int(v) for v in col.to_pylist()], dtype=np.int64)
+    return np.array(col.to_pylist(), dtype=np.int64)
+
+
+def expected_values(col):
+    """Expected per-row lists of Python values as TensorFlow returns them."""
+    t = col.type
+    def conv(v, vt):
+        if pa.types.is_string(vt) or pa.types.is_large_string(vt):
+            return v.encode("utf-8")
+        if pa.types.is_floating(vt):
+            return float(np.float32(v))
+        return v
+    rows = []
+    for v in col.to_pylist():
+        if v is None:
+            rows.append([])
+        elif pa.types.is_list(t) or pa.types.is_fixed_size_list(t):
+            rows.append([conv(x, t.value_type) for x in v])
+        else:
+            rows.append([conv(v, t)])
+    return rows
+
+
+@pytest.fixture(scope="module")
+def table_parquet(tmp_path_factory):
+    d = tmp_path_factory.mktemp("src")
+    path = d / "every_type.parquet"
+    pq.write_table(every_type_table(), path)
+    return path
+
+
+@pytest.mark.parametrize("compression", COMPRESSIONS)
+def test_tensorflow_reads_dlprep_examples(dlprep, tmp_path, table_parquet, compression):
+    out = tmp_path / "tfr"
+    dlprep("convert", "-i", table_parquet, "-o", out, "--compression", compression, "-q")
+    assert (out / "_SUCCESS").exists()
+    m = read_manifest(out)
+    assert m["rows"] == 7 and m["compression"] == compression
+    table = every_type_table()
+
+    spec = dt.feature_spec(out)
+    feats = m["features"]
+    # Fixed-length features are exactly the non-null, same-length columns.
+    assert feats["i64"] == {**feats["i64"], "dtype": "int64", "shape": [], "fixed_length": True}
+    assert feats["triple"]["shape"] == [3] and feats["triple"]["fixed_length"]
+    assert feats["shaped"]["shape"] == [2, 3] and feats["shaped"]["fixed_length"]
+    assert feats["f64"]["dtype"] == "float32" and feats["text"]["dtype"] == "string"
+    for name in ["maybe", "maybe_text", "ints", "floats", "words"]:
+        assert not feats[name]["fixed_length"], name
+
+    ds = tf.data.TFRecordDataset(dt.files(out), compression_type=dt.compression_type(out))
+    raw = [r.numpy() for r in ds]
+    assert len(raw) == 7
+    # Byte-exact: TensorFlow's deterministic serialization of the parsed message is
+    # identical to what dlprep wrote.
+    for r in raw:
+        assert tf.train.Example.FromString(r).SerializeToString(deterministic=True) == r
+    # Nulls omit the feature.
+    ex1 = tf.train.Example.FromString(raw[1])
+    assert "maybe" not in ex1.features.feature and "maybe_text" in ex1.features.feature
+    ex0 = tf.train.Example.FromString(raw[0])
+    assert "ints" in ex0.features.feature  # an empty list is present, with no values
+
+    parsed = tf.io.parse_example(tf.constant(raw), spec)
+    for name in table.column_names:
+        col = table.column(name).combine_chunks()
+        got = parsed[name]
+        if isinstance(got, tf.SparseTensor):
+            got_rows = tf.RaggedTensor.from_sparse(got).to_list()
+        else:
+            got_rows = got.numpy().reshape(7, -1).tolist()
+        want_rows = expected_values(col)
+        if feats[name]["dtype"] == "int64" and col.null_count == 0:
+            if not (pa.types.is_list(col.type) or pa.types.is_fixed_size_list(col.type)):
+                want_rows = [[x] for x in as_int64(col)]
+        assert got_rows == want_rows, name
+    # The [2, 3] shape comes back as such.
+    assert parsed["shaped"].shape == (7, 2, 3)
+
+    # The helper's dataset gives the same first row.
+    first = next(iter(dt.dataset(out)))
+    assert first["i64"].numpy() == -(2**63)
+
+
+def test_sequence_example_read_by_tensorflow(dlprep, tmp_path):
+    seq = pa.table({
+        "id": pa.array([1, 2, 3], pa.int64()),
+        "frames": pa.array([[[1.0, 2.0], [3.0, 4.0]], [[5.0, 6.0]], [[7.0, 8.0], [9.0, 1.0], [2.0, 3.0]]],
+                           pa.list_(pa.list_(pa.float32()))),
+        "tokens": pa.array([[[1], [2, 3]], [[]], [[4, 5, 6]]], pa.list_(pa.list_(pa.int64()))),
+    })
+    src = tmp_path / "seq.parquet"
+    pq.write_table(seq, src)
+    out = tmp_path / "out"
+    dlprep("convert", "-i", src, "-o", out, "--record-type", "sequence_example", "-q")
+    m = read_manifest(out)
+    assert m["record_type"] == "sequence_example"
+    assert m["features"]["frames"]["sequence"] and not m["features"]["id"]["sequence"]
+    raw = [r.numpy() for r in tf.data.TFRecordDataset(dt.files(out))]
+    for i, r in enumerate(raw):
+        msg = tf.train.SequenceExample.FromString(r)
+        assert msg.SerializeToString(deterministic=True) == r
+        ctx, sq, _ = tf.io.parse_sequence_example(
+            tf.constant([r]),
+            context_features={"id": tf.io.FixedLenFeature([], tf.int64)},
+            sequence_features={"frames": tf.io.RaggedFeature(tf.float32),
+                               "tokens": tf.io.RaggedFeature(tf.int64)})
+        assert ctx["id"].numpy().tolist() == [i + 1]
+        assert sq["frames"].to_list()[0] == seq.column("frames")[i].as_py()
+        assert sq["tokens"].to_list()[0] == seq.column("tokens")[i].as_py()
+
+
+def write_tf_examples(path, options=None):
+    rows = []
+    with tf.io.TFRecordWriter(str(path), options=options) as w:
+        for i in range(50):
+            feats = {
+                "id": tf.train.Feature(int64_list=tf.train.Int64List(value=[i * 1000 - 7])),
+                "score": tf.train.Feature(float_list=tf.train.FloatList(value=[i / 4.0])),
+                "name": tf.train.Feature(bytes_list=tf.train.BytesList(value=[f"ñame{i}".encode()])),
+                "vec": tf.train.Feature(float_list=tf.train.FloatList(value=[float(j) for j in range(i % 4)])),
+                "tags": tf.train.Feature(bytes_list=tf.train.BytesList(value=[b"t%d" % j for j in range(i % 3)])),
+            }
+            rows.append({"id": i * 1000 - 7, "score": i / 4.0, "name": f"ñame{i}",
+                         "vec": [float(j) for j in range(i % 4)],
+                         "tags": ["t%d" % j for j in range(i % 3)]})
+            w.write(tf.train.Example(features=tf.train.Features(feature=feats)).SerializeToString())
+    return rows
+
+
+@pytest.mark.parametrize("compression", ["", "GZIP", "ZLIB"])
+def test_dlprep_reads_tensorflow_writer(dlprep, tmp_path, compression):
+    src = tmp_path / "tf.tfrecord"
+    rows = write_tf_examples(src, tf.io.TFRecordOptions(compression_type=compression))
+    out = tmp_path / "pq"
+    dlprep("convert", "-i", src, "-o", out, "--format", "parquet", "-q")
+    got = pq.read_table(out).to_pylist()
+    assert got == rows
+    schema = pq.read_schema(next(out.glob("part-*.parquet")))
+    assert schema.field("id").type == pa.int64()
+    assert schema.field("score").type == pa.float32()
+    assert schema.field("name").type == pa.string()
+    assert schema.field("vec").type == pa.list_(pa.float32())
+
+
+@pytest.mark.parametrize("compression", COMPRESSIONS)
+def test_round_trip_every_type(dlprep, tmp_path, table_parquet, compression):
+    tfr = tmp_path / "tfr"
+    back = tmp_path / "back"
+    dlprep("convert", "-i", table_parquet, "-o", tfr, "--compression", compression, "-q")
+    dlprep("convert", "-i", tfr, "-o", back, "--format", "parquet", "-q")
+    got = pq.read_table(back)
+    want = every_type_table()
+    assert got.schema.equals(want.schema, check_metadata=False)
+    assert got.schema.field("shaped").metadata == {b"dlprep.shape": b"[2,3]"}
+    assert got.equals(want)
+
+
+def test_large_binary_values_round_trip(dlprep, tmp_path):
+    rng = np.random.default_rng(1)
+    blobs = [rng.bytes(5 << 20), b"", rng.bytes(12345)]
+    src = tmp_path / "blobs.parquet"
+    pq.write_table(pa.table({"blob": pa.array(blobs, pa.binary())}), src)
+    tfr = tmp_path / "tfr"
+    dlprep("convert", "-i", src, "-o", tfr, "--compression", "gzip", "-q")
+    raw = [r.numpy() for r in tf.data.TFRecordDataset(dt.files(tfr), compression_type="GZIP")]
+    got = [tf.train.Example.FromString(r).features.feature["blob"].bytes_list.value[0] for r in raw]
+    assert got == blobs
+    back = tmp_path / "back"
+    dlprep("convert", "-i", tfr, "-o", back, "--format", "parquet", "-q")
+    assert pq.read_table(back).column("blob").to_pylist() == blobs
+
+
+def test_sharding_options(dlprep, tmp_path, table_parquet):
+    out = tmp_path / "sharded"
+    dlprep("convert", "-i", table_parquet, "-o", out, "--shards", "3", "-q")
+    m = read_manifest(out)
+    assert len(m["files"]) == 3 and sum(f["rows"] for f in m["files"]) == 7
+    total = sum(1 for _ in tf.data.TFRecordDataset(dt.files(out)))
+    assert total == 7
+    out2 = tmp_path / "rolled"
+    dlprep("convert", "-i", table_parquet, "-o", out2, "--max-rows-per-file", "2", "-q")
+    m2 = read_manifest(out2)
+    assert [f["rows"] for f in m2["files"]] == [2, 2, 2, 1]
+    for f in m2["files"]:
+        assert (out2 / f["name"]).stat().st_size == f["bytes"]
