@@ -85,8 +85,10 @@ class Expander {
         if (fs::is_directory(st)) {
           return arrow::Status::IOError(
               "no files match '", pattern, "': the directory has no files",
-              recursive_ ? "" : " at its top level (use recursive lookup for subdirectories)",
-              name_filter_.empty() ? "" : " matching the name filter '" + name_filter_ + "'",
+              recursive_ ? ""
+                         : " at its top level (use recursive lookup for subdirectories)",
+              name_filter_.empty() ? ""
+                                   : " matching the name filter '" + name_filter_ + "'",
               " (names starting with '.' or '_' are skipped)");
         }
         return arrow::Status::IOError("no files match '", pattern, "': the name filter '",
@@ -98,8 +100,8 @@ class Expander {
     if (!prefix.empty()) {
       std::error_code ec;
       if (!fs::is_directory(prefix, ec)) {
-        return arrow::Status::IOError("no files match '", pattern, "': directory '", prefix,
-                                      "' does not exist");
+        return arrow::Status::IOError("no files match '", pattern, "': directory '",
+                                      prefix, "' does not exist");
       }
     }
     ARROW_RETURN_NOT_OK(Walk(prefix, first_glob));
@@ -245,9 +247,9 @@ bool HasGlobWildcard(const std::string& segment) {
   return segment.find_first_of("*?[") != std::string::npos;
 }
 
-arrow::Result<std::vector<std::string>> ExpandPaths(const std::vector<std::string>& patterns,
-                                                    bool recursive,
-                                                    const std::string& name_filter) {
+arrow::Result<std::vector<std::string>> ExpandPaths(
+    const std::vector<std::string>& patterns, bool recursive,
+    const std::string& name_filter) {
   Expander expander(recursive, name_filter);
   for (const std::string& pattern : patterns) {
     ARROW_RETURN_NOT_OK(expander.Expand(pattern));

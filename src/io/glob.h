@@ -40,9 +40,9 @@ namespace dlprep::io {
 /// Errors (IOError): a pattern that matches no file names the pattern, and says so
 /// when a named path or the glob's prefix directory does not exist; a directory that
 /// cannot be read names that directory and the system's reason.
-arrow::Result<std::vector<std::string>> ExpandPaths(const std::vector<std::string>& patterns,
-                                                    bool recursive,
-                                                    const std::string& name_filter);
+arrow::Result<std::vector<std::string>> ExpandPaths(
+    const std::vector<std::string>& patterns, bool recursive,
+    const std::string& name_filter);
 
 /// True when `segment` contains a glob wildcard (`*`, `?` or `[`).
 bool HasGlobWildcard(const std::string& segment);

@@ -22,8 +22,8 @@ using ::testing::HasSubstr;
 std::string MakeTestDir() {
   const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
   fs::path dir = fs::path(DLPREP_TEST_TMPDIR) /
-                 ("glob-" + std::string(info->test_suite_name()) + "-" + info->name() + "-" +
-                  std::to_string(getpid()));
+                 ("glob-" + std::string(info->test_suite_name()) + "-" + info->name() +
+                  "-" + std::to_string(getpid()));
   fs::remove_all(dir);
   fs::create_directories(dir);
   return dir.string();
@@ -38,16 +38,16 @@ class GlobTest : public ::testing::Test {
  protected:
   void SetUp() override {
     root_ = MakeTestDir();
-    for (const char* f : {"a.wav", "b.txt", "c.WAV", ".hidden.wav", "_SUCCESS", "sub/d.wav",
-                          "sub/e.txt", "sub/deep/f.wav", "sub2/g.wav", ".git/h.wav",
-                          "_tmp/i.wav"}) {
+    for (const char* f :
+         {"a.wav", "b.txt", "c.WAV", ".hidden.wav", "_SUCCESS", "sub/d.wav", "sub/e.txt",
+          "sub/deep/f.wav", "sub2/g.wav", ".git/h.wav", "_tmp/i.wav"}) {
       Touch(root_ + "/" + f);
     }
   }
 
   // Expands and strips the root prefix, so expectations stay short.
-  std::vector<std::string> Rel(const std::vector<std::string>& patterns, bool recursive = false,
-                               const std::string& filter = "") {
+  std::vector<std::string> Rel(const std::vector<std::string>& patterns,
+                               bool recursive = false, const std::string& filter = "") {
     auto result = ExpandPaths(patterns, recursive, filter);
     EXPECT_TRUE(result.ok()) << result.status().ToString();
     std::vector<std::string> out;
@@ -105,7 +105,8 @@ TEST_F(GlobTest, QuestionMarkAndCharacterClasses) {
 }
 
 TEST_F(GlobTest, GlobMatchingADirectoryStandsForItsFiles) {
-  EXPECT_THAT(Rel({root_ + "/sub*"}), ElementsAre("sub/d.wav", "sub/e.txt", "sub2/g.wav"));
+  EXPECT_THAT(Rel({root_ + "/sub*"}),
+              ElementsAre("sub/d.wav", "sub/e.txt", "sub2/g.wav"));
   EXPECT_THAT(Rel({root_ + "/sub*"}, true),
               ElementsAre("sub/d.wav", "sub/deep/f.wav", "sub/e.txt", "sub2/g.wav"));
 }
@@ -125,7 +126,8 @@ TEST_F(GlobTest, HiddenAndUnderscoreNamesOnlyWhenAskedFor) {
 TEST_F(GlobTest, NameFilterMatchesTheFileNameOnly) {
   EXPECT_THAT(Rel({root_}, true, "*.wav"),
               ElementsAre("a.wav", "sub/d.wav", "sub/deep/f.wav", "sub2/g.wav"));
-  EXPECT_THAT(Rel({root_ + "/**"}, false, "[de].*"), ElementsAre("sub/d.wav", "sub/e.txt"));
+  EXPECT_THAT(Rel({root_ + "/**"}, false, "[de].*"),
+              ElementsAre("sub/d.wav", "sub/e.txt"));
   // A filter with a '/' never matches a name.
   auto result = ExpandPaths({root_}, true, "sub/*.wav");
   ASSERT_FALSE(result.ok());
@@ -133,15 +135,17 @@ TEST_F(GlobTest, NameFilterMatchesTheFileNameOnly) {
 }
 
 TEST_F(GlobTest, SortedDeduplicatedAndNormalised) {
-  EXPECT_THAT(Rel({root_ + "/b.txt", root_ + "/*.wav", root_ + "//./a.wav", root_ + "/b.txt"}),
-              ElementsAre("a.wav", "b.txt"));
+  EXPECT_THAT(
+      Rel({root_ + "/b.txt", root_ + "/*.wav", root_ + "//./a.wav", root_ + "/b.txt"}),
+      ElementsAre("a.wav", "b.txt"));
 }
 
 TEST_F(GlobTest, PatternMatchingNothingIsAnErrorNamingIt) {
   auto result = ExpandPaths({root_ + "/a.wav", root_ + "/*.flac"}, false, "");
   ASSERT_FALSE(result.ok());
   EXPECT_TRUE(result.status().IsIOError());
-  EXPECT_THAT(result.status().message(), HasSubstr("no files match '" + root_ + "/*.flac'"));
+  EXPECT_THAT(result.status().message(),
+              HasSubstr("no files match '" + root_ + "/*.flac'"));
 }
 
 TEST_F(GlobTest, MissingPrefixDirectoryIsNamed) {
@@ -165,7 +169,8 @@ TEST_F(GlobTest, DirectoryWithoutFilesIsAnError) {
   Touch(root_ + "/empty/.dot");
   auto result = ExpandPaths({root_ + "/empty"}, false, "");
   ASSERT_FALSE(result.ok());
-  EXPECT_THAT(result.status().message(), HasSubstr("no files match '" + root_ + "/empty'"));
+  EXPECT_THAT(result.status().message(),
+              HasSubstr("no files match '" + root_ + "/empty'"));
   EXPECT_THAT(result.status().message(), HasSubstr("recursive"));
   // Recursive lookup finds the nested file.
   EXPECT_THAT(Rel({root_ + "/empty"}, true), ElementsAre("empty/nested/x.bin"));
@@ -173,10 +178,10 @@ TEST_F(GlobTest, DirectoryWithoutFilesIsAnError) {
 
 TEST_F(GlobTest, SymlinkedDirectoriesAreNotWalkedRecursively) {
   fs::create_directory_symlink(root_, root_ + "/sub/loop");
-  EXPECT_THAT(Rel({root_ + "/sub"}, true), ElementsAre("sub/d.wav", "sub/deep/f.wav",
-                                                       "sub/e.txt"));
-  EXPECT_THAT(Rel({root_ + "/sub/**"}), ElementsAre("sub/d.wav", "sub/deep/f.wav",
-                                                    "sub/e.txt"));
+  EXPECT_THAT(Rel({root_ + "/sub"}, true),
+              ElementsAre("sub/d.wav", "sub/deep/f.wav", "sub/e.txt"));
+  EXPECT_THAT(Rel({root_ + "/sub/**"}),
+              ElementsAre("sub/d.wav", "sub/deep/f.wav", "sub/e.txt"));
   // Named explicitly, the link is followed.
   EXPECT_THAT(Rel({root_ + "/sub/loop/*.txt"}), ElementsAre("sub/loop/b.txt"));
 }
