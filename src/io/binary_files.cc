@@ -2,7 +2,10 @@
 //
 // Differences from Spark, on purpose: `path` is a plain absolute path (Spark writes
 // `file:/...` URIs), and partitions are ranges of the sorted file list closed by
-// count and bytes (Spark packs files into splits by size).
+// count and bytes (Spark packs files into splits by size). A partition closes before
+// a file that would push it past bytes_per_partition (a larger file is a partition of
+// its own); the listed sizes count even with read_content=false, so partitions do not
+// depend on that option. Batches close the same way at bytes_per_batch (content only).
 
 #include <fcntl.h>
 #include <sys/stat.h>

@@ -6,6 +6,7 @@
 #include <functional>
 #include <random>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <arrow/api.h>
@@ -320,6 +321,55 @@ TEST(BinaryFiles, OrderIsDeterministicAndSorted) {
                                              dir + "/b/2", dir + "/c"};
   EXPECT_EQ(Strings(*first, "path"), expected);
   EXPECT_TRUE(first->Equals(*second));
+}
+
+TEST(BinaryFiles, NameFilterAndRecursiveLookup) {
+  const std::string dir = MakeTestDir();
+  WriteFile(dir + "/a.wav", "1");
+  WriteFile(dir + "/a.txt", "2");
+  WriteFile(dir + "/deep/b.wav", "3");
+  auto source = Open(Opts({dir}, [](BinaryFilesOptions& o) { o.name_filter = "*.wav"; }));
+  ASSERT_TRUE(source);
+  EXPECT_EQ(Strings(*ReadTable(*source), "path"),
+            (std::vector<std::string>{dir + "/a.wav"}));
+  source = Open(Opts({dir}, [](BinaryFilesOptions& o) {
+    o.name_filter = "*.wav";
+    o.recursive = true;
+  }));
+  ASSERT_TRUE(source);
+  EXPECT_EQ(Strings(*ReadTable(*source), "content"),
+            (std::vector<std::string>{"1", "3"}));
+}
+
+TEST(BinaryFiles, PartitionsCanBeReadConcurrently) {
+  const std::string dir = MakeTestDir();
+  for (int i = 0; i < 40; ++i) {
+    WriteFile(dir + "/f" + std::to_string(100 + i), RandomBytes(1000 + i, i));
+  }
+  auto source =
+      Open(Opts({dir}, [](BinaryFilesOptions& o) { o.files_per_partition = 5; }));
+  ASSERT_TRUE(source);
+  ASSERT_EQ(source->num_partitions(), 8);
+  std::vector<std::shared_ptr<arrow::Table>> tables(8);
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 2; ++t) {
+    threads.emplace_back([&, t] {
+      for (int p = t; p < 8; p += 2) {
+        auto reader = source->OpenPartition(p);
+        if (!reader.ok()) return;
+        auto table = arrow::Table::FromRecordBatchReader(reader->get());
+        if (table.ok()) tables[p] = *table;
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  for (int p = 0; p < 8; ++p) {
+    ASSERT_TRUE(tables[p]) << p;
+    auto reader = *source->OpenPartition(p);
+    auto sequential = *arrow::Table::FromRecordBatchReader(reader.get());
+    EXPECT_TRUE(tables[p]->Equals(*sequential)) << p;
+    EXPECT_EQ(Ints(*tables[p], "length")[0], 1000 + 5 * p);
+  }
 }
 
 TEST(BinaryFiles, VanishedFileIsNamed) {
