@@ -1,0 +1,260 @@
+#include "io/glob.h"
+
+#include <fnmatch.h>
+
+#include <algorithm>
+#include <filesystem>
+#include <string_view>
+#include <system_error>
+
+#include <arrow/status.h>
+
+namespace dlprep::io {
+namespace {
+
+namespace fs = std::filesystem;
+
+enum class Kind { kFile, kDir, kDirLink, kOther };
+
+struct Entry {
+  std::string name;
+  Kind kind;
+};
+
+// Hidden ('.') and Spark/Hadoop metadata ('_') names are skipped when listing.
+bool IsSkippedName(std::string_view name) {
+  return !name.empty() && (name[0] == '.' || name[0] == '_');
+}
+
+std::string Join(const std::string& dir, std::string_view name) {
+  if (dir.empty()) return std::string(name);
+  std::string out = dir;
+  if (out.back() != '/') out += '/';
+  out += name;
+  return out;
+}
+
+class Expander {
+ public:
+  Expander(bool recursive, const std::string& name_filter)
+      : recursive_(recursive), name_filter_(name_filter) {}
+
+  arrow::Status Expand(const std::string& pattern) {
+    if (pattern.empty()) return arrow::Status::IOError("empty input path");
+    const size_t before = out_.size();
+    segs_.clear();
+    std::string root = pattern[0] == '/' ? "/" : "";
+    size_t pos = 0;
+    while (pos <= pattern.size()) {
+      size_t slash = pattern.find('/', pos);
+      if (slash == std::string::npos) slash = pattern.size();
+      std::string seg = pattern.substr(pos, slash - pos);
+      if (!seg.empty() && seg != ".") segs_.push_back(std::move(seg));
+      pos = slash + 1;
+    }
+    size_t first_glob = segs_.size();
+    for (size_t i = 0; i < segs_.size(); ++i) {
+      if (segs_[i] == "**" || HasGlobWildcard(segs_[i])) {
+        first_glob = i;
+        break;
+      }
+    }
+    std::string prefix = root;
+    for (size_t i = 0; i < first_glob; ++i) prefix = Join(prefix, segs_[i]);
+
+    if (first_glob == segs_.size()) {
+      // A plain path: a file or a directory.
+      std::error_code ec;
+      const fs::file_status st = fs::status(prefix.empty() ? "." : prefix, ec);
+      if (ec || !fs::exists(st)) {
+        if (ec && ec != std::errc::no_such_file_or_directory) {
+          return arrow::Status::IOError("cannot access '", pattern, "': ", ec.message());
+        }
+        return arrow::Status::IOError("input path '", pattern, "' does not exist");
+      }
+      if (fs::is_regular_file(st)) {
+        AddFile(prefix, segs_.empty() ? std::string_view(prefix)
+                                      : std::string_view(segs_.back()));
+      } else if (fs::is_directory(st)) {
+        ARROW_RETURN_NOT_OK(AddDirFiles(prefix, recursive_));
+      } else {
+        return arrow::Status::IOError("input path '", pattern,
+                                      "' is neither a regular file nor a directory");
+      }
+      if (out_.size() == before) {
+        if (fs::is_directory(st)) {
+          return arrow::Status::IOError(
+              "no files match '", pattern, "': the directory has no files",
+              recursive_ ? ""
+                         : " at its top level (use recursive lookup for subdirectories)",
+              name_filter_.empty() ? ""
+                                   : " matching the name filter '" + name_filter_ + "'",
+              " (names starting with '.' or '_' are skipped)");
+        }
+        return arrow::Status::IOError("no files match '", pattern, "': the name filter '",
+                                      name_filter_, "' rejects it");
+      }
+      return arrow::Status::OK();
+    }
+
+    if (!prefix.empty()) {
+      std::error_code ec;
+      if (!fs::is_directory(prefix, ec)) {
+        return arrow::Status::IOError("no files match '", pattern, "': directory '",
+                                      prefix, "' does not exist");
+      }
+    }
+    ARROW_RETURN_NOT_OK(Walk(prefix, first_glob));
+    if (out_.size() == before) {
+      return arrow::Status::IOError(
+          "no files match '", pattern, "'",
+          name_filter_.empty() ? "" : " with name filter '" + name_filter_ + "'");
+    }
+    return arrow::Status::OK();
+  }
+
+  std::vector<std::string> TakeSorted() {
+    std::sort(out_.begin(), out_.end());
+    out_.erase(std::unique(out_.begin(), out_.end()), out_.end());
+    return std::move(out_);
+  }
+
+ private:
+  // Reads `dir` ("" is the working directory) once, classifying its entries.
+  arrow::Result<std::vector<Entry>> List(const std::string& dir) {
+    std::vector<Entry> entries;
+    std::error_code ec;
+    fs::directory_iterator it(dir.empty() ? fs::path(".") : fs::path(dir), ec);
+    if (ec) {
+      return arrow::Status::IOError("cannot list directory '", dir.empty() ? "." : dir,
+                                    "': ", ec.message());
+    }
+    for (; it != fs::directory_iterator(); it.increment(ec)) {
+      if (ec) break;
+      const fs::directory_entry& e = *it;
+      Entry entry{e.path().filename().string(), Kind::kOther};
+      std::error_code tec;
+      if (e.is_symlink(tec)) {
+        const fs::file_status st = fs::status(e.path(), tec);  // follows the link
+        if (!tec && fs::is_directory(st)) entry.kind = Kind::kDirLink;
+        if (!tec && fs::is_regular_file(st)) entry.kind = Kind::kFile;
+      } else if (e.is_directory(tec)) {
+        entry.kind = Kind::kDir;
+      } else if (e.is_regular_file(tec)) {
+        entry.kind = Kind::kFile;
+      }
+      entries.push_back(std::move(entry));
+    }
+    if (ec) {
+      return arrow::Status::IOError("cannot list directory '", dir.empty() ? "." : dir,
+                                    "': ", ec.message());
+    }
+    return entries;
+  }
+
+  void AddFile(const std::string& path, std::string_view name) {
+    if (!name_filter_.empty() &&
+        fnmatch(name_filter_.c_str(), std::string(name).c_str(), FNM_PERIOD) != 0) {
+      return;
+    }
+    out_.push_back(path);
+  }
+
+  arrow::Status AddDirFiles(const std::string& dir, bool recursive) {
+    ARROW_ASSIGN_OR_RAISE(auto entries, List(dir));
+    for (const Entry& e : entries) {
+      if (IsSkippedName(e.name)) continue;
+      if (e.kind == Kind::kFile) {
+        AddFile(Join(dir, e.name), e.name);
+      } else if (e.kind == Kind::kDir && recursive) {
+        ARROW_RETURN_NOT_OK(AddDirFiles(Join(dir, e.name), true));
+      }
+    }
+    return arrow::Status::OK();
+  }
+
+  // Matches segments [i, end) below `dir`.
+  arrow::Status Walk(const std::string& dir, size_t i) {
+    const std::string& seg = segs_[i];
+    if (seg != "**" && !HasGlobWildcard(seg)) {
+      // A plain segment after a wildcard one: look it up instead of listing `dir`.
+      const std::string path = Join(dir, seg);
+      std::error_code ec;
+      const fs::file_status st = fs::status(path, ec);
+      if (ec) return arrow::Status::OK();
+      const bool last = i + 1 == segs_.size();
+      if (last && fs::is_regular_file(st)) {
+        AddFile(path, seg);
+      } else if (fs::is_directory(st)) {
+        if (last) return AddDirFiles(path, recursive_);
+        return Walk(path, i + 1);
+      }
+      return arrow::Status::OK();
+    }
+    ARROW_ASSIGN_OR_RAISE(auto entries, List(dir));
+    return MatchEntries(dir, entries, i);
+  }
+
+  // Matches segment i (and those after it) against the already listed `entries` of
+  // `dir`, so that `**` reads each directory once.
+  arrow::Status MatchEntries(const std::string& dir, const std::vector<Entry>& entries,
+                             size_t i) {
+    const std::string& seg = segs_[i];
+    const bool last = i + 1 == segs_.size();
+    if (seg == "**") {
+      if (last) {
+        for (const Entry& e : entries) {
+          if (e.kind == Kind::kFile && !IsSkippedName(e.name)) {
+            AddFile(Join(dir, e.name), e.name);
+          }
+        }
+      } else {
+        ARROW_RETURN_NOT_OK(MatchEntries(dir, entries, i + 1));  // zero directories
+      }
+      for (const Entry& e : entries) {
+        if (e.kind == Kind::kDir && !IsSkippedName(e.name)) {
+          ARROW_RETURN_NOT_OK(Walk(Join(dir, e.name), i));
+        }
+      }
+      return arrow::Status::OK();
+    }
+    for (const Entry& e : entries) {
+      if (IsSkippedName(e.name) && seg[0] != e.name[0]) continue;
+      if (fnmatch(seg.c_str(), e.name.c_str(), FNM_PERIOD) != 0) continue;
+      const std::string path = Join(dir, e.name);
+      if (last) {
+        if (e.kind == Kind::kFile) {
+          AddFile(path, e.name);
+        } else if (e.kind == Kind::kDir || e.kind == Kind::kDirLink) {
+          ARROW_RETURN_NOT_OK(AddDirFiles(path, recursive_));
+        }
+      } else if (e.kind == Kind::kDir || e.kind == Kind::kDirLink) {
+        ARROW_RETURN_NOT_OK(Walk(path, i + 1));
+      }
+    }
+    return arrow::Status::OK();
+  }
+
+  const bool recursive_;
+  const std::string name_filter_;
+  std::vector<std::string> segs_;
+  std::vector<std::string> out_;
+};
+
+}  // namespace
+
+bool HasGlobWildcard(const std::string& segment) {
+  return segment.find_first_of("*?[") != std::string::npos;
+}
+
+arrow::Result<std::vector<std::string>> ExpandPaths(
+    const std::vector<std::string>& patterns, bool recursive,
+    const std::string& name_filter) {
+  Expander expander(recursive, name_filter);
+  for (const std::string& pattern : patterns) {
+    ARROW_RETURN_NOT_OK(expander.Expand(pattern));
+  }
+  return expander.TakeSorted();
+}
+
+}  // namespace dlprep::io
