@@ -88,9 +88,9 @@ class DatasetWriterImpl : public DatasetWriter {
       return arrow::Status::Invalid("partition must be >= 0, got ", partition);
     }
     if (!SameColumns(*batch->schema(), *schema_)) {
-      return arrow::Status::TypeError(
-          "a batch of partition ", partition, " has columns ",
-          batch->schema()->ToString(), ", expected the writer's ", schema_->ToString());
+      return arrow::Status::TypeError("a batch of partition ", partition, " has columns ",
+                                      batch->schema()->ToString(),
+                                      ", expected the writer's ", schema_->ToString());
     }
     arrow::Status st = DoWrite(partition, *batch);
     if (!st.ok()) failed_ = st;
@@ -123,9 +123,7 @@ class DatasetWriterImpl : public DatasetWriter {
       }
     }
     std::sort(closed_.begin(), closed_.end(),
-              [](const WrittenFile& a, const WrittenFile& b) {
-                return a.name < b.name;
-              });
+              [](const WrittenFile& a, const WrittenFile& b) { return a.name < b.name; });
     WriteResult result;
     result.files = closed_;
     result.rows = rows_;
@@ -202,7 +200,8 @@ class DatasetWriterImpl : public DatasetWriter {
   arrow::Status DoWrite(int64_t partition, const arrow::RecordBatch& batch) {
     if (options_.format == OutputFormat::kTfRecord) {
       for (int i = 0; i < batch.num_columns(); ++i) {
-        ARROW_RETURN_NOT_OK(io::UpdateColumnStats(*batch.column(i), sequence_[i], &stats_[i]));
+        ARROW_RETURN_NOT_OK(
+            io::UpdateColumnStats(*batch.column(i), sequence_[i], &stats_[i]));
       }
     }
     const int64_t n = batch.num_rows();
@@ -265,8 +264,8 @@ class DatasetWriterImpl : public DatasetWriter {
     std::error_code ec;
     auto size = fs::file_size(path, ec);
     if (ec) {
-      return arrow::Status::IOError("cannot stat '", path, "' after writing it: ",
-                                    ec.message());
+      return arrow::Status::IOError("cannot stat '", path,
+                                    "' after writing it: ", ec.message());
     }
     closed_.push_back({file.name, file.rows, static_cast<int64_t>(size)});
     closed_bytes_ += static_cast<int64_t>(size);
@@ -290,8 +289,8 @@ class DatasetWriterImpl : public DatasetWriter {
                              ("." + output_.filename().string() + ".dlprep-old-" + uuid_))
                                 .string();
     if (::rename(out.c_str(), old.c_str()) != 0) {
-      return ErrnoError(errno, "cannot move the old output '" + out + "' aside to '" +
-                                   old + "'");
+      return ErrnoError(
+          errno, "cannot move the old output '" + out + "' aside to '" + old + "'");
     }
     if (::rename(attempt_dir_.c_str(), out.c_str()) != 0) {
       err = errno;
@@ -311,8 +310,8 @@ class DatasetWriterImpl : public DatasetWriter {
   const std::string extension_;
   std::vector<bool> sequence_;
   std::vector<io::ColumnStats> stats_;
-  std::map<int64_t, OpenFile> open_;       // by partition, or by shard
-  std::map<int64_t, int64_t> next_file_;   // next c<file> number per partition
+  std::map<int64_t, OpenFile> open_;      // by partition, or by shard
+  std::map<int64_t, int64_t> next_file_;  // next c<file> number per partition
   std::vector<bool> shard_opened_;
   int64_t next_shard_ = 0;
   std::vector<WrittenFile> closed_;
@@ -327,7 +326,8 @@ arrow::Status ValidateOptions(const WriteOptions& o) {
   if (o.output_dir.empty()) {
     return arrow::Status::Invalid("no output folder given (output_dir is empty)");
   }
-  if (o.shards < 0) return arrow::Status::Invalid("--shards must be >= 0, got ", o.shards);
+  if (o.shards < 0)
+    return arrow::Status::Invalid("--shards must be >= 0, got ", o.shards);
   if (o.max_rows_per_file < 0) {
     return arrow::Status::Invalid("--max-rows-per-file must be >= 0, got ",
                                   o.max_rows_per_file);
@@ -347,7 +347,8 @@ arrow::Status ValidateOptions(const WriteOptions& o) {
   if (o.format != OutputFormat::kTfRecord &&
       (o.compression == TfRecordCompression::kGzip ||
        o.compression == TfRecordCompression::kZlib)) {
-    return arrow::Status::Invalid("--compression gzip/zlib applies to tfrecord output only");
+    return arrow::Status::Invalid(
+        "--compression gzip/zlib applies to tfrecord output only");
   }
   return arrow::Status::OK();
 }
@@ -404,9 +405,8 @@ arrow::Result<std::unique_ptr<DatasetWriter>> DatasetWriter::Open(
   if (::mkdir(attempt.c_str(), 0777) != 0) {
     return ErrnoError(errno, "cannot create the attempt folder '" + attempt + "'");
   }
-  return std::make_unique<DatasetWriterImpl>(options, std::move(schema),
-                                             std::move(output), std::move(uuid),
-                                             std::move(attempt));
+  return std::make_unique<DatasetWriterImpl>(
+      options, std::move(schema), std::move(output), std::move(uuid), std::move(attempt));
 }
 
 }  // namespace dlprep

@@ -10,8 +10,8 @@
 #include <arrow/io/file.h>
 #include <arrow/testing/gtest_util.h>
 #include <gtest/gtest.h>
-#include <nlohmann/json.hpp>
 #include <parquet/arrow/reader.h>
+#include <nlohmann/json.hpp>
 
 #include "core/units.h"
 #include "dlprep/sink.h"
@@ -75,10 +75,11 @@ std::shared_ptr<arrow::Table> ReadCsv(const std::string& path) {
   auto convert = arrow::csv::ConvertOptions::Defaults();
   auto schema = TestSchema();
   for (const auto& f : schema->fields()) convert.column_types[f->name()] = f->type();
-  auto reader = arrow::csv::TableReader::Make(arrow::io::default_io_context(), file,
-                                              arrow::csv::ReadOptions::Defaults(),
-                                              arrow::csv::ParseOptions::Defaults(), convert)
-                    .ValueOrDie();
+  auto reader =
+      arrow::csv::TableReader::Make(arrow::io::default_io_context(), file,
+                                    arrow::csv::ReadOptions::Defaults(),
+                                    arrow::csv::ParseOptions::Defaults(), convert)
+          .ValueOrDie();
   return reader->Read().ValueOrDie()->CombineChunks().ValueOrDie();
 }
 
@@ -130,8 +131,8 @@ class DatasetWriterTest : public ::testing::Test {
 };
 
 TEST_F(DatasetWriterTest, ParquetRoundTripOneFilePerPartition) {
-  ASSERT_OK_AND_ASSIGN(auto writer,
-                       DatasetWriter::Open(Options(OutputFormat::kParquet), TestSchema()));
+  ASSERT_OK_AND_ASSIGN(
+      auto writer, DatasetWriter::Open(Options(OutputFormat::kParquet), TestSchema()));
   // Partitions interleave; each partition's batches arrive in order.
   ASSERT_OK(writer->Write(1, Rows(100, 5)));
   ASSERT_OK(writer->Write(0, Rows(0, 3)));
@@ -177,10 +178,16 @@ TEST_F(DatasetWriterTest, CsvRoundTrip) {
                        DatasetWriter::Open(Options(OutputFormat::kCsv), TestSchema()));
   ASSERT_OK(writer->Write(4, Rows(0, 7)));
   ASSERT_OK(writer->Write(4, Rows(7, 1)));
+  EXPECT_EQ(writer->rows_written(), 8);
+  int64_t progress_bytes = writer->bytes_written();
+  EXPECT_GT(progress_bytes, 0);
   ASSERT_OK_AND_ASSIGN(auto result, writer->Commit());
+  EXPECT_EQ(result.bytes, progress_bytes);  // CSV sizes are exact while writing
+  EXPECT_EQ(writer->bytes_written(), result.bytes);
   auto files = DataFiles(out_);
   ASSERT_EQ(files.size(), 1u);
-  EXPECT_TRUE(std::regex_match(files[0], std::regex("part-00004-[-0-9a-f]{36}-c000\\.csv")))
+  EXPECT_TRUE(
+      std::regex_match(files[0], std::regex("part-00004-[-0-9a-f]{36}-c000\\.csv")))
       << files[0];
   auto t = ReadAll(out_, files, true);
   EXPECT_TRUE(t->Equals(*Expected({Rows(0, 8)}))) << t->ToString();
@@ -235,18 +242,20 @@ TEST_F(DatasetWriterTest, ShardsDealSlicesRoundRobinIgnoringPartitions) {
   o.shards = 3;
   o.rows_per_slice = 4;
   ASSERT_OK_AND_ASSIGN(auto writer, DatasetWriter::Open(o, TestSchema()));
-  ASSERT_OK(writer->Write(7, Rows(0, 10)));   // slices 0-3, 4-7, 8-9
-  ASSERT_OK(writer->Write(2, Rows(10, 3)));   // slice 10-12 goes to shard 0 again
-  ASSERT_OK(writer->FinishPartition(7));      // does not close shared shards
-  ASSERT_OK(writer->Write(7, Rows(13, 1)));   // shard 1
+  ASSERT_OK(writer->Write(7, Rows(0, 10)));  // slices 0-3, 4-7, 8-9
+  ASSERT_OK(writer->Write(2, Rows(10, 3)));  // slice 10-12 goes to shard 0 again
+  ASSERT_OK(writer->FinishPartition(7));     // does not close shared shards
+  ASSERT_OK(writer->Write(7, Rows(13, 1)));  // shard 1
   ASSERT_OK_AND_ASSIGN(auto result, writer->Commit());
   auto files = DataFiles(out_);
   ASSERT_EQ(files.size(), 3u);
   for (int i = 0; i < 3; ++i) {
     EXPECT_EQ(files[i].substr(0, 11), "part-0000" + std::to_string(i) + "-") << files[i];
   }
-  EXPECT_TRUE(ReadAll(out_, {files[0]}, false)->Equals(*Expected({Rows(0, 4), Rows(10, 3)})));
-  EXPECT_TRUE(ReadAll(out_, {files[1]}, false)->Equals(*Expected({Rows(4, 4), Rows(13, 1)})));
+  EXPECT_TRUE(
+      ReadAll(out_, {files[0]}, false)->Equals(*Expected({Rows(0, 4), Rows(10, 3)})));
+  EXPECT_TRUE(
+      ReadAll(out_, {files[1]}, false)->Equals(*Expected({Rows(4, 4), Rows(13, 1)})));
   EXPECT_TRUE(ReadAll(out_, {files[2]}, false)->Equals(*Expected({Rows(8, 2)})));
   EXPECT_EQ(result.rows, 14);
 }
@@ -328,8 +337,8 @@ TEST_F(DatasetWriterTest, BadExtraManifestJsonFailsCommitAndPublishesNothing) {
 }
 
 TEST_F(DatasetWriterTest, NothingAtOutputBeforeCommit) {
-  ASSERT_OK_AND_ASSIGN(auto writer,
-                       DatasetWriter::Open(Options(OutputFormat::kParquet), TestSchema()));
+  ASSERT_OK_AND_ASSIGN(
+      auto writer, DatasetWriter::Open(Options(OutputFormat::kParquet), TestSchema()));
   const std::string attempt = writer->attempt_dir();
   EXPECT_EQ(fs::path(attempt).parent_path(), fs::path(root_));
   EXPECT_TRUE(std::regex_match(fs::path(attempt).filename().string(),
@@ -362,8 +371,8 @@ TEST_F(DatasetWriterTest, AbortAndDestructionLeaveNothing) {
   }
   EXPECT_TRUE(ListDir(root_).empty());
   {
-    ASSERT_OK_AND_ASSIGN(auto writer,
-                         DatasetWriter::Open(Options(OutputFormat::kParquet), TestSchema()));
+    ASSERT_OK_AND_ASSIGN(
+        auto writer, DatasetWriter::Open(Options(OutputFormat::kParquet), TestSchema()));
     ASSERT_OK(writer->Write(0, Rows(0, 3)));  // file still open when destroyed
   }
   EXPECT_TRUE(ListDir(root_).empty());
@@ -379,6 +388,21 @@ TEST_F(DatasetWriterTest, NonEmptyOutputNeedsOverwrite) {
   EXPECT_NE(r.status().message().find("--overwrite"), std::string::npos);
   EXPECT_EQ(ListDir(root_), std::vector<std::string>{"out"});  // no attempt folder
   EXPECT_EQ(ListDir(out_), std::vector<std::string>{"old.txt"});
+}
+
+TEST_F(DatasetWriterTest, OutputFilledDuringTheJobIsNotReplacedWithoutOverwrite) {
+  ASSERT_OK_AND_ASSIGN(auto writer,
+                       DatasetWriter::Open(Options(OutputFormat::kCsv), TestSchema()));
+  ASSERT_OK(writer->Write(0, Rows(0, 2)));
+  fs::create_directories(out_);
+  std::ofstream(out_ + "/other.txt") << "someone else's";
+  auto r = writer->Commit();
+  ASSERT_TRUE(r.status().IsInvalid()) << r.status().ToString();
+  EXPECT_NE(r.status().message().find("'" + out_ + "'"), std::string::npos);
+  EXPECT_NE(r.status().message().find("--overwrite"), std::string::npos);
+  EXPECT_EQ(ListDir(out_), std::vector<std::string>{"other.txt"});
+  writer.reset();
+  EXPECT_EQ(ListDir(root_), std::vector<std::string>{"out"});
 }
 
 TEST_F(DatasetWriterTest, EmptyExistingOutputIsReplaced) {
@@ -436,7 +460,8 @@ TEST_F(DatasetWriterTest, WriteFailureLeavesOutputUntouchedAndNamesThePath) {
   fs::remove_all(attempt);  // as if the disk went away: the next file cannot be created
   auto st = writer->Write(1, Rows(3, 3));
   ASSERT_FALSE(st.ok());
-  EXPECT_NE(st.message().find(attempt + "/part-00001-"), std::string::npos) << st.message();
+  EXPECT_NE(st.message().find(attempt + "/part-00001-"), std::string::npos)
+      << st.message();
   auto commit = writer->Commit();
   ASSERT_FALSE(commit.ok());
   EXPECT_NE(commit.status().message().find("failed"), std::string::npos);
@@ -460,9 +485,9 @@ TEST_F(DatasetWriterTest, LostAttemptFolderAtCommitLeavesOutputUntouched) {
 TEST_F(DatasetWriterTest, BatchWithOtherColumnsIsATypeError) {
   ASSERT_OK_AND_ASSIGN(auto writer,
                        DatasetWriter::Open(Options(OutputFormat::kCsv), TestSchema()));
-  auto other = arrow::RecordBatch::Make(
-      arrow::schema({arrow::field("id", arrow::int32())}), 0,
-      {arrow::MakeArrayOfNull(arrow::int32(), 0).ValueOrDie()});
+  auto other =
+      arrow::RecordBatch::Make(arrow::schema({arrow::field("id", arrow::int32())}), 0,
+                               {arrow::MakeArrayOfNull(arrow::int32(), 0).ValueOrDie()});
   auto st = writer->Write(5, other);
   ASSERT_TRUE(st.IsTypeError()) << st.ToString();
   EXPECT_NE(st.message().find("partition 5"), std::string::npos);
@@ -509,18 +534,21 @@ TEST_F(DatasetWriterTest, TfRecordNamesFilesAndRecordsFeatures) {
   o.compression = TfRecordCompression::kGzip;
   ASSERT_OK_AND_ASSIGN(auto writer, DatasetWriter::Open(o, TestSchema()));
   auto st = writer->Write(0, Rows(0, 3));
-  if (st.IsNotImplemented()) GTEST_SKIP() << "TFRecord writer not merged: " << st.ToString();
+  if (st.IsNotImplemented())
+    GTEST_SKIP() << "TFRecord writer not merged: " << st.ToString();
   ASSERT_OK(st);
   ASSERT_OK(writer->Commit().status());
   auto files = DataFiles(out_);
   ASSERT_EQ(files.size(), 1u);
-  EXPECT_TRUE(std::regex_match(files[0], std::regex("part-00000-[-0-9a-f]{36}-c000\\.tfrecord\\.gz")));
+  EXPECT_TRUE(std::regex_match(
+      files[0], std::regex("part-00000-[-0-9a-f]{36}-c000\\.tfrecord\\.gz")));
   json m = ReadJson(out_ + "/manifest.json");
   EXPECT_EQ(m["format"], "tfrecord");
   EXPECT_EQ(m["compression"], "gzip");
   EXPECT_EQ(m["record_type"], "example");
   EXPECT_EQ(m["features"]["id"],
-            json::parse(R"({"dtype":"int64","shape":[],"fixed_length":true,"sequence":false})"));
+            json::parse(
+                R"({"dtype":"int64","shape":[],"fixed_length":true,"sequence":false})"));
   EXPECT_EQ(m["features"]["score"]["dtype"], "float32");
   EXPECT_EQ(m["features"]["name"]["dtype"], "string");
 }

@@ -172,10 +172,10 @@ arrow::Status CheckCsvField(const std::shared_ptr<arrow::Field>& field) {
   ARROW_ASSIGN_OR_RAISE(auto probe, arrow::io::BufferOutputStream::Create());
   auto writer = arrow::csv::MakeCSVWriter(probe, arrow::schema({field}));
   if (!writer.ok()) {
-    return arrow::Status::TypeError("column '", field->name(), "' has type ",
-                                    type.ToString(),
-                                    ", which CSV cannot hold: ", writer.status().message(),
-                                    "; write parquet instead (--format)");
+    return arrow::Status::TypeError(
+        "column '", field->name(), "' has type ", type.ToString(),
+        ", which CSV cannot hold: ", writer.status().message(),
+        "; write parquet instead (--format)");
   }
   return (*writer)->Close();
 }
@@ -183,8 +183,8 @@ arrow::Status CheckCsvField(const std::shared_ptr<arrow::Field>& field) {
 arrow::Status CheckParquetField(const std::shared_ptr<arrow::Field>& field) {
   std::shared_ptr<parquet::SchemaDescriptor> descr;
   auto single = arrow::schema({field});
-  arrow::Status st = parquet::arrow::ToParquetSchema(
-      single.get(), *ParquetProperties(), *ParquetArrowProperties(), &descr);
+  arrow::Status st = parquet::arrow::ToParquetSchema(single.get(), *ParquetProperties(),
+                                                     *ParquetArrowProperties(), &descr);
   if (!st.ok()) {
     return arrow::Status::TypeError("column '", field->name(), "' has type ",
                                     field->type()->ToString(),

@@ -87,8 +87,8 @@ TEST(CheckWritable, TfRecordRefusesUnmappedTypeNamingColumn) {
 }
 
 TEST(CheckWritable, TfRecordNestedListsNeedSequenceExample) {
-  auto schema = arrow::schema(
-      {arrow::field("frames", arrow::list(arrow::list(arrow::float32())))});
+  auto schema =
+      arrow::schema({arrow::field("frames", arrow::list(arrow::list(arrow::float32())))});
   auto st = CheckWritable(*schema, Options(OutputFormat::kTfRecord));
   ASSERT_TRUE(st.IsTypeError()) << st.ToString();
   EXPECT_NE(st.message().find("'frames'"), std::string::npos) << st.message();
@@ -96,15 +96,15 @@ TEST(CheckWritable, TfRecordNestedListsNeedSequenceExample) {
   WriteOptions seq = Options(OutputFormat::kTfRecord);
   seq.record_type = RecordType::kSequenceExample;
   EXPECT_TRUE(CheckWritable(*schema, seq).ok());
-  auto deeper = arrow::schema({arrow::field(
-      "cube", arrow::list(arrow::list(arrow::list(arrow::float32()))))});
+  auto deeper = arrow::schema(
+      {arrow::field("cube", arrow::list(arrow::list(arrow::list(arrow::float32()))))});
   EXPECT_TRUE(CheckWritable(*deeper, seq).IsTypeError());
 }
 
 TEST(CheckWritable, TfRecordRefusesBadShapeMetadata) {
-  auto schema = arrow::schema({arrow::field("x", arrow::list(arrow::float32()))
-                                   ->WithMetadata(arrow::key_value_metadata(
-                                       {"dlprep.shape"}, {"[2,"}))});
+  auto schema = arrow::schema(
+      {arrow::field("x", arrow::list(arrow::float32()))
+           ->WithMetadata(arrow::key_value_metadata({"dlprep.shape"}, {"[2,"}))});
   auto st = CheckWritable(*schema, Options(OutputFormat::kTfRecord));
   ASSERT_TRUE(st.IsInvalid()) << st.ToString();
   EXPECT_NE(st.message().find("'x'"), std::string::npos) << st.message();
@@ -114,8 +114,8 @@ TEST(CheckWritable, TfRecordRefusesBadShapeMetadata) {
 TEST_F(FileWriterTest, ParquetWritesReadableFileAndReportsItsSize) {
   auto batch = SmallBatch();
   std::string path = dir_ + "/a.parquet";
-  ASSERT_OK_AND_ASSIGN(auto writer,
-                       OpenFileWriter(path, batch->schema(), Options(OutputFormat::kParquet)));
+  ASSERT_OK_AND_ASSIGN(auto writer, OpenFileWriter(path, batch->schema(),
+                                                   Options(OutputFormat::kParquet)));
   ASSERT_OK(writer->Write(*batch));
   ASSERT_OK(writer->Write(*batch->Slice(1, 2)));
   ASSERT_OK(writer->Close());
@@ -125,8 +125,8 @@ TEST_F(FileWriterTest, ParquetWritesReadableFileAndReportsItsSize) {
                        parquet::arrow::OpenFile(file, arrow::default_memory_pool()));
   std::shared_ptr<arrow::Table> table;
   ASSERT_OK(reader->ReadTable(&table));
-  ASSERT_OK_AND_ASSIGN(auto expected, arrow::Table::FromRecordBatches(
-                                          {batch, batch->Slice(1, 2)}));
+  ASSERT_OK_AND_ASSIGN(auto expected,
+                       arrow::Table::FromRecordBatches({batch, batch->Slice(1, 2)}));
   ASSERT_OK_AND_ASSIGN(table, table->CombineChunks());
   ASSERT_OK_AND_ASSIGN(expected, expected->CombineChunks());
   EXPECT_TRUE(table->Equals(*expected)) << table->ToString();
@@ -135,8 +135,8 @@ TEST_F(FileWriterTest, ParquetWritesReadableFileAndReportsItsSize) {
 TEST_F(FileWriterTest, CsvWritesHeaderAndQuotesAndExactSize) {
   auto batch = SmallBatch();
   std::string path = dir_ + "/a.csv";
-  ASSERT_OK_AND_ASSIGN(auto writer,
-                       OpenFileWriter(path, batch->schema(), Options(OutputFormat::kCsv)));
+  ASSERT_OK_AND_ASSIGN(
+      auto writer, OpenFileWriter(path, batch->schema(), Options(OutputFormat::kCsv)));
   ASSERT_OK(writer->Write(*batch));
   int64_t before_close = writer->bytes_written();
   ASSERT_OK(writer->Close());

@@ -214,9 +214,9 @@ arrow::Result<std::optional<std::vector<int64_t>>> ShapeFromMetadata(
   if (index < 0) return std::nullopt;
   const std::string& text = meta->value(index);
   auto invalid = [&]() {
-    return arrow::Status::Invalid("column '", field.name(), "': metadata ",
-                                  kShapeMetadataKey, " is '", text,
-                                  "', expected a JSON array of integers such as [101,64]");
+    return arrow::Status::Invalid(
+        "column '", field.name(), "': metadata ", kShapeMetadataKey, " is '", text,
+        "', expected a JSON array of integers such as [101,64]");
   };
   Json parsed = Json::parse(text, nullptr, /*allow_exceptions=*/false);
   if (parsed.is_discarded() || !parsed.is_array()) return invalid();
@@ -287,8 +287,8 @@ arrow::Result<std::string> BuildManifestJson(const ManifestInfo& info) {
     if (!info.extra_json.empty()) {
       Json job = Json::parse(info.extra_json, nullptr, /*allow_exceptions=*/false);
       if (job.is_discarded() || !job.is_object()) {
-        return arrow::Status::Invalid(
-            "extra_manifest_json must be a JSON object, got: ", info.extra_json);
+        return arrow::Status::Invalid("extra_manifest_json must be a JSON object, got: ",
+                                      info.extra_json);
       }
       m["job"] = std::move(job);
     }
@@ -321,8 +321,8 @@ arrow::Result<std::shared_ptr<arrow::Schema>> ReadManifestSchema(const std::stri
   arrow::ipc::DictionaryMemo memo;
   auto schema = arrow::ipc::ReadSchema(&reader, &memo);
   if (!schema.ok()) {
-    return arrow::Status::Invalid("'", path, "': \"arrow_schema\" does not decode: ",
-                                  schema.status().message());
+    return arrow::Status::Invalid(
+        "'", path, "': \"arrow_schema\" does not decode: ", schema.status().message());
   }
   return schema;
 }

@@ -35,10 +35,11 @@ json Features(const std::shared_ptr<arrow::Schema>& schema,
   info.stats.resize(schema->num_fields());
   for (const auto& columns : batches) {
     for (int i = 0; i < schema->num_fields(); ++i) {
-      EXPECT_TRUE(UpdateColumnStats(*columns[i],
-                                    IsSequenceColumn(*schema->field(i)->type(), record_type),
-                                    &info.stats[i])
-                      .ok());
+      EXPECT_TRUE(
+          UpdateColumnStats(*columns[i],
+                            IsSequenceColumn(*schema->field(i)->type(), record_type),
+                            &info.stats[i])
+              .ok());
     }
   }
   auto text = BuildManifestJson(info);
@@ -48,7 +49,9 @@ json Features(const std::shared_ptr<arrow::Schema>& schema,
 
 json Spec(const std::string& dtype, std::vector<int64_t> shape, bool fixed,
           bool sequence = false) {
-  return json{{"dtype", dtype}, {"shape", shape}, {"fixed_length", fixed},
+  return json{{"dtype", dtype},
+              {"shape", shape},
+              {"fixed_length", fixed},
               {"sequence", sequence}};
 }
 
@@ -58,19 +61,19 @@ std::shared_ptr<arrow::Field> WithShape(std::shared_ptr<arrow::Field> f,
 }
 
 TEST(FeatureSpec, ScalarColumns) {
-  auto schema = arrow::schema({arrow::field("id", arrow::int64()),
-                               arrow::field("age", arrow::int32()),
-                               arrow::field("score", arrow::float64()),
-                               arrow::field("name", arrow::utf8()),
-                               arrow::field("ok", arrow::boolean()),
-                               arrow::field("t", arrow::timestamp(arrow::TimeUnit::MICRO, "UTC"))});
-  auto f = Features(schema, {{ArrayFromJson(arrow::int64(), "[1, 2]"),
-                              ArrayFromJson(arrow::int32(), "[3, null]"),
-                              ArrayFromJson(arrow::float64(), "[1.5, 2]"),
-                              ArrayFromJson(arrow::binary(), "[\"a\", \"b\"]"),
-                              ArrayFromJson(arrow::boolean(), "[true, false]"),
-                              ArrayFromJson(arrow::timestamp(arrow::TimeUnit::MICRO, "UTC"),
-                                            "[1, 2]")}});
+  auto schema = arrow::schema(
+      {arrow::field("id", arrow::int64()), arrow::field("age", arrow::int32()),
+       arrow::field("score", arrow::float64()), arrow::field("name", arrow::utf8()),
+       arrow::field("ok", arrow::boolean()),
+       arrow::field("t", arrow::timestamp(arrow::TimeUnit::MICRO, "UTC"))});
+  auto f = Features(
+      schema,
+      {{ArrayFromJson(arrow::int64(), "[1, 2]"),
+        ArrayFromJson(arrow::int32(), "[3, null]"),
+        ArrayFromJson(arrow::float64(), "[1.5, 2]"),
+        ArrayFromJson(arrow::binary(), "[\"a\", \"b\"]"),
+        ArrayFromJson(arrow::boolean(), "[true, false]"),
+        ArrayFromJson(arrow::timestamp(arrow::TimeUnit::MICRO, "UTC"), "[1, 2]")}});
   EXPECT_EQ(f["id"], Spec("int64", {}, true));
   EXPECT_EQ(f["age"], Spec("int64", {}, false));  // a null in a written row
   EXPECT_EQ(f["score"], Spec("float32", {}, true));
@@ -126,10 +129,9 @@ TEST(FeatureSpec, LengthsAcrossBatchesAndSlices) {
 TEST(FeatureSpec, SequenceColumnsUseTheStepShape) {
   auto seq = arrow::list(arrow::list(arrow::float32()));
   auto steps3 = arrow::list(arrow::fixed_size_list(arrow::int64(), 3));
-  auto schema = arrow::schema({arrow::field("frames", seq),
-                               arrow::field("ids", steps3),
-                               arrow::field("ragged", seq),
-                               arrow::field("label", arrow::int64())});
+  auto schema =
+      arrow::schema({arrow::field("frames", seq), arrow::field("ids", steps3),
+                     arrow::field("ragged", seq), arrow::field("label", arrow::int64())});
   std::vector<std::vector<std::shared_ptr<arrow::Array>>> batches = {
       {ArrayFromJson(seq, "[[[1,2],[3,4],[5,6]],[[7,8]]]"),
        ArrayFromJson(steps3, "[[[1,2,3]],[[4,5,6],[7,8,9]]]"),
@@ -141,7 +143,8 @@ TEST(FeatureSpec, SequenceColumnsUseTheStepShape) {
   EXPECT_EQ(f["label"], Spec("int64", {}, true, false));
   // The same column in a tf.train.Example dataset is not a sequence.
   EXPECT_FALSE(IsSequenceColumn(*seq, RecordType::kExample));
-  EXPECT_FALSE(IsSequenceColumn(*arrow::list(arrow::int64()), RecordType::kSequenceExample));
+  EXPECT_FALSE(
+      IsSequenceColumn(*arrow::list(arrow::int64()), RecordType::kSequenceExample));
 }
 
 TEST(FeatureSpec, NoRowsWritten) {
@@ -194,8 +197,9 @@ TEST(BuildManifestJson, TfRecordHeaderAndJob) {
   EXPECT_EQ(m["record_type"], "sequence_example");
   EXPECT_EQ(m["rows"], 3);
   EXPECT_EQ(m["bytes"], 120);
-  EXPECT_EQ(m["files"][0], json::parse(
-      R"({"name": "part-00000-u-c000.tfrecord.zz", "rows": 3, "bytes": 120})"));
+  EXPECT_EQ(m["files"][0],
+            json::parse(
+                R"({"name": "part-00000-u-c000.tfrecord.zz", "rows": 3, "bytes": 120})"));
   EXPECT_EQ(m["job"]["seed"], 7);
   // Pretty-printed.
   EXPECT_NE(text.find("\n  \"format\": \"tfrecord\""), std::string::npos) << text;
@@ -227,7 +231,8 @@ TEST_F(ReadManifestSchemaTest, RoundTripsExactTypesAndMetadata) {
   ASSERT_OK_AND_ASSIGN(auto text, BuildManifestJson(info));
   std::ofstream(dir_ + "/manifest.json") << text;
   ASSERT_OK_AND_ASSIGN(auto schema, ReadManifestSchema(dir_));
-  EXPECT_TRUE(schema->Equals(*info.schema, /*check_metadata=*/true)) << schema->ToString();
+  EXPECT_TRUE(schema->Equals(*info.schema, /*check_metadata=*/true))
+      << schema->ToString();
 }
 
 TEST_F(ReadManifestSchemaTest, ErrorsNameTheFile) {
