@@ -32,4 +32,13 @@ arrow::Result<std::unique_ptr<FileWriter>> OpenFileWriter(
 /// File extension for the format and compression, e.g. "tfrecord.gz", "parquet".
 std::string FileExtension(const WriteOptions& options);
 
+/// Checks, before anything is written, that every column of `schema` can be written
+/// in `options.format` (and its record type); a TypeError names the first column that
+/// cannot, says why and suggests a format that can hold it.
+arrow::Status CheckWritable(const arrow::Schema& schema, const WriteOptions& options);
+
+/// Name of the compression codec the Parquet writer uses, as Arrow reports it
+/// (e.g. "uncompressed", "snappy"); recorded in the manifest.
+std::string ParquetCompressionName();
+
 }  // namespace dlprep::io
