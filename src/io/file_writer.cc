@@ -30,6 +30,8 @@ std::shared_ptr<parquet::WriterProperties> ParquetProperties() {
   parquet::WriterProperties::Builder builder;
   // Row groups are cut by ParquetWriter itself (rows and bytes), not inside a batch.
   builder.max_row_group_length(std::numeric_limits<int64_t>::max());
+  // Snappy, as pyarrow and Spark write by default: fast, and smaller than plain.
+  builder.compression(arrow::Compression::SNAPPY);
   return builder.build();
 }
 
