@@ -35,5 +35,5 @@ PYEOF
 TF_CPP_MIN_LOG_LEVEL=2 $PY demo-out/read_with_tf.py
 
 echo
-echo "Output: $(pwd)/demo-out/events_tfr (manifest.json lists files, rows and feature spec)"
+echo "Output: $(pwd)/demo-out/events_tfr (_manifest.json lists files, rows and feature spec)"
 echo "Read it in your own code with python/dlprep/tfrecord.py, as in demo-out/read_with_tf.py."

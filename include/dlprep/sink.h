@@ -53,7 +53,7 @@ struct WriteResult {
 
 /// Writes a dataset with the commit protocol: every shard is written into a hidden
 /// attempt folder beside the output folder (`.<name>.dlprep-attempt-<uuid>`), and
-/// Commit() writes `manifest.json` and `_SUCCESS` into it and then renames it onto
+/// Commit() writes `_manifest.json` and `_SUCCESS` into it and then renames it onto
 /// the output folder in one atomic step. Readers never see a partial dataset; a job
 /// that dies leaves only the hidden attempt folder, which it names on stderr.
 ///

@@ -104,7 +104,7 @@ enum class RecordType { kExample, kSequenceExample };
 /// Options of the TFRecord source.
 struct TfRecordSourceOptions {
   /// Files, directories or globs. A directory written by dlprep is read with the exact
-  /// Arrow schema from its manifest.json.
+  /// Arrow schema from its _manifest.json.
   std::vector<std::string> paths;
   /// kAuto detects GZIP and ZLIB from the first bytes of each file.
   TfRecordCompression compression = TfRecordCompression::kAuto;

@@ -1,4 +1,4 @@
 """Python helpers for data written by dlprep.
 
-`dlprep.tfrecord` builds TensorFlow parsing specs from a dataset's manifest.json.
+`dlprep.tfrecord` builds TensorFlow parsing specs from a dataset's _manifest.json.
 """

@@ -1,6 +1,6 @@
 """Read dlprep's TFRecord output in TensorFlow without guessing the feature spec.
 
-Every dataset dlprep writes has a manifest.json that lists its files and, per column,
+Every dataset dlprep writes has a _manifest.json that lists its files and, per column,
 the TensorFlow dtype, shape and whether every row has the feature with a fixed length:
 
     import dlprep.tfrecord as dt
@@ -20,9 +20,9 @@ _COMPRESSION = {"none": "", "gzip": "GZIP", "zlib": "ZLIB"}
 
 
 def manifest(path):
-    """The parsed manifest.json of a dlprep output folder (or the file itself)."""
+    """The parsed _manifest.json of a dlprep output folder (or the file itself)."""
     if os.path.isdir(path):
-        path = os.path.join(path, "manifest.json")
+        path = os.path.join(path, "_manifest.json")
     with open(path, encoding="utf-8") as f:
         return json.load(f)
 

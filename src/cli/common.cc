@@ -80,7 +80,7 @@ void AddInputFlags(CLI::App* app, InputFlags* f, bool binary_options) {
                   "Input files, folders or glob patterns (** for any depth); repeatable")
       ->required();
   app->add_option("--input-format", f->format,
-                  "auto (from manifest.json or extensions), parquet, csv, json (JSON "
+                  "auto (from _manifest.json or extensions), parquet, csv, json (JSON "
                   "lines), tfrecord or binary (Spark's binaryFile table of the files)")
       ->capture_default_str()
       ->check(CLI::IsMember({"auto", "parquet", "csv", "json", "tfrecord", "binary"}));
@@ -100,8 +100,7 @@ void AddInputFlags(CLI::App* app, InputFlags* f, bool binary_options) {
     app->add_flag("--no-content", f->no_content,
                   "binary: leave the content column null (list files without reading them)");
     app->add_option("--max-file-size", f->max_file_size,
-                    "binary: refuse files larger than this (e.g. 64MB)")
-        ->capture_default_str();
+                    "binary: refuse files larger than this (e.g. 64MB; default 2 GiB - 1)");
     app->add_option("--files-per-partition", f->files_per_partition,
                     "binary: files per partition (one output file each by default)")
         ->capture_default_str();
@@ -147,7 +146,7 @@ arrow::Result<std::string> DetectInputFormat(const InputFlags& flags) {
     std::string fmt;
     std::error_code ec;
     if (fs::is_directory(p, ec)) {
-      fs::path manifest = fs::path(p) / "manifest.json";
+      fs::path manifest = fs::path(p) / "_manifest.json";
       if (fs::exists(manifest, ec)) {
         std::ifstream in(manifest);
         auto j = nlohmann::json::parse(in, nullptr, /*allow_exceptions=*/false);
@@ -170,7 +169,7 @@ arrow::Result<std::string> DetectInputFormat(const InputFlags& flags) {
       }
       if (fmt.empty()) {
         return arrow::Status::Invalid("cannot tell the format of folder '", p,
-                                      "' (no manifest.json and no file with a known "
+                                      "' (no _manifest.json and no file with a known "
                                       "extension); pass --input-format "
                                       "parquet|csv|json|tfrecord|binary");
       }
@@ -204,7 +203,10 @@ arrow::Result<std::shared_ptr<Source>> OpenInput(const InputFlags& flags) {
     o.name_filter = flags.name_filter;
     o.recursive = flags.recursive;
     o.read_content = !flags.no_content;
-    ARROW_ASSIGN_OR_RAISE(o.max_file_size, ParseByteSize(flags.max_file_size, "--max-file-size"));
+    if (!flags.max_file_size.empty()) {
+      ARROW_ASSIGN_OR_RAISE(o.max_file_size,
+                            ParseByteSize(flags.max_file_size, "--max-file-size"));
+    }
     if (flags.files_per_partition <= 0) {
       return arrow::Status::Invalid("option --files-per-partition: expected a positive number");
     }

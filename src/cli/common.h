@@ -28,7 +28,7 @@ struct InputFlags {
   std::string name_filter;
   bool recursive = false;
   bool no_content = false;
-  std::string max_file_size = "2GB";
+  std::string max_file_size;  // empty: the library default (2 GiB - 1, as Spark)
   int64_t files_per_partition = 1000;
 };
 
@@ -54,7 +54,7 @@ void AddInputFlags(CLI::App* app, InputFlags* flags, bool binary_options);
 void AddOutputFlags(CLI::App* app, OutputFlags* flags, const std::string& default_format);
 void AddCommonFlags(CLI::App* app, CommonFlags* flags);
 
-/// Resolves "auto" to a concrete input format from the paths (manifest.json of a
+/// Resolves "auto" to a concrete input format from the paths (_manifest.json of a
 /// dlprep folder, else file extensions). Invalid with advice when it cannot tell.
 arrow::Result<std::string> DetectInputFormat(const InputFlags& flags);
 

@@ -109,7 +109,7 @@ void AddConvertCommand(CLI::App* root, std::vector<Command>* commands) {
   AddCommonFlags(app, &flags->common);
   app->footer(
       "The output folder appears only when the job succeeds, complete, with a\n"
-      "manifest.json (files, rows, bytes, Arrow schema, TensorFlow feature spec) and\n"
+      "_manifest.json (files, rows, bytes, Arrow schema, TensorFlow feature spec) and\n"
       "_SUCCESS. A null value omits the feature from that row's tf.train.Example.\n\n"
       "Examples:\n"
       "  dlprep convert -i events.parquet -o out/tfr\n"

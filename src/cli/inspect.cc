@@ -47,10 +47,10 @@ std::string FormatRow(const arrow::RecordBatch& batch, int64_t row, size_t width
   return line;
 }
 
-// Rows recorded in a dlprep folder's manifest.json, or -1.
+// Rows recorded in a dlprep folder's _manifest.json, or -1.
 int64_t ManifestRows(const std::vector<std::string>& paths) {
   if (paths.size() != 1) return -1;
-  std::ifstream in(fs::path(paths[0]) / "manifest.json");
+  std::ifstream in(fs::path(paths[0]) / "_manifest.json");
   if (!in) return -1;
   auto j = nlohmann::json::parse(in, nullptr, false);
   if (!j.is_object() || !j.contains("rows") || !j["rows"].is_number_integer()) return -1;
@@ -106,7 +106,7 @@ arrow::Status RunInspect(const InspectFlags& f) {
   if (read_all) {
     std::printf("rows: %lld\n", static_cast<long long>(rows));
   } else {
-    std::printf("rows: %lld (from manifest.json; --verify reads them all)\n",
+    std::printf("rows: %lld (from _manifest.json; --verify reads them all)\n",
                 static_cast<long long>(manifest_rows));
   }
   if (source->skipped_records() > 0) {

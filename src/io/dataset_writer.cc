@@ -137,7 +137,7 @@ class DatasetWriterImpl : public DatasetWriter {
     info.parquet_compression = io::ParquetCompressionName();
     info.extra_json = extra_manifest_json;
     ARROW_ASSIGN_OR_RAISE(std::string manifest, io::BuildManifestJson(info));
-    const std::string manifest_path = attempt_dir_ + "/manifest.json";
+    const std::string manifest_path = attempt_dir_ + "/_manifest.json";
     const std::string success_path = attempt_dir_ + "/_SUCCESS";
     ARROW_RETURN_NOT_OK(WriteSmallFile(manifest_path, manifest));
     ARROW_RETURN_NOT_OK(WriteSmallFile(success_path, ""));

@@ -53,11 +53,11 @@ std::vector<std::string> ListDir(const std::string& dir) {
   return names;
 }
 
-// Data files of a committed folder (everything but manifest.json and _SUCCESS).
+// Data files of a committed folder (everything but _manifest.json and _SUCCESS).
 std::vector<std::string> DataFiles(const std::string& dir) {
   std::vector<std::string> out;
   for (const auto& n : ListDir(dir)) {
-    if (n != "manifest.json" && n != "_SUCCESS") out.push_back(n);
+    if (n != "_manifest.json" && n != "_SUCCESS") out.push_back(n);
   }
   return out;
 }
@@ -294,7 +294,7 @@ TEST_F(DatasetWriterTest, ManifestRecordsFilesSchemaAndJob) {
   ASSERT_OK(writer->Write(3, arrow::RecordBatch::Make(schema, 6, batch->columns())));
   ASSERT_OK_AND_ASSIGN(auto result,
                        writer->Commit(R"({"pipeline": "churn", "workers": 2})"));
-  json m = ReadJson(out_ + "/manifest.json");
+  json m = ReadJson(out_ + "/_manifest.json");
   EXPECT_EQ(m["dlprep_version"], "0.1.0");
   EXPECT_EQ(m["format"], "parquet");
   EXPECT_EQ(m["compression"], io::ParquetCompressionName());
@@ -542,7 +542,7 @@ TEST_F(DatasetWriterTest, TfRecordNamesFilesAndRecordsFeatures) {
   ASSERT_EQ(files.size(), 1u);
   EXPECT_TRUE(std::regex_match(
       files[0], std::regex("part-00000-[-0-9a-f]{36}-c000\\.tfrecord\\.gz")));
-  json m = ReadJson(out_ + "/manifest.json");
+  json m = ReadJson(out_ + "/_manifest.json");
   EXPECT_EQ(m["format"], "tfrecord");
   EXPECT_EQ(m["compression"], "gzip");
   EXPECT_EQ(m["record_type"], "example");

@@ -295,12 +295,12 @@ arrow::Result<std::string> BuildManifestJson(const ManifestInfo& info) {
     // Column names and metadata may hold bytes that are not UTF-8: replace, don't throw.
     return m.dump(2, ' ', false, Json::error_handler_t::replace) + "\n";
   } catch (const std::exception& e) {
-    return arrow::Status::UnknownError("building manifest.json: ", e.what());
+    return arrow::Status::UnknownError("building _manifest.json: ", e.what());
   }
 }
 
 arrow::Result<std::shared_ptr<arrow::Schema>> ReadManifestSchema(const std::string& dir) {
-  const std::string path = dir + "/manifest.json";
+  const std::string path = dir + "/_manifest.json";
   std::ifstream in(path, std::ios::binary);
   if (!in) return arrow::Status::IOError("cannot open '", path, "'");
   std::stringstream text;

@@ -1,5 +1,5 @@
 #pragma once
-// The manifest.json that DatasetWriter::Commit writes beside the shards, and the
+// The _manifest.json that DatasetWriter::Commit writes beside the shards, and the
 // column statistics the TensorFlow feature spec in it is computed from.
 
 #include <cstdint>
@@ -69,14 +69,14 @@ struct ManifestInfo {
   std::string extra_json;
 };
 
-/// Builds the pretty-printed manifest.json text: dlprep_version, format, compression
+/// Builds the pretty-printed _manifest.json text: dlprep_version, format, compression
 /// (TFRecord: none/gzip/zlib; Parquet: the codec), record_type (TFRecord), rows,
 /// bytes, files, schema, arrow_schema (base64 of the Arrow IPC schema message),
 /// features (TFRecord: {"dtype", "shape", "fixed_length", "sequence"} per column) and
 /// job. Invalid when `extra_json` is not a JSON object.
 arrow::Result<std::string> BuildManifestJson(const ManifestInfo& info);
 
-/// Reads the exact Arrow schema stored in `<dir>/manifest.json` ("arrow_schema").
+/// Reads the exact Arrow schema stored in `<dir>/_manifest.json` ("arrow_schema").
 /// IOError when the file cannot be read, Invalid (naming the file) when it is not a
 /// dlprep manifest.
 arrow::Result<std::shared_ptr<arrow::Schema>> ReadManifestSchema(const std::string& dir);

@@ -229,7 +229,7 @@ TEST_F(ReadManifestSchemaTest, RoundTripsExactTypesAndMetadata) {
                  "[2,3]"),
        arrow::field("s", arrow::large_utf8())});
   ASSERT_OK_AND_ASSIGN(auto text, BuildManifestJson(info));
-  std::ofstream(dir_ + "/manifest.json") << text;
+  std::ofstream(dir_ + "/_manifest.json") << text;
   ASSERT_OK_AND_ASSIGN(auto schema, ReadManifestSchema(dir_));
   EXPECT_TRUE(schema->Equals(*info.schema, /*check_metadata=*/true))
       << schema->ToString();
@@ -238,13 +238,13 @@ TEST_F(ReadManifestSchemaTest, RoundTripsExactTypesAndMetadata) {
 TEST_F(ReadManifestSchemaTest, ErrorsNameTheFile) {
   auto missing = ReadManifestSchema(dir_);
   ASSERT_TRUE(missing.status().IsIOError());
-  EXPECT_NE(missing.status().message().find(dir_ + "/manifest.json"), std::string::npos);
-  std::ofstream(dir_ + "/manifest.json") << R"({"rows": 1})";
+  EXPECT_NE(missing.status().message().find(dir_ + "/_manifest.json"), std::string::npos);
+  std::ofstream(dir_ + "/_manifest.json") << R"({"rows": 1})";
   auto no_schema = ReadManifestSchema(dir_);
   ASSERT_TRUE(no_schema.status().IsInvalid());
   EXPECT_NE(no_schema.status().message().find("arrow_schema"), std::string::npos);
   EXPECT_NE(no_schema.status().message().find(dir_), std::string::npos);
-  std::ofstream(dir_ + "/manifest.json") << R"({"arrow_schema": "bm9wZQ=="})";
+  std::ofstream(dir_ + "/_manifest.json") << R"({"arrow_schema": "bm9wZQ=="})";
   auto garbage = ReadManifestSchema(dir_);
   ASSERT_TRUE(garbage.status().IsInvalid());
   EXPECT_NE(garbage.status().message().find("does not decode"), std::string::npos);

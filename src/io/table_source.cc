@@ -126,11 +126,11 @@ std::string PartitionBaseDir(const std::vector<std::string>& inputs) {
   return base.empty() ? "/" : base;
 }
 
-/// True for the manifest.json that dlprep's sinks write beside `_SUCCESS`: metadata,
+/// True for the _manifest.json that dlprep's sinks write beside `_SUCCESS`: metadata,
 /// not data, so reading a dlprep output folder works.
 bool IsDlprepManifest(const std::string& path) {
   const stdfs::path p(path);
-  if (p.filename() != "manifest.json") return false;
+  if (p.filename() != "_manifest.json") return false;
   std::error_code ec;
   return stdfs::exists(p.parent_path() / "_SUCCESS", ec);
 }

@@ -156,7 +156,7 @@ TEST(TableSource, DirectoryOfParquetFilesInSortedOrderSkippingMetadata) {
   WriteText(dir + "/_SUCCESS", "");
   WriteText(dir + "/.hidden.csv", "x\n1\n");
   WriteText(dir + "/_tmp/junk.csv", "x\n1\n");
-  WriteText(dir + "/manifest.json", "{\"files\": []}");  // dlprep's, beside _SUCCESS
+  WriteText(dir + "/_manifest.json", "{\"files\": []}");  // dlprep's, beside _SUCCESS
   auto source = Open(Opts({dir}));
   ASSERT_TRUE(source);
   ASSERT_EQ(source->num_partitions(), 3);

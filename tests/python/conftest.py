@@ -41,5 +41,5 @@ def dlprep():
 
 
 def read_manifest(path):
-    with open(Path(path) / "manifest.json") as f:
+    with open(Path(path) / "_manifest.json") as f:
         return json.load(f)
