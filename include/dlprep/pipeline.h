@@ -169,7 +169,7 @@ class Pipeline {
   /// `options.unordered`); meant for tests and embedding, it holds everything in
   /// memory. `stats` may be null.
   arrow::Result<std::shared_ptr<arrow::Table>> Collect(const RunOptions& options = {},
-                                                        RunStats* stats = nullptr) const;
+                                                       RunStats* stats = nullptr) const;
 
   const std::vector<PipelineStep>& steps() const { return steps_; }
 

@@ -23,25 +23,26 @@
 #define DLPREP_TEST_CONCAT(a, b) DLPREP_TEST_CONCAT_INNER(a, b)
 
 /// Asserts that an arrow::Status expression is OK, printing it otherwise.
-#define ASSERT_OK(expr)                                  \
-  do {                                                   \
-    ::arrow::Status _st = (expr);                        \
-    ASSERT_TRUE(_st.ok()) << _st.ToString();             \
+#define ASSERT_OK(expr)                      \
+  do {                                       \
+    ::arrow::Status _st = (expr);            \
+    ASSERT_TRUE(_st.ok()) << _st.ToString(); \
   } while (false)
 
 /// Asserts that an arrow::Result expression is OK and moves its value into `lhs`.
 #define ASSERT_OK_AND_ASSIGN(lhs, rexpr) \
   ASSERT_OK_AND_ASSIGN_IMPL(DLPREP_TEST_CONCAT(_result_, __LINE__), lhs, rexpr)
-#define ASSERT_OK_AND_ASSIGN_IMPL(result, lhs, rexpr)          \
-  auto result = (rexpr);                                       \
-  ASSERT_TRUE(result.ok()) << result.status().ToString();      \
+#define ASSERT_OK_AND_ASSIGN_IMPL(result, lhs, rexpr)     \
+  auto result = (rexpr);                                  \
+  ASSERT_TRUE(result.ok()) << result.status().ToString(); \
   lhs = std::move(result).ValueUnsafe();
 
 namespace dlprep::exec::testing {
 
 /// Schema of VectorSource batches: `x` (int64, a global row id) and `s` ("r<x>").
 inline std::shared_ptr<arrow::Schema> TestSchema() {
-  return arrow::schema({arrow::field("x", arrow::int64()), arrow::field("s", arrow::utf8())});
+  return arrow::schema(
+      {arrow::field("x", arrow::int64()), arrow::field("s", arrow::utf8())});
 }
 
 /// A batch of rows x = first .. first + n - 1.
@@ -61,7 +62,8 @@ inline std::shared_ptr<arrow::RecordBatch> MakeBatch(int64_t first, int64_t n) {
 /// A Source over in-memory batches; partition i is named "part-<i>".
 class VectorSource : public Source {
  public:
-  explicit VectorSource(std::vector<std::vector<std::shared_ptr<arrow::RecordBatch>>> parts)
+  explicit VectorSource(
+      std::vector<std::vector<std::shared_ptr<arrow::RecordBatch>>> parts)
       : parts_(std::move(parts)) {}
 
   /// Partition i has batches of sizes[i][0], sizes[i][1], ... rows; x counts up across
@@ -173,9 +175,11 @@ class DropMultiples : public BatchOperator {
     ARROW_ASSIGN_OR_RAISE(auto indices, idx.Finish());
     auto ind = std::static_pointer_cast<arrow::Int64Array>(indices);
     std::vector<std::shared_ptr<arrow::RecordBatch>> rows;
-    for (int64_t k = 0; k < ind->length(); ++k) rows.push_back(batch->Slice(ind->Value(k), 1));
+    for (int64_t k = 0; k < ind->length(); ++k)
+      rows.push_back(batch->Slice(ind->Value(k), 1));
     if (rows.empty()) return batch->Slice(0, 0);
-    ARROW_ASSIGN_OR_RAISE(auto table, arrow::Table::FromRecordBatches(batch->schema(), rows));
+    ARROW_ASSIGN_OR_RAISE(auto table,
+                          arrow::Table::FromRecordBatches(batch->schema(), rows));
     ARROW_ASSIGN_OR_RAISE(table, table->CombineChunks());
     return table->CombineChunksToBatch();
   }
@@ -201,7 +205,8 @@ class Duplicate : public BatchOperator {
       rows.push_back(batch->Slice(i, 1));
     }
     if (rows.empty()) return batch;
-    ARROW_ASSIGN_OR_RAISE(auto table, arrow::Table::FromRecordBatches(batch->schema(), rows));
+    ARROW_ASSIGN_OR_RAISE(auto table,
+                          arrow::Table::FromRecordBatches(batch->schema(), rows));
     return table->CombineChunksToBatch();
   }
 };
@@ -254,8 +259,8 @@ class CountingStateful : public StatefulOperator {
   std::string name() const override { return "counting"; }
   arrow::Result<std::shared_ptr<arrow::Schema>> OutputSchema(
       const arrow::Schema& input) const override {
-    ARROW_ASSIGN_OR_RAISE(auto s, input.AddField(input.num_fields(),
-                                                 arrow::field("seen", arrow::int64())));
+    ARROW_ASSIGN_OR_RAISE(
+        auto s, input.AddField(input.num_fields(), arrow::field("seen", arrow::int64())));
     return s->AddField(s->num_fields(), arrow::field("y", arrow::int64()));
   }
   arrow::Status Open(const OperatorContext& context) override {

@@ -49,8 +49,8 @@ std::string RowRange(int64_t first, int64_t n) {
 }
 
 std::string Where(const Source& source, int64_t partition) {
-  return "partition " + std::to_string(partition) + " '" + source.partition_name(partition) +
-         "'";
+  return "partition " + std::to_string(partition) + " '" +
+         source.partition_name(partition) + "'";
 }
 
 constexpr int64_t kMaxRowErrorSamples = 100;
@@ -214,10 +214,9 @@ class RunState {
       }
       if (batch == nullptr) break;
       if (!batch->schema()->Equals(*schema, /*check_metadata=*/false)) {
-        return arrow::Status::TypeError("source returned a batch of schema ",
-                                        batch->schema()->ToString(), " in ",
-                                        Where(source_, p), ", expected ",
-                                        schema->ToString());
+        return arrow::Status::TypeError(
+            "source returned a batch of schema ", batch->schema()->ToString(), " in ",
+            Where(source_, p), ", expected ", schema->ToString());
       }
       int64_t n = batch->num_rows();
       src.batches_in += 1;
@@ -243,7 +242,8 @@ class RunState {
   // Runs `batch` (source rows [first_row, first_row + n) of partition `p`) through every
   // step. Returns null when a step stopped the batch (0 rows).
   arrow::Result<std::shared_ptr<arrow::RecordBatch>> RunChain(
-      Worker* w, int64_t p, int64_t first_row, std::shared_ptr<arrow::RecordBatch> batch) {
+      Worker* w, int64_t p, int64_t first_row,
+      std::shared_ptr<arrow::RecordBatch> batch) {
     const int64_t source_rows = batch->num_rows();
     auto annotate = [&](const Executor::PlannedStep& step, const arrow::Status& st) {
       return st.WithMessage("operator '", step.name, "' failed on ", Where(source_, p),
@@ -274,16 +274,17 @@ class RunState {
     switch (step.kind) {
       case PipelineStep::Kind::kScalar: {
         ARROW_ASSIGN_OR_RAISE(auto column, step.scalar->Compute(*batch));
-        if (column == nullptr) return arrow::Status::Invalid("Compute returned no column");
+        if (column == nullptr)
+          return arrow::Status::Invalid("Compute returned no column");
         if (column->length() != batch->num_rows()) {
-          return arrow::Status::Invalid(
-              "scalar operator returned ", column->length(), " values for a batch of ",
-              batch->num_rows(), " rows; expected one value per row");
+          return arrow::Status::Invalid("scalar operator returned ", column->length(),
+                                        " values for a batch of ", batch->num_rows(),
+                                        " rows; expected one value per row");
         }
         if (!column->type()->Equals(*step.field->type())) {
-          return arrow::Status::TypeError("scalar operator returned a column of type ",
-                                          column->type()->ToString(),
-                                          "; OutputField declared ", step.field->ToString());
+          return arrow::Status::TypeError(
+              "scalar operator returned a column of type ", column->type()->ToString(),
+              "; OutputField declared ", step.field->ToString());
         }
         ARROW_ASSIGN_OR_RAISE(*out,
                               batch->AddColumn(batch->num_columns(), step.field, column));
@@ -298,7 +299,8 @@ class RunState {
         RowErrors errors;
         ARROW_ASSIGN_OR_RAISE(auto result, op->Process(batch, &errors));
         if (!errors.empty()) {
-          ARROW_RETURN_NOT_OK(HandleRowErrors(w, i, p, first_row, batch, std::move(errors)));
+          ARROW_RETURN_NOT_OK(
+              HandleRowErrors(w, i, p, first_row, batch, std::move(errors)));
         }
         return CheckOutput(step, std::move(result), out);
       }
@@ -311,10 +313,9 @@ class RunState {
                             std::shared_ptr<arrow::RecordBatch>* out) {
     if (result == nullptr) return arrow::Status::Invalid("Process returned no batch");
     if (!result->schema()->Equals(*step.output_schema, /*check_metadata=*/false)) {
-      return arrow::Status::TypeError("Process returned schema ",
-                                      result->schema()->ToString(),
-                                      "; OutputSchema declared ",
-                                      step.output_schema->ToString());
+      return arrow::Status::TypeError(
+          "Process returned schema ", result->schema()->ToString(),
+          "; OutputSchema declared ", step.output_schema->ToString());
     }
     // Keep the declared metadata (e.g. dlprep.shape) on every batch.
     if (!result->schema()->Equals(*step.output_schema, /*check_metadata=*/true)) {
@@ -364,25 +365,26 @@ class RunState {
     }
     for (int64_t row : errors.rows) {
       if (row < 0 || row >= input->num_rows()) {
-        return arrow::Status::Invalid("RowErrors names row ", row,
-                                      " of a batch of ", input->num_rows(), " rows");
+        return arrow::Status::Invalid("RowErrors names row ", row, " of a batch of ",
+                                      input->num_rows(), " rows");
       }
     }
     w->stats[i + 1].row_errors += errors.size();
     if (options_.fail_on_row_error) {
-      return arrow::Status::Invalid("row ", errors.rows[0], " of the batch failed: ",
-                                    errors.messages[0], " (", errors.size(),
-                                    " row(s) failed; failing because of fail_on_row_error)");
+      return arrow::Status::Invalid(
+          "row ", errors.rows[0], " of the batch failed: ", errors.messages[0], " (",
+          errors.size(), " row(s) failed; failing because of fail_on_row_error)");
     }
     std::lock_guard<std::mutex> lock(errors_mu_);
     row_errors_ += errors.size();
-    for (int64_t k = 0; k < errors.size() &&
-                        static_cast<int64_t>(row_error_samples_.size()) < kMaxRowErrorSamples;
+    for (int64_t k = 0;
+         k < errors.size() &&
+         static_cast<int64_t>(row_error_samples_.size()) < kMaxRowErrorSamples;
          ++k) {
       row_error_samples_.push_back("operator '" + step.name + "', " + Where(source_, p) +
                                    ", batch at row " + std::to_string(first_row) +
-                                   ", batch row " + std::to_string(errors.rows[k]) + ": " +
-                                   errors.messages[k]);
+                                   ", batch row " + std::to_string(errors.rows[k]) +
+                                   ": " + errors.messages[k]);
     }
     if (options_.error_sink != nullptr) {
       FailedRows failed;
@@ -421,7 +423,8 @@ class RunState {
     {
       std::unique_lock<std::mutex> lock(mu_);
       if (item.batch != nullptr) {
-        space_cv_.wait(lock, [&] { return stop_.load() || Admissible(p, seq, item.bytes); });
+        space_cv_.wait(lock,
+                       [&] { return stop_.load() || Admissible(p, seq, item.bytes); });
         if (stop_.load()) return;
         buffered_batches_ += 1;
         buffered_bytes_ += item.bytes;
@@ -505,7 +508,8 @@ class RunState {
       }
       sink_stats_.seconds += Since(t0);
       if (!st.ok()) {
-        Fail(st.WithMessage("sink failed writing ", Where(source_, p), ": ", st.message()));
+        Fail(st.WithMessage("sink failed writing ", Where(source_, p), ": ",
+                            st.message()));
         return;
       }
     }
@@ -526,13 +530,13 @@ class RunState {
   std::mutex mu_;
   std::condition_variable space_cv_;  // workers: buffer space or their turn
   std::condition_variable items_cv_;  // sink: the next item arrived
-  arrow::Status error_;                                            // GUARDED_BY(mu_)
-  std::map<std::pair<int64_t, int64_t>, Item> pending_;            // GUARDED_BY(mu_)
-  std::deque<Item> arrived_;                                       // GUARDED_BY(mu_)
-  int64_t head_partition_ = 0, head_seq_ = 0;                      // GUARDED_BY(mu_)
-  int64_t buffered_batches_ = 0, buffered_bytes_ = 0;              // GUARDED_BY(mu_)
-  int64_t peak_batches_ = 0, peak_bytes_ = 0;                      // GUARDED_BY(mu_)
-  std::vector<StageStats> merged_;                                 // GUARDED_BY(mu_)
+  arrow::Status error_;               // GUARDED_BY(mu_)
+  std::map<std::pair<int64_t, int64_t>, Item> pending_;  // GUARDED_BY(mu_)
+  std::deque<Item> arrived_;                             // GUARDED_BY(mu_)
+  int64_t head_partition_ = 0, head_seq_ = 0;            // GUARDED_BY(mu_)
+  int64_t buffered_batches_ = 0, buffered_bytes_ = 0;    // GUARDED_BY(mu_)
+  int64_t peak_batches_ = 0, peak_bytes_ = 0;            // GUARDED_BY(mu_)
+  std::vector<StageStats> merged_;                       // GUARDED_BY(mu_)
 
   std::mutex factory_mu_;  // one stateful factory call at a time
 
@@ -548,8 +552,8 @@ class RunState {
 Executor::~Executor() = default;
 
 arrow::Result<std::unique_ptr<Executor>> Executor::Make(std::shared_ptr<Source> source,
-                                                         std::vector<PipelineStep> steps,
-                                                         RunOptions options) {
+                                                        std::vector<PipelineStep> steps,
+                                                        RunOptions options) {
   if (source == nullptr) return arrow::Status::Invalid("pipeline has no source");
   std::unique_ptr<Executor> ex(new Executor());
   ex->source_ = std::move(source);
@@ -567,7 +571,8 @@ arrow::Result<std::unique_ptr<Executor>> Executor::Make(std::shared_ptr<Source> 
     };
     switch (s.kind) {
       case PipelineStep::Kind::kScalar: {
-        if (s.scalar == nullptr) return arrow::Status::Invalid("step ", i + 1, " is null");
+        if (s.scalar == nullptr)
+          return arrow::Status::Invalid("step ", i + 1, " is null");
         p.kind_name = "scalar";
         p.name = s.scalar->name();
         p.scalar = s.scalar;
@@ -596,9 +601,9 @@ arrow::Result<std::unique_ptr<Executor>> Executor::Make(std::shared_ptr<Source> 
         p.factory = s.stateful;
         auto probe = s.stateful();
         if (!probe.ok()) {
-          return probe.status().WithMessage("step ", i + 1,
-                                            ": creating the stateful operator failed: ",
-                                            probe.status().message());
+          return probe.status().WithMessage(
+              "step ", i + 1,
+              ": creating the stateful operator failed: ", probe.status().message());
         }
         p.probe = std::move(*probe);
         if (p.probe == nullptr) {
@@ -618,6 +623,16 @@ arrow::Result<std::unique_ptr<Executor>> Executor::Make(std::shared_ptr<Source> 
     ex->steps_.push_back(std::move(p));
   }
   ex->output_schema_ = schema;
+  // Schema::Equals caches fingerprints lazily; computing them here, on one thread,
+  // keeps the workers' comparisons read-only.
+  for (const auto& s : {ex->source_->schema(), schema}) {
+    (void)s->fingerprint();
+    (void)s->metadata_fingerprint();
+  }
+  for (const auto& p : ex->steps_) {
+    (void)p.output_schema->fingerprint();
+    (void)p.output_schema->metadata_fingerprint();
+  }
   return ex;
 }
 

@@ -15,12 +15,12 @@
 namespace dlprep::exec {
 namespace {
 
-using ::testing::HasSubstr;
 using testing::CountingFactory;
 using testing::CountingStateful;
 using testing::DropMultiples;
 using testing::Duplicate;
 using testing::FailAt;
+using ::testing::HasSubstr;
 using testing::Int64Column;
 using testing::StatefulLog;
 using testing::TimesScalar;
@@ -53,8 +53,8 @@ struct Collected {
 
 arrow::Result<Collected> RunCollect(std::shared_ptr<Source> source,
                                     std::vector<PipelineStep> steps, RunOptions options) {
-  ARROW_ASSIGN_OR_RAISE(auto ex, Executor::Make(std::move(source), std::move(steps),
-                                                options));
+  ARROW_ASSIGN_OR_RAISE(auto ex,
+                        Executor::Make(std::move(source), std::move(steps), options));
   CollectSink sink;
   Collected out;
   ARROW_ASSIGN_OR_RAISE(out.stats, ex->Run(&sink));
@@ -75,9 +75,9 @@ std::vector<std::vector<int64_t>> UnevenSizes(int partitions, uint32_t seed) {
 
 TEST(ExecutorTest, ScalarAppendsColumnOfSameLength) {
   auto source = VectorSource::FromSizes({{3, 4}, {5}});
-  ASSERT_OK_AND_ASSIGN(auto out, RunCollect(source,
-                                            {Scalar(std::make_shared<TimesScalar>("x2", 2))},
-                                            RunOptions{.workers = 2}));
+  ASSERT_OK_AND_ASSIGN(
+      auto out, RunCollect(source, {Scalar(std::make_shared<TimesScalar>("x2", 2))},
+                           RunOptions{.workers = 2}));
   ASSERT_EQ(out.table->num_columns(), 3);
   EXPECT_EQ(out.table->schema()->field(2)->name(), "x2");
   ASSERT_EQ(out.table->num_rows(), 12);
@@ -102,7 +102,8 @@ TEST(ExecutorTest, ScalarOfWrongLengthFailsNamingOperator) {
   ASSERT_FALSE(r.ok());
   EXPECT_TRUE(r.status().IsInvalid());
   EXPECT_THAT(r.status().message(), HasSubstr("operator 'bad_len'"));
-  EXPECT_THAT(r.status().message(), HasSubstr("returned 11 values for a batch of 10 rows"));
+  EXPECT_THAT(r.status().message(),
+              HasSubstr("returned 11 values for a batch of 10 rows"));
   EXPECT_THAT(r.status().message(), HasSubstr("part-0"));
 }
 
@@ -138,8 +139,9 @@ TEST(ExecutorTest, ChainThatDoesNotFitFailsBeforeRunning) {
 
 TEST(ExecutorTest, BatchOperatorMayChangeLength) {
   auto source = VectorSource::FromSizes({{4, 3}, {2}, {}});
-  ASSERT_OK_AND_ASSIGN(auto dup, RunCollect(source, {Batch(std::make_shared<Duplicate>())},
-                                            RunOptions{.workers = 3}));
+  ASSERT_OK_AND_ASSIGN(auto dup,
+                       RunCollect(source, {Batch(std::make_shared<Duplicate>())},
+                                  RunOptions{.workers = 3}));
   ASSERT_EQ(dup.table->num_rows(), 18);
   ASSERT_OK_AND_ASSIGN(auto b, dup.table->CombineChunksToBatch());
   auto x = Int64Column(*b, "x");
@@ -147,9 +149,9 @@ TEST(ExecutorTest, BatchOperatorMayChangeLength) {
 
   // Rows 0..8: dropping multiples of 2 keeps 1,3,5,7; the batch {8} becomes empty.
   auto source2 = VectorSource::FromSizes({{4, 3}, {1}, {1}});
-  ASSERT_OK_AND_ASSIGN(auto odd, RunCollect(source2,
-                                            {Batch(std::make_shared<DropMultiples>(2))},
-                                            RunOptions{.workers = 2}));
+  ASSERT_OK_AND_ASSIGN(auto odd,
+                       RunCollect(source2, {Batch(std::make_shared<DropMultiples>(2))},
+                                  RunOptions{.workers = 2}));
   ASSERT_EQ(odd.table->num_rows(), 4);
   ASSERT_OK_AND_ASSIGN(auto b2, odd.table->CombineChunksToBatch());
   auto x2 = Int64Column(*b2, "x");
@@ -162,9 +164,8 @@ TEST(ExecutorTest, BatchOperatorMayChangeLength) {
 TEST(ExecutorTest, StatefulOpenedOncePerWorkerAndStateCarriesAcrossPartitions) {
   auto source = VectorSource::FromSizes({{5, 5}, {5}, {}, {5, 5}});
   auto log = std::make_shared<StatefulLog>();
-  ASSERT_OK_AND_ASSIGN(auto out,
-                       RunCollect(source, {Stateful(CountingFactory(log))},
-                                  RunOptions{.workers = 1}));
+  ASSERT_OK_AND_ASSIGN(auto out, RunCollect(source, {Stateful(CountingFactory(log))},
+                                            RunOptions{.workers = 1}));
   EXPECT_EQ(log->opens, 1);
   EXPECT_EQ(log->closes, 1);
   EXPECT_EQ(out.stats.stages[1].opens, 1);
@@ -209,12 +210,11 @@ TEST(ExecutorTest, OutputIsIdenticalForAnyWorkerCount) {
   for (int workers : {1, 2, 4}) {
     auto log = std::make_shared<StatefulLog>();
     ASSERT_OK_AND_ASSIGN(
-        auto out,
-        RunCollect(source,
-                   {Batch(std::make_shared<DropMultiples>(3, 500)),
-                    Stateful(CountingFactory(log, 500)),
-                    Scalar(std::make_shared<TimesScalar>("x2", 2, 500))},
-                   RunOptions{.workers = workers, .max_buffered_batches = 6}));
+        auto out, RunCollect(source,
+                             {Batch(std::make_shared<DropMultiples>(3, 500)),
+                              Stateful(CountingFactory(log, 500)),
+                              Scalar(std::make_shared<TimesScalar>("x2", 2, 500))},
+                             RunOptions{.workers = workers, .max_buffered_batches = 6}));
     // `seen` depends on which worker got which batch; everything else must not.
     int seen = out.table->schema()->GetFieldIndex("seen");
     ASSERT_OK_AND_ASSIGN(auto table, out.table->RemoveColumn(seen));
@@ -242,9 +242,9 @@ TEST(ExecutorTest, OutputIsIdenticalForAnyWorkerCount) {
 
 TEST(ExecutorTest, UnorderedWritesEveryRowOnce) {
   auto source = VectorSource::FromSizes(UnevenSizes(30, 3));
-  ASSERT_OK_AND_ASSIGN(auto out,
-                       RunCollect(source, {Scalar(std::make_shared<TimesScalar>("x2", 2, 300))},
-                                  RunOptions{.workers = 4, .unordered = true}));
+  ASSERT_OK_AND_ASSIGN(
+      auto out, RunCollect(source, {Scalar(std::make_shared<TimesScalar>("x2", 2, 300))},
+                           RunOptions{.workers = 4, .unordered = true}));
   ASSERT_OK_AND_ASSIGN(auto b, out.table->CombineChunksToBatch());
   auto x = Int64Column(*b, "x");
   std::vector<int64_t> xs(x->raw_values(), x->raw_values() + x->length());
@@ -279,8 +279,7 @@ TEST(ExecutorTest, CancelStopsPromptly) {
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
     cancel.store(true);
   });
-  auto r = RunCollect(source, {Batch(slow)},
-                      RunOptions{.workers = 2, .cancel = &cancel});
+  auto r = RunCollect(source, {Batch(slow)}, RunOptions{.workers = 2, .cancel = &cancel});
   canceller.join();
   ASSERT_FALSE(r.ok());
   EXPECT_TRUE(r.status().IsCancelled()) << r.status().ToString();
@@ -290,7 +289,8 @@ TEST(ExecutorTest, CancelStopsPromptly) {
 
   // Cancelled before starting: nothing is processed.
   auto slow2 = std::make_shared<FailAt>(-1);
-  auto r2 = RunCollect(source, {Batch(slow2)}, RunOptions{.workers = 2, .cancel = &cancel});
+  auto r2 =
+      RunCollect(source, {Batch(slow2)}, RunOptions{.workers = 2, .cancel = &cancel});
   EXPECT_TRUE(r2.status().IsCancelled());
   EXPECT_EQ(slow2->seen(), 0);
 }
@@ -338,11 +338,12 @@ TEST(ExecutorTest, SlowSinkBoundsTheBuffer) {
     std::atomic<int64_t> produced{0};
     const int workers = 4;
     const int64_t bound = 3;
-    ASSERT_OK_AND_ASSIGN(auto ex,
-                         Executor::Make(source, {Scalar(std::make_shared<CountingScalar>(&produced))},
-                                        RunOptions{.workers = workers,
-                                                   .unordered = unordered,
-                                                   .max_buffered_batches = bound}));
+    ASSERT_OK_AND_ASSIGN(
+        auto ex,
+        Executor::Make(source, {Scalar(std::make_shared<CountingScalar>(&produced))},
+                       RunOptions{.workers = workers,
+                                  .unordered = unordered,
+                                  .max_buffered_batches = bound}));
     SlowSink sink(&produced, 1000);
     ASSERT_OK_AND_ASSIGN(auto stats, ex->Run(&sink));
     EXPECT_EQ(sink.written_, 200);
@@ -360,11 +361,12 @@ TEST(ExecutorTest, ByteBoundAdmitsOneBatchOver) {
   for (bool unordered : {false, true}) {
     std::atomic<int64_t> produced{0};
     ASSERT_OK_AND_ASSIGN(
-        auto ex, Executor::Make(source, {Scalar(std::make_shared<CountingScalar>(&produced))},
-                                RunOptions{.workers = 4,
-                                           .unordered = unordered,
-                                           .max_buffered_batches = 100,
-                                           .max_buffered_bytes = 1}));
+        auto ex,
+        Executor::Make(source, {Scalar(std::make_shared<CountingScalar>(&produced))},
+                       RunOptions{.workers = 4,
+                                  .unordered = unordered,
+                                  .max_buffered_batches = 100,
+                                  .max_buffered_bytes = 1}));
     SlowSink sink(&produced, 200);
     ASSERT_OK_AND_ASSIGN(auto stats, ex->Run(&sink));
     EXPECT_EQ(sink.written_, 50);
@@ -417,9 +419,9 @@ TEST(ExecutorTest, PerRowErrorsAreCountedAndSentToErrorSink) {
 
 TEST(ExecutorTest, EmptySourceGivesEmptyTableOfOutputSchema) {
   auto source = VectorSource::FromSizes({});
-  ASSERT_OK_AND_ASSIGN(auto out,
-                       RunCollect(source, {Scalar(std::make_shared<TimesScalar>("x2", 2))},
-                                  RunOptions{.workers = 4}));
+  ASSERT_OK_AND_ASSIGN(
+      auto out, RunCollect(source, {Scalar(std::make_shared<TimesScalar>("x2", 2))},
+                           RunOptions{.workers = 4}));
   EXPECT_EQ(out.table->num_rows(), 0);
   EXPECT_EQ(out.table->num_columns(), 3);
   EXPECT_EQ(out.stats.partitions, 0);
@@ -428,9 +430,8 @@ TEST(ExecutorTest, EmptySourceGivesEmptyTableOfOutputSchema) {
 TEST(ExecutorTest, StatsSerializeToJson) {
   auto source = VectorSource::FromSizes({{3}, {4}});
   auto log = std::make_shared<StatefulLog>();
-  ASSERT_OK_AND_ASSIGN(auto out,
-                       RunCollect(source, {Stateful(CountingFactory(log))},
-                                  RunOptions{.workers = 2}));
+  ASSERT_OK_AND_ASSIGN(auto out, RunCollect(source, {Stateful(CountingFactory(log))},
+                                            RunOptions{.workers = 2}));
   auto j = nlohmann::json::parse(out.stats.ToJson());
   EXPECT_EQ(j["rows_read"], 7);
   EXPECT_EQ(j["rows_written"], 7);

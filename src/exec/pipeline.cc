@@ -80,10 +80,10 @@ Pipeline& Pipeline::MapStateful(StatefulOperatorFactory factory) {
 }
 
 Pipeline& Pipeline::Write(WriteOptions options) {
-  writer_opener_ = [options = std::move(options)](
-                       const std::shared_ptr<arrow::Schema>& schema) {
-    return DatasetWriter::Open(options, schema);
-  };
+  writer_opener_ =
+      [options = std::move(options)](const std::shared_ptr<arrow::Schema>& schema) {
+        return DatasetWriter::Open(options, schema);
+      };
   return *this;
 }
 

@@ -10,7 +10,6 @@
 namespace dlprep {
 namespace {
 
-using ::testing::HasSubstr;
 using exec::testing::CountingFactory;
 using exec::testing::CountingStateful;
 using exec::testing::DropMultiples;
@@ -20,6 +19,7 @@ using exec::testing::MakeBatch;
 using exec::testing::StatefulLog;
 using exec::testing::TimesScalar;
 using exec::testing::VectorSource;
+using ::testing::HasSubstr;
 
 // What a FakeWriter saw; shared with the test because the pipeline owns the writer.
 struct WriterLog {
