@@ -202,7 +202,7 @@ class RunState {
       if (stop_.load()) return arrow::Status::OK();
       if (CancelRequested()) {
         return arrow::Status::Cancelled("run cancelled while processing ",
-                                        Where(source_, p), " ", RowRange(first_row, 0));
+                                        Where(source_, p), " at row ", first_row);
       }
       std::shared_ptr<arrow::RecordBatch> batch;
       t0 = Clock::now();
