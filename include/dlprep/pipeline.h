@@ -1,0 +1,182 @@
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <arrow/result.h>
+#include <arrow/status.h>
+#include <arrow/type_fwd.h>
+
+#include "dlprep/operator.h"
+#include "dlprep/sink.h"
+#include "dlprep/source.h"
+
+namespace dlprep {
+
+class Progress;
+
+/// One step of a pipeline's operator chain: exactly one of the three pointers/factory
+/// is set, according to `kind`.
+struct PipelineStep {
+  enum class Kind { kScalar, kBatch, kStateful };
+  Kind kind = Kind::kBatch;
+  std::shared_ptr<ScalarOperator> scalar;
+  std::shared_ptr<BatchOperator> batch;
+  StatefulOperatorFactory stateful;
+};
+
+/// Rows that a stateful operator reported failed (RowErrors), with where they came from.
+struct FailedRows {
+  std::string operator_name;
+  int64_t partition = 0;
+  std::string partition_name;
+  /// Row of the partition (counted in source rows) where the source batch that led to
+  /// `input` starts. Exact row identities need `input` itself: earlier batch operators
+  /// may have changed the number of rows.
+  int64_t first_row = 0;
+  /// The batch the operator received; `errors.rows` index into it.
+  std::shared_ptr<arrow::RecordBatch> input;
+  RowErrors errors;
+};
+
+/// Receives the per-row failures of a run (the `--errors PATH` sink).
+///
+/// Thread-safety: the executor calls Write() from worker threads but never two calls
+/// at once. Calls arrive in no particular order across partitions.
+class ErrorSink {
+ public:
+  virtual ~ErrorSink() = default;
+  /// A non-OK status fails the job.
+  virtual arrow::Status Write(const FailedRows& failed) = 0;
+};
+
+/// Options of one run.
+struct RunOptions {
+  /// Worker threads; 0: std::thread::hardware_concurrency(). Each worker takes the
+  /// next input partition and runs it through the whole chain.
+  int workers = 0;
+  /// Threads each stateful operator may use itself (OperatorContext).
+  int threads_per_worker = 1;
+  /// false: the sink gets batches in input order (partition by partition, batch by
+  /// batch) whatever `workers` is. true: in the order they finish (faster when
+  /// partitions differ in cost; output order then varies between runs).
+  bool unordered = false;
+  /// Bound on the reorder buffer between the workers and the sink: batches finished by
+  /// workers and not yet taken by the sink. A worker blocks while the buffer is full,
+  /// so a slow sink slows the source. The batch the sink needs next is always accepted
+  /// (so the buffer can never deadlock); the batch count therefore never exceeds
+  /// `max_buffered_batches`, and the byte size exceeds `max_buffered_bytes` by at most
+  /// that one batch. Memory in flight is about this buffer plus one batch per worker
+  /// plus the one being written. 0: 4 x workers batches.
+  int64_t max_buffered_batches = 0;
+  int64_t max_buffered_bytes = int64_t{256} << 20;
+  /// When it becomes true the run stops (checked between batches, and every 20 ms while
+  /// waiting) and returns Status::Cancelled. May be null.
+  const std::atomic<bool>* cancel = nullptr;
+  /// Updated as batches are written (rows, sink bytes, partitions done). May be null.
+  Progress* progress = nullptr;
+  /// Receives per-row failures. May be null: they are then only counted.
+  ErrorSink* error_sink = nullptr;
+  /// Fail the job on the first per-row failure (`--fail-on-error`).
+  bool fail_on_row_error = false;
+};
+
+/// Counters of one stage: the source ("source"), each operator step, the sink ("sink").
+struct StageStats {
+  std::string name;
+  std::string kind;  ///< "source", "scalar", "batch", "stateful", "sink"
+  int64_t batches_in = 0;
+  int64_t rows_in = 0;
+  int64_t batches_out = 0;
+  int64_t rows_out = 0;
+  /// Wall seconds spent in the stage, summed over workers.
+  double seconds = 0;
+  /// Stateful only: Open() calls (= workers that processed at least one batch).
+  int64_t opens = 0;
+  /// Stateful only: rows reported failed.
+  int64_t row_errors = 0;
+};
+
+/// Statistics of one run; ToJson() gives the `--stats` document.
+struct RunStats {
+  int workers = 0;
+  bool unordered = false;
+  int64_t partitions = 0;
+  /// stages.front() is the source, stages.back() the sink, operators in between.
+  std::vector<StageStats> stages;
+  int64_t rows_read = 0;
+  int64_t rows_written = 0;
+  int64_t batches_written = 0;
+  int64_t row_errors = 0;
+  /// The first (at most 100) per-row failures: "operator 'x', partition 'p', row r: msg".
+  std::vector<std::string> row_error_samples;
+  /// Reorder buffer: the bound used and the peak actually reached.
+  int64_t max_buffered_batches = 0;
+  int64_t max_buffered_bytes = 0;
+  int64_t peak_buffered_batches = 0;
+  int64_t peak_buffered_bytes = 0;
+  /// Set by Pipeline::Run after commit: files and bytes of the committed dataset.
+  int64_t files_written = 0;
+  int64_t bytes_written = 0;
+  double wall_seconds = 0;
+
+  /// A JSON object with every field above (stages as an array).
+  std::string ToJson() const;
+};
+
+/// Opens the writer a pipeline writes to, for the output schema of the chain.
+using DatasetWriterOpener = std::function<arrow::Result<std::unique_ptr<DatasetWriter>>(
+    const std::shared_ptr<arrow::Schema>& schema)>;
+
+/// Builds and runs source -> operators -> sink:
+///
+///     auto stats = Pipeline::Read(source).Map(scalar_op).MapStateful(factory)
+///                      .Write(write_options).Run({.workers = 8});
+///
+/// A value type; building is cheap and copies share the operators. Run() and Collect()
+/// may be called several times (each call runs the whole pipeline again). Not
+/// thread-safe: build and run from one thread (the run itself uses `workers` threads).
+class Pipeline {
+ public:
+  /// Starts a pipeline reading `source` (must not be null; Run reports it otherwise).
+  static Pipeline Read(std::shared_ptr<Source> source);
+
+  /// Appends a scalar operator: its column is appended to every batch.
+  Pipeline& Map(std::shared_ptr<ScalarOperator> op);
+  /// Appends a batch operator.
+  Pipeline& Map(std::shared_ptr<BatchOperator> op);
+  /// Appends a stateful operator; see StatefulOperatorFactory for when it is called.
+  Pipeline& MapStateful(StatefulOperatorFactory factory);
+
+  /// Writes the result with DatasetWriter::Open(options) (the commit protocol). The
+  /// writer is opened at Run(), committed when the run succeeds, aborted otherwise.
+  Pipeline& Write(WriteOptions options);
+  /// As above with a custom way to open the writer (tests, embedding).
+  Pipeline& Write(DatasetWriterOpener opener);
+
+  /// Schema of the chain's output. Calls each stateful factory once.
+  arrow::Result<std::shared_ptr<arrow::Schema>> OutputSchema() const;
+
+  /// Runs to the writer given to Write(); Invalid if Write() was not called. The
+  /// committed manifest gets the statistics under "job".
+  arrow::Result<RunStats> Run(const RunOptions& options = {}) const;
+
+  /// Runs and returns the whole output as one table (in input order unless
+  /// `options.unordered`); meant for tests and embedding, it holds everything in
+  /// memory. `stats` may be null.
+  arrow::Result<std::shared_ptr<arrow::Table>> Collect(const RunOptions& options = {},
+                                                       RunStats* stats = nullptr) const;
+
+  const std::vector<PipelineStep>& steps() const { return steps_; }
+
+ private:
+  std::shared_ptr<Source> source_;
+  std::vector<PipelineStep> steps_;
+  DatasetWriterOpener writer_opener_;
+};
+
+}  // namespace dlprep

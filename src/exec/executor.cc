@@ -1,0 +1,678 @@
+#include "exec/executor.h"
+
+#include <algorithm>
+#include <chrono>
+#include <condition_variable>
+#include <deque>
+#include <map>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <utility>
+
+#include <arrow/array.h>
+#include <arrow/record_batch.h>
+#include <arrow/table.h>
+#include <arrow/type.h>
+#include <arrow/util/byte_size.h>
+
+#include "core/progress.h"
+
+namespace dlprep::exec {
+
+struct Executor::PlannedStep {
+  PipelineStep::Kind kind = PipelineStep::Kind::kBatch;
+  std::string name;
+  std::string kind_name;
+  std::shared_ptr<ScalarOperator> scalar;
+  std::shared_ptr<arrow::Field> field;  // scalar: the appended column
+  std::shared_ptr<BatchOperator> batch;
+  StatefulOperatorFactory factory;
+  // The instance made while planning; handed to the first worker that needs one.
+  // Guarded by RunState::mu_ during a run.
+  std::unique_ptr<StatefulOperator> probe;
+  std::shared_ptr<arrow::Schema> output_schema;
+};
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double Since(Clock::time_point t) {
+  return std::chrono::duration<double>(Clock::now() - t).count();
+}
+
+// "rows 4096-8191" (0-based, inclusive) of a batch of `n` rows starting at `first`.
+std::string RowRange(int64_t first, int64_t n) {
+  if (n == 0) return "at row " + std::to_string(first) + " (empty batch)";
+  return "rows " + std::to_string(first) + "-" + std::to_string(first + n - 1);
+}
+
+std::string Where(const Source& source, int64_t partition) {
+  return "partition " + std::to_string(partition) + " '" +
+         source.partition_name(partition) + "'";
+}
+
+constexpr int64_t kMaxRowErrorSamples = 100;
+constexpr auto kPollInterval = std::chrono::milliseconds(20);
+
+// One finished batch on its way to the sink, or the end-of-partition marker.
+struct Item {
+  int64_t partition = 0;
+  std::shared_ptr<arrow::RecordBatch> batch;  // null: end of partition
+  int64_t bytes = 0;
+};
+
+// Per-worker state; touched only by its own thread until merged.
+struct Worker {
+  int index = 0;
+  std::vector<std::unique_ptr<StatefulOperator>> instances;  // by step; null if none
+  std::vector<bool> opened;
+  std::vector<StageStats> stats;  // [0] source, [1 + i] step i
+};
+
+// The state of one Executor::Run().
+//
+// Locking: mu_ guards the reorder buffer (pending_, arrived_, head_*, buffered_*,
+// peak_*), error_, finished stats and the stateful probes. errors_mu_ serialises error
+// sink calls and guards the row-error counters. Operators and the sink are always
+// called with no lock held, except the error sink (under errors_mu_).
+class RunState {
+ public:
+  RunState(const Source& source, std::vector<Executor::PlannedStep>* steps,
+           const RunOptions& options, int workers, int64_t max_batches, BatchSink* sink)
+      : source_(source),
+        steps_(*steps),
+        options_(options),
+        workers_(workers),
+        max_batches_(max_batches),
+        max_bytes_(std::max<int64_t>(options.max_buffered_bytes, 1)),
+        sink_(sink),
+        num_partitions_(source.num_partitions()) {}
+
+  arrow::Result<RunStats> Run() {
+    auto start = Clock::now();
+    for (size_t i = 0; i < steps_.size() + 1; ++i) merged_.emplace_back();
+    int threads = static_cast<int>(std::min<int64_t>(workers_, num_partitions_));
+    std::vector<std::thread> pool;
+    pool.reserve(threads);
+    for (int w = 0; w < threads; ++w) pool.emplace_back([this, w] { WorkerMain(w); });
+    SinkLoop();
+    for (auto& t : pool) t.join();
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (!error_.ok()) return error_;
+    }
+    RunStats stats;
+    stats.workers = workers_;
+    stats.unordered = options_.unordered;
+    stats.partitions = num_partitions_;
+    merged_[0].name = "source";
+    merged_[0].kind = "source";
+    for (size_t i = 0; i < steps_.size(); ++i) {
+      merged_[i + 1].name = steps_[i].name;
+      merged_[i + 1].kind = steps_[i].kind_name;
+    }
+    stats.stages = merged_;
+    sink_stats_.name = "sink";
+    sink_stats_.kind = "sink";
+    stats.stages.push_back(sink_stats_);
+    stats.rows_read = merged_[0].rows_out;
+    stats.rows_written = sink_stats_.rows_out;
+    stats.batches_written = sink_stats_.batches_out;
+    stats.row_errors = row_errors_;
+    stats.row_error_samples = row_error_samples_;
+    stats.max_buffered_batches = max_batches_;
+    stats.max_buffered_bytes = max_bytes_;
+    stats.peak_buffered_batches = peak_batches_;
+    stats.peak_buffered_bytes = peak_bytes_;
+    stats.wall_seconds = Since(start);
+    return stats;
+  }
+
+ private:
+  bool CancelRequested() const {
+    return options_.cancel != nullptr && options_.cancel->load();
+  }
+
+  // Records the first error and stops everyone.
+  void Fail(const arrow::Status& st) {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (error_.ok()) error_ = st;
+      stop_.store(true);
+    }
+    space_cv_.notify_all();
+    items_cv_.notify_all();
+  }
+
+  void WorkerMain(int index) {
+    Worker w;
+    w.index = index;
+    w.instances.resize(steps_.size());
+    w.opened.assign(steps_.size(), false);
+    w.stats.resize(steps_.size() + 1);
+    while (!stop_.load()) {
+      int64_t p = next_partition_.fetch_add(1);
+      if (p >= num_partitions_) break;
+      arrow::Status st = ProcessPartition(&w, p);
+      if (!st.ok()) {
+        Fail(st);
+        break;
+      }
+    }
+    for (size_t i = 0; i < steps_.size(); ++i) {
+      if (!w.opened[i]) continue;
+      auto t0 = Clock::now();
+      arrow::Status st = w.instances[i]->Close();
+      w.stats[i + 1].seconds += Since(t0);
+      if (!st.ok() && !stop_.load()) {
+        Fail(st.WithMessage("operator '", steps_[i].name, "' failed to close on worker ",
+                            w.index, ": ", st.message()));
+      }
+    }
+    std::lock_guard<std::mutex> lock(mu_);
+    for (size_t i = 0; i < w.stats.size(); ++i) {
+      StageStats& m = merged_[i];
+      const StageStats& s = w.stats[i];
+      m.batches_in += s.batches_in;
+      m.rows_in += s.rows_in;
+      m.batches_out += s.batches_out;
+      m.rows_out += s.rows_out;
+      m.seconds += s.seconds;
+      m.opens += s.opens;
+      m.row_errors += s.row_errors;
+    }
+  }
+
+  arrow::Status ProcessPartition(Worker* w, int64_t p) {
+    StageStats& src = w->stats[0];
+    auto t0 = Clock::now();
+    auto reader_r = source_.OpenPartition(p);
+    src.seconds += Since(t0);
+    if (!reader_r.ok()) {
+      return reader_r.status().WithMessage("opening ", Where(source_, p), ": ",
+                                           reader_r.status().message());
+    }
+    auto reader = std::move(*reader_r);
+    const std::shared_ptr<arrow::Schema> schema = source_.schema();
+    int64_t first_row = 0;
+    int64_t seq = 0;
+    while (true) {
+      if (stop_.load()) return arrow::Status::OK();
+      if (CancelRequested()) {
+        return arrow::Status::Cancelled("run cancelled while processing ",
+                                        Where(source_, p), " at row ", first_row);
+      }
+      std::shared_ptr<arrow::RecordBatch> batch;
+      t0 = Clock::now();
+      arrow::Status st = reader->ReadNext(&batch);
+      src.seconds += Since(t0);
+      if (!st.ok()) {
+        return st.WithMessage("reading ", Where(source_, p), " after row ", first_row,
+                              ": ", st.message());
+      }
+      if (batch == nullptr) break;
+      if (!batch->schema()->Equals(*schema, /*check_metadata=*/false)) {
+        return arrow::Status::TypeError(
+            "source returned a batch of schema ", batch->schema()->ToString(), " in ",
+            Where(source_, p), ", expected ", schema->ToString());
+      }
+      int64_t n = batch->num_rows();
+      src.batches_in += 1;
+      src.rows_in += n;
+      src.batches_out += 1;
+      src.rows_out += n;
+      ARROW_ASSIGN_OR_RAISE(auto out, RunChain(w, p, first_row, std::move(batch)));
+      first_row += n;
+      if (out != nullptr && out->num_rows() > 0) {
+        Item item;
+        item.partition = p;
+        item.bytes = arrow::util::TotalBufferSize(*out);
+        item.batch = std::move(out);
+        Deliver(p, seq++, std::move(item));
+      }
+    }
+    Item end;
+    end.partition = p;
+    Deliver(p, seq, std::move(end));
+    return arrow::Status::OK();
+  }
+
+  // Runs `batch` (source rows [first_row, first_row + n) of partition `p`) through every
+  // step. Returns null when a step stopped the batch (0 rows).
+  arrow::Result<std::shared_ptr<arrow::RecordBatch>> RunChain(
+      Worker* w, int64_t p, int64_t first_row,
+      std::shared_ptr<arrow::RecordBatch> batch) {
+    const int64_t source_rows = batch->num_rows();
+    auto annotate = [&](const Executor::PlannedStep& step, const arrow::Status& st) {
+      return st.WithMessage("operator '", step.name, "' failed on ", Where(source_, p),
+                            ", ", RowRange(first_row, source_rows), ": ", st.message());
+    };
+    for (size_t i = 0; i < steps_.size(); ++i) {
+      Executor::PlannedStep& step = steps_[i];
+      StageStats& stats = w->stats[i + 1];
+      stats.batches_in += 1;
+      stats.rows_in += batch->num_rows();
+      auto t0 = Clock::now();
+      std::shared_ptr<arrow::RecordBatch> out;
+      arrow::Status st = RunStep(w, i, p, first_row, batch, &out);
+      stats.seconds += Since(t0);
+      if (!st.ok()) return annotate(step, st);
+      batch = std::move(out);
+      stats.batches_out += 1;
+      stats.rows_out += batch->num_rows();
+      if (batch->num_rows() == 0) return nullptr;
+    }
+    return batch;
+  }
+
+  arrow::Status RunStep(Worker* w, size_t i, int64_t p, int64_t first_row,
+                        const std::shared_ptr<arrow::RecordBatch>& batch,
+                        std::shared_ptr<arrow::RecordBatch>* out) {
+    Executor::PlannedStep& step = steps_[i];
+    switch (step.kind) {
+      case PipelineStep::Kind::kScalar: {
+        ARROW_ASSIGN_OR_RAISE(auto column, step.scalar->Compute(*batch));
+        if (column == nullptr)
+          return arrow::Status::Invalid("Compute returned no column");
+        if (column->length() != batch->num_rows()) {
+          return arrow::Status::Invalid("scalar operator returned ", column->length(),
+                                        " values for a batch of ", batch->num_rows(),
+                                        " rows; expected one value per row");
+        }
+        if (!column->type()->Equals(*step.field->type())) {
+          return arrow::Status::TypeError(
+              "scalar operator returned a column of type ", column->type()->ToString(),
+              "; OutputField declared ", step.field->ToString());
+        }
+        ARROW_ASSIGN_OR_RAISE(*out,
+                              batch->AddColumn(batch->num_columns(), step.field, column));
+        return arrow::Status::OK();
+      }
+      case PipelineStep::Kind::kBatch: {
+        ARROW_ASSIGN_OR_RAISE(auto result, step.batch->Process(batch));
+        return CheckOutput(step, std::move(result), out);
+      }
+      case PipelineStep::Kind::kStateful: {
+        ARROW_ASSIGN_OR_RAISE(StatefulOperator * op, Instance(w, i));
+        RowErrors errors;
+        ARROW_ASSIGN_OR_RAISE(auto result, op->Process(batch, &errors));
+        if (!errors.empty()) {
+          ARROW_RETURN_NOT_OK(
+              HandleRowErrors(w, i, p, first_row, batch, std::move(errors)));
+        }
+        return CheckOutput(step, std::move(result), out);
+      }
+    }
+    return arrow::Status::UnknownError("unknown step kind");
+  }
+
+  arrow::Status CheckOutput(const Executor::PlannedStep& step,
+                            std::shared_ptr<arrow::RecordBatch> result,
+                            std::shared_ptr<arrow::RecordBatch>* out) {
+    if (result == nullptr) return arrow::Status::Invalid("Process returned no batch");
+    if (!result->schema()->Equals(*step.output_schema, /*check_metadata=*/false)) {
+      return arrow::Status::TypeError(
+          "Process returned schema ", result->schema()->ToString(),
+          "; OutputSchema declared ", step.output_schema->ToString());
+    }
+    // Keep the declared metadata (e.g. dlprep.shape) on every batch.
+    if (!result->schema()->Equals(*step.output_schema, /*check_metadata=*/true)) {
+      ARROW_ASSIGN_OR_RAISE(result, result->ReplaceSchema(step.output_schema));
+    }
+    *out = std::move(result);
+    return arrow::Status::OK();
+  }
+
+  // The worker's instance of stateful step `i`, created and opened on first use.
+  arrow::Result<StatefulOperator*> Instance(Worker* w, size_t i) {
+    if (w->opened[i]) return w->instances[i].get();
+    Executor::PlannedStep& step = steps_[i];
+    if (w->instances[i] == nullptr) {
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        w->instances[i] = std::move(step.probe);
+      }
+      if (w->instances[i] == nullptr) {
+        std::lock_guard<std::mutex> lock(factory_mu_);
+        ARROW_ASSIGN_OR_RAISE(w->instances[i], step.factory());
+        if (w->instances[i] == nullptr) {
+          return arrow::Status::Invalid("the operator factory returned null");
+        }
+      }
+    }
+    OperatorContext context;
+    context.worker_index = w->index;
+    context.num_workers = workers_;
+    context.threads_per_worker = std::max(1, options_.threads_per_worker);
+    arrow::Status st = w->instances[i]->Open(context);
+    w->stats[i + 1].opens += 1;
+    if (!st.ok()) {
+      return st.WithMessage("Open() on worker ", w->index, " failed: ", st.message());
+    }
+    w->opened[i] = true;
+    return w->instances[i].get();
+  }
+
+  arrow::Status HandleRowErrors(Worker* w, size_t i, int64_t p, int64_t first_row,
+                                const std::shared_ptr<arrow::RecordBatch>& input,
+                                RowErrors errors) {
+    const Executor::PlannedStep& step = steps_[i];
+    if (errors.rows.size() != errors.messages.size()) {
+      return arrow::Status::Invalid("RowErrors has ", errors.rows.size(), " rows but ",
+                                    errors.messages.size(), " messages");
+    }
+    for (int64_t row : errors.rows) {
+      if (row < 0 || row >= input->num_rows()) {
+        return arrow::Status::Invalid("RowErrors names row ", row, " of a batch of ",
+                                      input->num_rows(), " rows");
+      }
+    }
+    w->stats[i + 1].row_errors += errors.size();
+    if (options_.fail_on_row_error) {
+      return arrow::Status::Invalid(
+          "row ", errors.rows[0], " of the batch failed: ", errors.messages[0], " (",
+          errors.size(), " row(s) failed; failing because of fail_on_row_error)");
+    }
+    std::lock_guard<std::mutex> lock(errors_mu_);
+    row_errors_ += errors.size();
+    for (int64_t k = 0;
+         k < errors.size() &&
+         static_cast<int64_t>(row_error_samples_.size()) < kMaxRowErrorSamples;
+         ++k) {
+      row_error_samples_.push_back("operator '" + step.name + "', " + Where(source_, p) +
+                                   ", batch at row " + std::to_string(first_row) +
+                                   ", batch row " + std::to_string(errors.rows[k]) +
+                                   ": " + errors.messages[k]);
+    }
+    if (options_.error_sink != nullptr) {
+      FailedRows failed;
+      failed.operator_name = step.name;
+      failed.partition = p;
+      failed.partition_name = source_.partition_name(p);
+      failed.first_row = first_row;
+      failed.input = input;
+      failed.errors = std::move(errors);
+      arrow::Status st = options_.error_sink->Write(failed);
+      if (!st.ok()) {
+        return st.WithMessage("error sink failed: ", st.message());
+      }
+    }
+    return arrow::Status::OK();
+  }
+
+  // Whether the batch (p, seq) of `bytes` bytes may enter the buffer now. mu_ held.
+  bool Admissible(int64_t p, int64_t seq, int64_t bytes) const {
+    bool bytes_ok = buffered_bytes_ + bytes <= max_bytes_;
+    if (options_.unordered) {
+      // Any batch unblocks the sink; a single batch over the byte bound goes alone.
+      return buffered_batches_ == 0 || (buffered_batches_ < max_batches_ && bytes_ok);
+    }
+    // The batch the sink waits for always enters; one slot is kept free for it, so the
+    // count stays <= max_batches_ and the buffer can never fill up with later batches
+    // while the one that unblocks the sink waits outside. Its bytes are the only ones
+    // allowed over the byte bound.
+    if (p == head_partition_ && seq == head_seq_) return true;
+    return buffered_batches_ + 1 < max_batches_ && bytes_ok;
+  }
+
+  // Hands a finished batch (or an end marker) to the sink, blocking while the buffer is
+  // full. Returns early, dropping the item, when the run stops.
+  void Deliver(int64_t p, int64_t seq, Item item) {
+    {
+      std::unique_lock<std::mutex> lock(mu_);
+      if (item.batch != nullptr) {
+        space_cv_.wait(lock,
+                       [&] { return stop_.load() || Admissible(p, seq, item.bytes); });
+        if (stop_.load()) return;
+        buffered_batches_ += 1;
+        buffered_bytes_ += item.bytes;
+        peak_batches_ = std::max(peak_batches_, buffered_batches_);
+        peak_bytes_ = std::max(peak_bytes_, buffered_bytes_);
+      }
+      if (options_.unordered) {
+        arrived_.push_back(std::move(item));
+      } else {
+        pending_.emplace(std::make_pair(p, seq), std::move(item));
+      }
+    }
+    items_cv_.notify_one();
+  }
+
+  // Takes the next item for the sink if it has arrived. mu_ held.
+  bool TryPop(Item* item) {
+    if (options_.unordered) {
+      if (arrived_.empty()) return false;
+      *item = std::move(arrived_.front());
+      arrived_.pop_front();
+    } else {
+      if (pending_.empty()) return false;
+      auto it = pending_.begin();
+      if (it->first != std::make_pair(head_partition_, head_seq_)) return false;
+      *item = std::move(it->second);
+      pending_.erase(it);
+      if (item->batch == nullptr) {
+        head_partition_ += 1;
+        head_seq_ = 0;
+      } else {
+        head_seq_ += 1;
+      }
+    }
+    if (item->batch != nullptr) {
+      buffered_batches_ -= 1;
+      buffered_bytes_ -= item->bytes;
+    }
+    return true;
+  }
+
+  void SinkLoop() {
+    int64_t finished = 0;
+    while (finished < num_partitions_) {
+      Item item;
+      {
+        std::unique_lock<std::mutex> lock(mu_);
+        while (true) {
+          if (stop_.load()) return;
+          if (CancelRequested()) {
+            lock.unlock();
+            Fail(arrow::Status::Cancelled("run cancelled after ", finished, " of ",
+                                          num_partitions_, " partitions were written"));
+            return;
+          }
+          if (TryPop(&item)) break;
+          items_cv_.wait_for(lock, kPollInterval);
+        }
+      }
+      space_cv_.notify_all();
+      auto t0 = Clock::now();
+      arrow::Status st;
+      const int64_t p = item.partition;
+      if (item.batch == nullptr) {
+        st = sink_->FinishPartition(p);
+        finished += 1;
+        if (st.ok() && options_.progress != nullptr) options_.progress->PartDone();
+      } else {
+        int64_t before = sink_->bytes_written();
+        st = sink_->Write(p, item.batch);
+        int64_t rows = item.batch->num_rows();
+        sink_stats_.batches_in += 1;
+        sink_stats_.rows_in += rows;
+        if (st.ok()) {
+          sink_stats_.batches_out += 1;
+          sink_stats_.rows_out += rows;
+          if (options_.progress != nullptr) {
+            options_.progress->Add(rows, sink_->bytes_written() - before);
+          }
+        }
+      }
+      sink_stats_.seconds += Since(t0);
+      if (!st.ok()) {
+        Fail(st.WithMessage("sink failed writing ", Where(source_, p), ": ",
+                            st.message()));
+        return;
+      }
+    }
+  }
+
+  const Source& source_;
+  std::vector<Executor::PlannedStep>& steps_;
+  const RunOptions& options_;
+  const int workers_;
+  const int64_t max_batches_;
+  const int64_t max_bytes_;
+  BatchSink* sink_;
+  const int64_t num_partitions_;
+
+  std::atomic<bool> stop_{false};
+  std::atomic<int64_t> next_partition_{0};
+
+  std::mutex mu_;
+  std::condition_variable space_cv_;  // workers: buffer space or their turn
+  std::condition_variable items_cv_;  // sink: the next item arrived
+  arrow::Status error_;               // GUARDED_BY(mu_)
+  std::map<std::pair<int64_t, int64_t>, Item> pending_;  // GUARDED_BY(mu_)
+  std::deque<Item> arrived_;                             // GUARDED_BY(mu_)
+  int64_t head_partition_ = 0, head_seq_ = 0;            // GUARDED_BY(mu_)
+  int64_t buffered_batches_ = 0, buffered_bytes_ = 0;    // GUARDED_BY(mu_)
+  int64_t peak_batches_ = 0, peak_bytes_ = 0;            // GUARDED_BY(mu_)
+  std::vector<StageStats> merged_;                       // GUARDED_BY(mu_)
+
+  std::mutex factory_mu_;  // one stateful factory call at a time
+
+  std::mutex errors_mu_;
+  int64_t row_errors_ = 0;                      // GUARDED_BY(errors_mu_)
+  std::vector<std::string> row_error_samples_;  // GUARDED_BY(errors_mu_)
+
+  StageStats sink_stats_;  // sink thread only
+};
+
+}  // namespace
+
+Executor::~Executor() = default;
+
+arrow::Result<std::unique_ptr<Executor>> Executor::Make(std::shared_ptr<Source> source,
+                                                        std::vector<PipelineStep> steps,
+                                                        RunOptions options) {
+  if (source == nullptr) return arrow::Status::Invalid("pipeline has no source");
+  std::unique_ptr<Executor> ex(new Executor());
+  ex->source_ = std::move(source);
+  ex->options_ = options;
+  std::shared_ptr<arrow::Schema> schema = ex->source_->schema();
+  if (schema == nullptr) return arrow::Status::Invalid("source has no schema");
+  for (size_t i = 0; i < steps.size(); ++i) {
+    PipelineStep& s = steps[i];
+    PlannedStep p;
+    p.kind = s.kind;
+    auto plan_error = [&](const arrow::Status& st) {
+      return st.WithMessage("step ", i + 1, " (operator '", p.name,
+                            "') does not fit its input ", schema->ToString(), ": ",
+                            st.message());
+    };
+    switch (s.kind) {
+      case PipelineStep::Kind::kScalar: {
+        if (s.scalar == nullptr)
+          return arrow::Status::Invalid("step ", i + 1, " is null");
+        p.kind_name = "scalar";
+        p.name = s.scalar->name();
+        p.scalar = s.scalar;
+        auto field = s.scalar->OutputField(*schema);
+        if (!field.ok()) return plan_error(field.status());
+        p.field = *field;
+        if (p.field == nullptr) return plan_error(arrow::Status::Invalid("null field"));
+        auto next = schema->AddField(schema->num_fields(), p.field);
+        if (!next.ok()) return plan_error(next.status());
+        p.output_schema = *next;
+        break;
+      }
+      case PipelineStep::Kind::kBatch: {
+        if (s.batch == nullptr) return arrow::Status::Invalid("step ", i + 1, " is null");
+        p.kind_name = "batch";
+        p.name = s.batch->name();
+        p.batch = s.batch;
+        auto out = s.batch->OutputSchema(*schema);
+        if (!out.ok()) return plan_error(out.status());
+        p.output_schema = *out;
+        break;
+      }
+      case PipelineStep::Kind::kStateful: {
+        if (!s.stateful) return arrow::Status::Invalid("step ", i + 1, " has no factory");
+        p.kind_name = "stateful";
+        p.factory = s.stateful;
+        auto probe = s.stateful();
+        if (!probe.ok()) {
+          return probe.status().WithMessage(
+              "step ", i + 1,
+              ": creating the stateful operator failed: ", probe.status().message());
+        }
+        p.probe = std::move(*probe);
+        if (p.probe == nullptr) {
+          return arrow::Status::Invalid("step ", i + 1, ": the factory returned null");
+        }
+        p.name = p.probe->name();
+        auto out = p.probe->OutputSchema(*schema);
+        if (!out.ok()) return plan_error(out.status());
+        p.output_schema = *out;
+        break;
+      }
+    }
+    if (p.output_schema == nullptr) {
+      return plan_error(arrow::Status::Invalid("null output schema"));
+    }
+    schema = p.output_schema;
+    ex->steps_.push_back(std::move(p));
+  }
+  ex->output_schema_ = schema;
+  // Schema::Equals caches fingerprints lazily; computing them here, on one thread,
+  // keeps the workers' comparisons read-only.
+  for (const auto& s : {ex->source_->schema(), schema}) {
+    (void)s->fingerprint();
+    (void)s->metadata_fingerprint();
+  }
+  for (const auto& p : ex->steps_) {
+    (void)p.output_schema->fingerprint();
+    (void)p.output_schema->metadata_fingerprint();
+  }
+  return ex;
+}
+
+arrow::Result<RunStats> Executor::Run(BatchSink* sink) {
+  if (ran_) return arrow::Status::Invalid("Executor::Run called twice");
+  ran_ = true;
+  if (sink == nullptr) return arrow::Status::Invalid("Executor::Run: null sink");
+  int workers = options_.workers;
+  if (workers <= 0) workers = static_cast<int>(std::thread::hardware_concurrency());
+  workers = std::max(workers, 1);
+  int64_t max_batches = options_.max_buffered_batches;
+  if (max_batches <= 0) max_batches = int64_t{4} * workers;
+  RunState state(*source_, &steps_, options_, workers, max_batches, sink);
+  return state.Run();
+}
+
+arrow::Status DatasetWriterSink::Write(int64_t partition,
+                                       const std::shared_ptr<arrow::RecordBatch>& batch) {
+  return writer_->Write(partition, batch);
+}
+
+arrow::Status DatasetWriterSink::FinishPartition(int64_t partition) {
+  return writer_->FinishPartition(partition);
+}
+
+int64_t DatasetWriterSink::bytes_written() const { return writer_->bytes_written(); }
+
+arrow::Status CollectSink::Write(int64_t partition,
+                                 const std::shared_ptr<arrow::RecordBatch>& batch) {
+  batches_.push_back(batch);
+  return arrow::Status::OK();
+}
+
+arrow::Status CollectSink::FinishPartition(int64_t partition) {
+  return arrow::Status::OK();
+}
+
+arrow::Result<std::shared_ptr<arrow::Table>> CollectSink::ToTable(
+    const std::shared_ptr<arrow::Schema>& schema) const {
+  return arrow::Table::FromRecordBatches(schema, batches_);
+}
+
+}  // namespace dlprep::exec

@@ -1,0 +1,134 @@
+#include "dlprep/pipeline.h"
+
+#include <utility>
+
+#include <arrow/record_batch.h>
+#include <arrow/table.h>
+#include <arrow/type.h>
+#include <nlohmann/json.hpp>
+
+#include "exec/executor.h"
+
+namespace dlprep {
+
+std::string RunStats::ToJson() const {
+  nlohmann::json stages_json = nlohmann::json::array();
+  for (const StageStats& s : stages) {
+    nlohmann::json j = {{"name", s.name},
+                        {"kind", s.kind},
+                        {"batches_in", s.batches_in},
+                        {"rows_in", s.rows_in},
+                        {"batches_out", s.batches_out},
+                        {"rows_out", s.rows_out},
+                        {"seconds", s.seconds}};
+    if (s.kind == "stateful") {
+      j["opens"] = s.opens;
+      j["row_errors"] = s.row_errors;
+    }
+    stages_json.push_back(std::move(j));
+  }
+  nlohmann::json j = {
+      {"workers", workers},
+      {"unordered", unordered},
+      {"partitions", partitions},
+      {"rows_read", rows_read},
+      {"rows_written", rows_written},
+      {"batches_written", batches_written},
+      {"row_errors", row_errors},
+      {"row_error_samples", row_error_samples},
+      {"buffer",
+       {{"max_batches", max_buffered_batches},
+        {"max_bytes", max_buffered_bytes},
+        {"peak_batches", peak_buffered_batches},
+        {"peak_bytes", peak_buffered_bytes}}},
+      {"files_written", files_written},
+      {"bytes_written", bytes_written},
+      {"wall_seconds", wall_seconds},
+      {"stages", std::move(stages_json)},
+  };
+  return j.dump();
+}
+
+Pipeline Pipeline::Read(std::shared_ptr<Source> source) {
+  Pipeline p;
+  p.source_ = std::move(source);
+  return p;
+}
+
+Pipeline& Pipeline::Map(std::shared_ptr<ScalarOperator> op) {
+  PipelineStep step;
+  step.kind = PipelineStep::Kind::kScalar;
+  step.scalar = std::move(op);
+  steps_.push_back(std::move(step));
+  return *this;
+}
+
+Pipeline& Pipeline::Map(std::shared_ptr<BatchOperator> op) {
+  PipelineStep step;
+  step.kind = PipelineStep::Kind::kBatch;
+  step.batch = std::move(op);
+  steps_.push_back(std::move(step));
+  return *this;
+}
+
+Pipeline& Pipeline::MapStateful(StatefulOperatorFactory factory) {
+  PipelineStep step;
+  step.kind = PipelineStep::Kind::kStateful;
+  step.stateful = std::move(factory);
+  steps_.push_back(std::move(step));
+  return *this;
+}
+
+Pipeline& Pipeline::Write(WriteOptions options) {
+  writer_opener_ =
+      [options = std::move(options)](const std::shared_ptr<arrow::Schema>& schema) {
+        return DatasetWriter::Open(options, schema);
+      };
+  return *this;
+}
+
+Pipeline& Pipeline::Write(DatasetWriterOpener opener) {
+  writer_opener_ = std::move(opener);
+  return *this;
+}
+
+arrow::Result<std::shared_ptr<arrow::Schema>> Pipeline::OutputSchema() const {
+  ARROW_ASSIGN_OR_RAISE(auto ex, exec::Executor::Make(source_, steps_, RunOptions{}));
+  return ex->output_schema();
+}
+
+arrow::Result<RunStats> Pipeline::Run(const RunOptions& options) const {
+  if (!writer_opener_) {
+    return arrow::Status::Invalid(
+        "Pipeline::Run: no output; call Write() first (or Collect() for a table)");
+  }
+  ARROW_ASSIGN_OR_RAISE(auto ex, exec::Executor::Make(source_, steps_, options));
+  ARROW_ASSIGN_OR_RAISE(std::unique_ptr<DatasetWriter> writer,
+                        writer_opener_(ex->output_schema()));
+  if (writer == nullptr) return arrow::Status::Invalid("Pipeline::Run: null writer");
+  exec::DatasetWriterSink sink(writer.get());
+  auto stats = ex->Run(&sink);
+  if (!stats.ok()) {
+    writer->Abort();
+    return stats.status();
+  }
+  auto committed = writer->Commit(stats->ToJson());
+  if (!committed.ok()) {
+    writer->Abort();
+    return committed.status();
+  }
+  stats->files_written = static_cast<int64_t>(committed->files.size());
+  stats->bytes_written = committed->bytes;
+  return stats;
+}
+
+arrow::Result<std::shared_ptr<arrow::Table>> Pipeline::Collect(const RunOptions& options,
+                                                               RunStats* stats) const {
+  ARROW_ASSIGN_OR_RAISE(auto ex, exec::Executor::Make(source_, steps_, options));
+  exec::CollectSink sink;
+  ARROW_ASSIGN_OR_RAISE(RunStats run_stats, ex->Run(&sink));
+  if (stats != nullptr) *stats = std::move(run_stats);
+  return sink.ToTable(ex->output_schema());
+}
+
+}  // namespace dlprep

@@ -1,0 +1,200 @@
+#include "dlprep/pipeline.h"
+
+#include <arrow/api.h>
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include "exec/exec_test_util.h"
+
+namespace dlprep {
+namespace {
+
+using exec::testing::CountingFactory;
+using exec::testing::CountingStateful;
+using exec::testing::DropMultiples;
+using exec::testing::FailAt;
+using exec::testing::Int64Column;
+using exec::testing::MakeBatch;
+using exec::testing::StatefulLog;
+using exec::testing::TimesScalar;
+using exec::testing::VectorSource;
+using ::testing::HasSubstr;
+
+// What a FakeWriter saw; shared with the test because the pipeline owns the writer.
+struct WriterLog {
+  std::shared_ptr<arrow::Schema> schema;
+  int64_t rows = 0;
+  std::vector<int64_t> partitions_written;  // partition of each Write, in order
+  std::vector<int64_t> partitions_finished;
+  bool committed = false;
+  bool aborted = false;
+  std::string manifest_job;
+};
+
+class FakeWriter : public DatasetWriter {
+ public:
+  explicit FakeWriter(std::shared_ptr<WriterLog> log) : log_(std::move(log)) {}
+  arrow::Status Write(int64_t partition,
+                      const std::shared_ptr<arrow::RecordBatch>& batch) override {
+    log_->rows += batch->num_rows();
+    log_->partitions_written.push_back(partition);
+    return arrow::Status::OK();
+  }
+  arrow::Status FinishPartition(int64_t partition) override {
+    log_->partitions_finished.push_back(partition);
+    return arrow::Status::OK();
+  }
+  arrow::Result<WriteResult> Commit(const std::string& extra_manifest_json) override {
+    log_->committed = true;
+    log_->manifest_job = extra_manifest_json;
+    WriteResult r;
+    r.files.push_back({"part-0.tfrecord", log_->rows, 123});
+    r.rows = log_->rows;
+    r.bytes = 123;
+    return r;
+  }
+  void Abort() override { log_->aborted = true; }
+  int64_t rows_written() const override { return log_->rows; }
+  int64_t bytes_written() const override { return 0; }
+  const std::string& attempt_dir() const override { return dir_; }
+
+ private:
+  std::shared_ptr<WriterLog> log_;
+  std::string dir_ = "/tmp/none";
+};
+
+DatasetWriterOpener FakeOpener(std::shared_ptr<WriterLog> log) {
+  return [log](const std::shared_ptr<arrow::Schema>& schema)
+             -> arrow::Result<std::unique_ptr<DatasetWriter>> {
+    log->schema = schema;
+    return std::make_unique<FakeWriter>(log);
+  };
+}
+
+TEST(StandaloneOperatorTest, EachKindIsCallableWithoutExecutor) {
+  auto batch = MakeBatch(10, 5);  // x = 10..14
+
+  TimesScalar scalar("x2", 2);
+  ASSERT_OK_AND_ASSIGN(auto field, scalar.OutputField(*batch->schema()));
+  EXPECT_EQ(field->name(), "x2");
+  ASSERT_OK_AND_ASSIGN(auto column, scalar.Compute(*batch));
+  ASSERT_EQ(column->length(), 5);
+  EXPECT_EQ(std::static_pointer_cast<arrow::Int64Array>(column)->Value(4), 28);
+
+  DropMultiples even(2);
+  ASSERT_OK_AND_ASSIGN(auto odd, even.Process(batch));
+  ASSERT_EQ(odd->num_rows(), 2);
+  EXPECT_EQ(Int64Column(*odd, "x")->Value(0), 11);
+  EXPECT_EQ(Int64Column(*odd, "x")->Value(1), 13);
+
+  auto log = std::make_shared<StatefulLog>();
+  CountingStateful stateful(log, 0, /*error_modulus=*/10);
+  ASSERT_OK(stateful.Open(OperatorContext{}));
+  RowErrors errors;
+  ASSERT_OK_AND_ASSIGN(auto out, stateful.Process(batch, &errors));
+  EXPECT_EQ(out->num_rows(), 4);  // x = 13 failed
+  ASSERT_EQ(errors.size(), 1);
+  EXPECT_EQ(errors.rows[0], 3);
+  EXPECT_EQ(errors.messages[0], "bad row x=13");
+  ASSERT_OK(stateful.Close());
+  EXPECT_EQ(log->opens, 1);
+  EXPECT_EQ(log->closes, 1);
+}
+
+TEST(PipelineTest, CollectRunsTheChainInOrder) {
+  auto source = VectorSource::FromSizes({{7, 3}, {}, {5}});
+  auto log = std::make_shared<StatefulLog>();
+  RunStats stats;
+  ASSERT_OK_AND_ASSIGN(auto table, Pipeline::Read(source)
+                                       .Map(std::make_shared<DropMultiples>(5))
+                                       .MapStateful(CountingFactory(log))
+                                       .Map(std::make_shared<TimesScalar>("x2", 2))
+                                       .Collect(RunOptions{.workers = 3}, &stats));
+  // x = 0..14 without 0, 5, 10.
+  ASSERT_EQ(table->num_rows(), 12);
+  EXPECT_EQ(table->schema()->ToString(),
+            "x: int64\ns: string\nseen: int64\ny: int64\nx2: int64");
+  ASSERT_OK_AND_ASSIGN(auto b, table->CombineChunksToBatch());
+  std::vector<int64_t> xs;
+  for (int64_t i = 0; i < b->num_rows(); ++i) {
+    xs.push_back(Int64Column(*b, "x")->Value(i));
+    EXPECT_EQ(Int64Column(*b, "x2")->Value(i), 2 * xs.back());
+  }
+  EXPECT_EQ(xs, (std::vector<int64_t>{1, 2, 3, 4, 6, 7, 8, 9, 11, 12, 13, 14}));
+  EXPECT_EQ(stats.stages.size(), 5u);
+  EXPECT_EQ(stats.stages[1].name, "drop_multiples");
+  EXPECT_EQ(stats.stages[2].name, "counting");
+  EXPECT_EQ(stats.stages[3].name, "x2");
+  EXPECT_EQ(stats.rows_read, 15);
+  EXPECT_EQ(stats.rows_written, 12);
+}
+
+TEST(PipelineTest, OutputSchemaWithoutRunning) {
+  auto log = std::make_shared<StatefulLog>();
+  ASSERT_OK_AND_ASSIGN(auto schema, Pipeline::Read(VectorSource::FromSizes({{1}}))
+                                        .MapStateful(CountingFactory(log))
+                                        .OutputSchema());
+  EXPECT_EQ(schema->num_fields(), 4);
+  EXPECT_EQ(log->opens, 0);
+}
+
+TEST(PipelineTest, RunWithoutWriteIsInvalid) {
+  auto r = Pipeline::Read(VectorSource::FromSizes({{1}})).Run();
+  ASSERT_FALSE(r.ok());
+  EXPECT_TRUE(r.status().IsInvalid());
+  EXPECT_THAT(r.status().message(), HasSubstr("call Write() first"));
+}
+
+TEST(PipelineTest, NullSourceIsInvalid) {
+  auto r = Pipeline::Read(nullptr).Collect();
+  ASSERT_FALSE(r.ok());
+  EXPECT_THAT(r.status().message(), HasSubstr("no source"));
+}
+
+TEST(PipelineTest, RunCommitsOnSuccess) {
+  auto wlog = std::make_shared<WriterLog>();
+  auto source = VectorSource::FromSizes({{4, 4}, {2}, {3}});
+  ASSERT_OK_AND_ASSIGN(auto stats, Pipeline::Read(source)
+                                       .Map(std::make_shared<TimesScalar>("x2", 2))
+                                       .Write(FakeOpener(wlog))
+                                       .Run(RunOptions{.workers = 2}));
+  EXPECT_TRUE(wlog->committed);
+  EXPECT_FALSE(wlog->aborted);
+  EXPECT_EQ(wlog->rows, 13);
+  EXPECT_EQ(wlog->schema->num_fields(), 3);
+  EXPECT_EQ(wlog->partitions_written, (std::vector<int64_t>{0, 0, 1, 2}));
+  EXPECT_EQ(wlog->partitions_finished, (std::vector<int64_t>{0, 1, 2}));
+  EXPECT_EQ(stats.files_written, 1);
+  EXPECT_EQ(stats.bytes_written, 123);
+  auto job = nlohmann::json::parse(wlog->manifest_job);
+  EXPECT_EQ(job["rows_written"], 13);
+}
+
+TEST(PipelineTest, RunAbortsOnFailure) {
+  auto wlog = std::make_shared<WriterLog>();
+  auto source = VectorSource::FromSizes({{4, 4}, {2}, {3}});
+  auto r = Pipeline::Read(source)
+               .Map(std::make_shared<FailAt>(8))
+               .Write(FakeOpener(wlog))
+               .Run(RunOptions{.workers = 2});
+  ASSERT_FALSE(r.ok());
+  EXPECT_THAT(r.status().message(),
+              HasSubstr("operator 'fail_at' failed on partition 1 'part-1', rows 0-1"));
+  EXPECT_TRUE(wlog->aborted);
+  EXPECT_FALSE(wlog->committed);
+}
+
+TEST(PipelineTest, RunAbortsOnCancel) {
+  auto wlog = std::make_shared<WriterLog>();
+  std::atomic<bool> cancel{true};
+  auto r = Pipeline::Read(VectorSource::FromSizes({{4}}))
+               .Write(FakeOpener(wlog))
+               .Run(RunOptions{.cancel = &cancel});
+  EXPECT_TRUE(r.status().IsCancelled());
+  EXPECT_TRUE(wlog->aborted);
+  EXPECT_FALSE(wlog->committed);
+}
+
+}  // namespace
+}  // namespace dlprep
