@@ -139,6 +139,15 @@ void AddCommonFlags(CLI::App* app, CommonFlags* f) {
   app->add_flag("-q,--quiet", f->quiet, "No progress line and no summary");
 }
 
+void AddRunFlags(CLI::App* app, RunFlags* f) {
+  app->add_option("-w,--workers", f->workers,
+                  "Worker threads (default: all cores); output is the same whatever N")
+      ->check(CLI::NonNegativeNumber);
+  app->add_flag("--unordered", f->unordered,
+                "Write batches as they finish instead of in input order (faster when "
+                "partitions differ in cost; row order then varies between runs)");
+}
+
 arrow::Result<std::string> DetectInputFormat(const InputFlags& flags) {
   if (flags.format != "auto") return flags.format;
   std::string found;

@@ -50,9 +50,16 @@ struct CommonFlags {
   bool quiet = false;
 };
 
+/// Flags of commands that run a pipeline.
+struct RunFlags {
+  int workers = 0;
+  bool unordered = false;
+};
+
 void AddInputFlags(CLI::App* app, InputFlags* flags, bool binary_options);
 void AddOutputFlags(CLI::App* app, OutputFlags* flags, const std::string& default_format);
 void AddCommonFlags(CLI::App* app, CommonFlags* flags);
+void AddRunFlags(CLI::App* app, RunFlags* flags);
 
 /// Resolves "auto" to a concrete input format from the paths (_manifest.json of a
 /// dlprep folder, else file extensions). Invalid with advice when it cannot tell.

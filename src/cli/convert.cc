@@ -1,5 +1,4 @@
 #include <cstdio>
-#include <filesystem>
 
 #include <nlohmann/json.hpp>
 
@@ -7,7 +6,7 @@
 #include "cli/common.h"
 #include "core/progress.h"
 #include "core/units.h"
-#include "io/copy_job.h"
+#include "dlprep/pipeline.h"
 
 namespace dlprep::cli {
 
@@ -17,10 +16,10 @@ struct ConvertFlags {
   InputFlags input;
   OutputFlags output;
   CommonFlags common;
-  int64_t limit = -1;
+  RunFlags run;
 };
 
-// Appends the skipped-record report of `source` to `stats` and prints it.
+// Adds the skipped-record report of `source` to `stats` and prints it.
 void ReportSkipped(const Source& source, bool quiet, nlohmann::json* stats) {
   int64_t skipped = source.skipped_records();
   (*stats)["input"]["skipped_records"] = skipped;
@@ -38,9 +37,7 @@ void ReportSkipped(const Source& source, bool quiet, nlohmann::json* stats) {
 
 arrow::Status RunConvert(const ConvertFlags& f) {
   nlohmann::json stats = {{"command", "convert"}};
-  Progress* progress_ptr = nullptr;
   auto finish = [&](const arrow::Status& st) {
-    if (progress_ptr != nullptr) progress_ptr->Finish();
     stats["status"] = st.ok() ? "ok" : (st.IsCancelled() ? "interrupted" : "error");
     if (!st.ok()) stats["error"] = st.message();
     arrow::Status ws = WriteStats(f.common.stats_path, stats.dump(2));
@@ -50,48 +47,41 @@ arrow::Status RunConvert(const ConvertFlags& f) {
   auto source_r = OpenInput(f.input);
   if (!source_r.ok()) return finish(source_r.status());
   auto source = *source_r;
-  auto wopts_r = MakeWriteOptions(f.output);
-  if (!wopts_r.ok()) return finish(wopts_r.status());
-  auto writer_r = DatasetWriter::Open(*wopts_r, source->schema());
-  if (!writer_r.ok()) return finish(writer_r.status());
-  auto writer = std::move(*writer_r);
+  auto wopts = MakeWriteOptions(f.output);
+  if (!wopts.ok()) return finish(wopts.status());
 
   Progress progress("convert", source->num_partitions(), !f.common.quiet);
-  progress_ptr = &progress;
-  const std::atomic<bool>* cancel = InstallCancelHandler();
-  auto copied = io::CopyToSink(*source, writer.get(), &progress, cancel, f.limit);
+  RunOptions run;
+  run.workers = f.run.workers;
+  run.unordered = f.run.unordered;
+  run.cancel = InstallCancelHandler();
+  run.progress = &progress;
+  auto result = Pipeline::Read(source).Write(*wopts).Run(run);
+  progress.Finish();
   stats["input"] = {{"paths", f.input.paths}, {"partitions", source->num_partitions()}};
   ReportSkipped(*source, f.common.quiet, &stats);
-  if (!copied.ok()) {
-    writer->Abort();
-    return finish(copied.status().WithMessage(
-        copied.status().message(), "; nothing was written to '", f.output.output_dir, "'"));
+  if (!result.ok()) {
+    return finish(result.status().WithMessage(result.status().message(),
+                                              "; nothing was written to '",
+                                              f.output.output_dir, "'"));
   }
-  stats["input"]["rows"] = copied->rows;
-  nlohmann::json job = {{"command", "convert"},
-                        {"input", f.input.paths},
-                        {"skipped_records", source->skipped_records()}};
-  auto committed = writer->Commit(job.dump());
-  if (!committed.ok()) {
-    writer->Abort();
-    return finish(committed.status());
-  }
-  progress.Finish();
-  double secs = progress.elapsed_seconds();
+  stats["run"] = nlohmann::json::parse(result->ToJson());
   stats["output"] = {{"dir", f.output.output_dir},
                      {"format", f.output.format},
-                     {"files", committed->files.size()},
-                     {"rows", committed->rows},
-                     {"bytes", committed->bytes}};
-  stats["seconds"] = {{"total", secs},
-                      {"read", copied->read_seconds},
-                      {"write", copied->write_seconds}};
+                     {"files", result->files_written},
+                     {"rows", result->rows_written},
+                     {"bytes", result->bytes_written}};
   if (!f.common.quiet) {
-    std::fprintf(stderr, "dlprep convert: %lld rows -> %zu file(s), %s in '%s' (%.2f s, %.0f rows/s)\n",
-                 static_cast<long long>(committed->rows), committed->files.size(),
-                 FormatBytes(static_cast<double>(committed->bytes)).c_str(),
+    double secs = result->wall_seconds;
+    std::fprintf(stderr,
+                 "dlprep convert: %lld rows -> %lld file(s), %s in '%s' (%.2f s, %.0f "
+                 "rows/s, %d workers)\n",
+                 static_cast<long long>(result->rows_written),
+                 static_cast<long long>(result->files_written),
+                 FormatBytes(static_cast<double>(result->bytes_written)).c_str(),
                  f.output.output_dir.c_str(), secs,
-                 secs > 0 ? static_cast<double>(committed->rows) / secs : 0.0);
+                 secs > 0 ? static_cast<double>(result->rows_written) / secs : 0.0,
+                 result->workers);
   }
   return finish(arrow::Status::OK());
 }
@@ -105,7 +95,7 @@ void AddConvertCommand(CLI::App* root, std::vector<Command>* commands) {
                  "TFRecord, Parquet or CSV");
   AddInputFlags(app, &flags->input, /*binary_options=*/true);
   AddOutputFlags(app, &flags->output, "tfrecord");
-  app->add_option("--limit", flags->limit, "Stop after this many rows");
+  AddRunFlags(app, &flags->run);
   AddCommonFlags(app, &flags->common);
   app->footer(
       "The output folder appears only when the job succeeds, complete, with a\n"

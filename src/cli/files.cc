@@ -9,7 +9,7 @@
 #include "cli/common.h"
 #include "core/progress.h"
 #include "core/units.h"
-#include "io/copy_job.h"
+#include "dlprep/pipeline.h"
 
 namespace dlprep::cli {
 
@@ -19,6 +19,7 @@ struct FilesFlags {
   InputFlags input;
   OutputFlags output;
   CommonFlags common;
+  RunFlags run;
 };
 
 // Prints the listing as tab-separated lines: length, modification time, path.
@@ -59,24 +60,24 @@ arrow::Status RunFiles(FilesFlags f) {
   WarnAboutLeftoverAttempts(f.output.output_dir);
   ARROW_ASSIGN_OR_RAISE(auto source, OpenInput(f.input));
   ARROW_ASSIGN_OR_RAISE(auto wopts, MakeWriteOptions(f.output));
-  ARROW_ASSIGN_OR_RAISE(auto writer, DatasetWriter::Open(wopts, source->schema()));
   Progress progress("files", source->num_partitions(), !f.common.quiet);
-  auto copied = io::CopyToSink(*source, writer.get(), &progress, cancel);
+  RunOptions run;
+  run.workers = f.run.workers;
+  run.unordered = f.run.unordered;
+  run.cancel = cancel;
+  run.progress = &progress;
+  auto result = Pipeline::Read(source).Write(wopts).Run(run);
   progress.Finish();
-  if (!copied.ok()) {
-    writer->Abort();
-    return copied.status();
-  }
-  ARROW_ASSIGN_OR_RAISE(auto result, writer->Commit());
+  ARROW_RETURN_NOT_OK(result.status());
   if (!f.common.quiet) {
     std::fprintf(stderr, "dlprep files: %lld file(s) -> '%s' (%s)\n",
-                 static_cast<long long>(result.rows), f.output.output_dir.c_str(),
-                 FormatBytes(static_cast<double>(result.bytes)).c_str());
+                 static_cast<long long>(result->rows_written), f.output.output_dir.c_str(),
+                 FormatBytes(static_cast<double>(result->bytes_written)).c_str());
   }
   nlohmann::json stats = {{"command", "files"},
                           {"status", "ok"},
-                          {"rows", result.rows},
-                          {"bytes", result.bytes},
+                          {"rows", result->rows_written},
+                          {"bytes", result->bytes_written},
                           {"seconds", progress.elapsed_seconds()}};
   return WriteStats(f.common.stats_path, stats.dump(2));
 }
@@ -104,6 +105,7 @@ void AddFilesCommand(CLI::App* root, std::vector<Command>* commands) {
       ->capture_default_str();
   AddOutputFlags(app, &flags->output, "parquet");
   app->get_option("--output")->required(false);
+  AddRunFlags(app, &flags->run);
   AddCommonFlags(app, &flags->common);
   app->footer(
       "Without --output, prints one line per file: length, modification time, path.\n\n"

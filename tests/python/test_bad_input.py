@@ -190,7 +190,9 @@ def test_killed_job_leaves_no_visible_output(dlprep, tmp_path):
     leftovers = [p for p in parent.iterdir() if "dlprep-attempt" in p.name]
     assert len(leftovers) == 1 and leftovers[0].name.startswith(".")
     # The next job names the leftover folder and how to remove it.
-    again = dlprep("convert", "-i", src, "-o", out, "--limit", "10", "-q")
+    small = tmp_path / "small.parquet"
+    pq.write_table(pa.table({"id": [1, 2, 3]}), small)
+    again = dlprep("convert", "-i", small, "-o", out, "-q")
     assert str(leftovers[0]) in again.stderr and "rm -rf" in again.stderr
     assert (out / "_SUCCESS").exists()
 
