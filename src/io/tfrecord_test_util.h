@@ -49,8 +49,11 @@ inline std::string TempDir(const std::string& name) {
   std::filesystem::path base = ::testing::TempDir();
 #endif
   const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
-  std::filesystem::path dir =
-      base / "h1" / (std::string(info->test_suite_name()) + "." + info->name() + "." + name);
+  std::string leaf = std::string(info->test_suite_name()) + "." + info->name() + "." + name;
+  for (char& c : leaf) {
+    if (c == '/') c = '_';  // parameterized test names
+  }
+  std::filesystem::path dir = base / "h1" / leaf;
   std::filesystem::remove_all(dir);
   std::filesystem::create_directories(dir);
   return dir.string();
