@@ -29,7 +29,7 @@ using io::ExampleDecoder;
 using io::RecordReader;
 
 constexpr size_t kMaxMessages = 100;
-constexpr const char* kManifest = "manifest.json";
+constexpr const char* kManifest = "_manifest.json";
 
 bool HasGlobChars(const std::string& p) {
   return p.find_first_of("*?[") != std::string::npos;
@@ -41,7 +41,7 @@ bool IsHidden(const std::string& name) {
 
 struct Listing {
   std::vector<std::string> files;
-  std::vector<std::string> manifest_dirs;  // directories that hold manifest.json
+  std::vector<std::string> manifest_dirs;  // directories that hold _manifest.json
 };
 
 arrow::Status ListPath(const std::string& path, Listing* out) {

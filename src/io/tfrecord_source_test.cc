@@ -96,7 +96,7 @@ TEST(TfRecordSource, ReadsDlprepFolderWithManifestSchema) {
   WriteText(dir + "/_SUCCESS", "");
   WriteText(dir + "/.part-00000.crc", "garbage");
   auto ipc = arrow::ipc::SerializeSchema(*schema).ValueOrDie();
-  WriteText(dir + "/manifest.json",
+  WriteText(dir + "/_manifest.json",
             R"({"arrow_schema": ")" + arrow::util::base64_encode(ipc->ToString()) +
                 R"(", "compression": "gzip", "record_type": "example", "files": []})");
 
