@@ -16,8 +16,9 @@ using testing::Json;
 using testing::ToHex;
 
 // Expected bytes from TensorFlow 2.19:
-// tf.train.Example(...).SerializeToString(deterministic=True), features omitted where
-// the Arrow value is null (script kept in the commit message of this test).
+// tf.train.Example(...).SerializeToString(deterministic=True), built from the same
+// values as ExampleBatch() (SequenceExample: as in the test below), features omitted
+// where the Arrow value is null.
 const char* kTfExamples[] = {
     "0aa2010a100a075a5f757070657212051a030a01010a0e0a05615f696e7412051a030a01070a130a0762"
     "5f666c6f6174120812060a040000c03f0a120a05635f73747212090a070a0568656c6c6f0a250a06645f"
