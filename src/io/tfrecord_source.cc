@@ -1,5 +1,4 @@
 // OpenTfRecordSource: TFRecord files (one partition each) decoded into Arrow batches.
-#include <glob.h>
 #include <sys/stat.h>
 
 #include <algorithm>
@@ -19,6 +18,7 @@
 #include <nlohmann/json.hpp>
 
 #include "dlprep/source.h"
+#include "io/glob.h"
 #include "io/tfrecord.h"
 
 namespace dlprep {
@@ -35,60 +35,22 @@ bool HasGlobChars(const std::string& p) {
   return p.find_first_of("*?[") != std::string::npos;
 }
 
-bool IsHidden(const std::string& name) {
-  return !name.empty() && (name[0] == '_' || name[0] == '.');
-}
-
 struct Listing {
   std::vector<std::string> files;
   std::vector<std::string> manifest_dirs;  // directories that hold _manifest.json
 };
 
+// Files of `path` (a file, a folder's files, or a glob with `**`), sorted; names that
+// start with '_' or '.' (the manifest, _SUCCESS) are skipped in folders.
 arrow::Status ListPath(const std::string& path, Listing* out) {
+  ARROW_ASSIGN_OR_RAISE(auto files, io::ExpandPaths({path}, /*recursive=*/false, ""));
   std::error_code ec;
-  if (HasGlobChars(path)) {
-    glob_t g;
-    int rc = ::glob(path.c_str(), 0, nullptr, &g);
-    std::vector<std::string> matched;
-    if (rc == 0) {
-      for (size_t i = 0; i < g.gl_pathc; ++i) {
-        std::string m = g.gl_pathv[i];
-        if (fs::is_regular_file(m, ec) && !IsHidden(fs::path(m).filename().string())) {
-          matched.push_back(m);
-        }
-      }
-    }
-    globfree(&g);
-    if (matched.empty()) {
-      return arrow::Status::IOError("TFRecord path pattern '", path, "' matches no files");
-    }
-    std::sort(matched.begin(), matched.end());
-    out->files.insert(out->files.end(), matched.begin(), matched.end());
-    return arrow::Status::OK();
+  if (!HasGlobChars(path) && fs::is_directory(path, ec) &&
+      fs::exists(fs::path(path) / kManifest, ec)) {
+    out->manifest_dirs.push_back(path);
   }
-  if (fs::is_directory(path, ec)) {
-    std::vector<std::string> files;
-    bool manifest = false;
-    for (const auto& entry : fs::directory_iterator(path, ec)) {
-      std::string name = entry.path().filename().string();
-      if (name == kManifest) {
-        manifest = true;
-        continue;
-      }
-      if (IsHidden(name) || !entry.is_regular_file(ec)) continue;
-      files.push_back(entry.path().string());
-    }
-    if (ec) return arrow::Status::IOError("cannot list TFRecord folder '", path, "': ", ec.message());
-    std::sort(files.begin(), files.end());
-    out->files.insert(out->files.end(), files.begin(), files.end());
-    if (manifest) out->manifest_dirs.push_back(path);
-    return arrow::Status::OK();
-  }
-  if (fs::is_regular_file(path, ec)) {
-    out->files.push_back(path);
-    return arrow::Status::OK();
-  }
-  return arrow::Status::IOError("TFRecord path '", path, "' does not exist");
+  out->files.insert(out->files.end(), files.begin(), files.end());
+  return arrow::Status::OK();
 }
 
 struct Manifest {

@@ -161,7 +161,7 @@ TEST(TfRecordSource, GlobsFilesAndEmptyFiles) {
   EXPECT_TRUE(got.table->Equals(*Expected({Rows(0, 4)})));
 
   opts.paths = {dir + "/none*.tfrecord"};
-  EXPECT_TRUE(Contains(OpenTfRecordSource(opts).status(), "matches no files"));
+  EXPECT_TRUE(Contains(OpenTfRecordSource(opts).status(), "no files match '" + dir + "/none*.tfrecord'"));
   opts.paths = {dir + "/missing.tfrecord"};
   EXPECT_TRUE(Contains(OpenTfRecordSource(opts).status(), dir + "/missing.tfrecord' does not exist"));
 }
