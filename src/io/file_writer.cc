@@ -46,11 +46,6 @@ arrow::Status WithPath(const arrow::Status& st, const std::string& path) {
   return st.WithMessage("writing '", path, "': ", st.message());
 }
 
-bool IsListType(arrow::Type::type id) {
-  return id == arrow::Type::LIST || id == arrow::Type::LARGE_LIST ||
-         id == arrow::Type::FIXED_SIZE_LIST;
-}
-
 class ParquetWriter : public FileWriter {
  public:
   static arrow::Result<std::unique_ptr<FileWriter>> Open(
@@ -195,33 +190,6 @@ arrow::Status CheckParquetField(const std::shared_ptr<arrow::Field>& field) {
   return arrow::Status::OK();
 }
 
-arrow::Status CheckTfRecordField(const arrow::Field& field, RecordType record_type) {
-  const arrow::DataType& type = *field.type();
-  auto dtype = FeatureDtype(type);
-  if (!dtype.ok()) {
-    return arrow::Status::TypeError("column '", field.name(),
-                                    "' cannot be written as TFRecord: ",
-                                    dtype.status().message(), "; write parquet instead");
-  }
-  int depth = 0;
-  for (const arrow::DataType* t = &type; IsListType(t->id());
-       t = static_cast<const arrow::BaseListType*>(t)->value_type().get()) {
-    ++depth;
-  }
-  const int max_depth = record_type == RecordType::kSequenceExample ? 2 : 1;
-  if (depth > max_depth) {
-    return arrow::Status::TypeError(
-        "column '", field.name(), "' has type ", type.ToString(), ", nested ", depth,
-        " lists deep; tf.train.",
-        record_type == RecordType::kSequenceExample ? "SequenceExample" : "Example",
-        " holds at most ", max_depth,
-        max_depth == 1 ? " (flatten it to a list in row-major order with "
-                         "dlprep.shape metadata, or use --record-type sequence_example)"
-                       : " (flatten the inner lists with dlprep.shape metadata)");
-  }
-  return ShapeFromMetadata(field).status();
-}
-
 }  // namespace
 
 std::string FileExtension(const WriteOptions& options) {
@@ -258,12 +226,15 @@ arrow::Status CheckWritable(const arrow::Schema& schema, const WriteOptions& opt
         ARROW_RETURN_NOT_OK(CheckParquetField(field));
         break;
       case OutputFormat::kTfRecord:
-        ARROW_RETURN_NOT_OK(CheckTfRecordField(*field, options.record_type));
+        ARROW_RETURN_NOT_OK(ShapeFromMetadata(*field).status());
         break;
     }
   }
-  // TODO(#2): for TFRecord, also validate with ExampleEncoder::Make once the codec is
-  // merged, so the encoder's own mapping is the single source of truth.
+  if (options.format == OutputFormat::kTfRecord) {
+    // The encoder's own type mapping is the single source of truth for TFRecord.
+    auto shared = std::make_shared<arrow::Schema>(schema);
+    ARROW_RETURN_NOT_OK(io::ExampleEncoder::Make(shared, options.record_type).status());
+  }
   return arrow::Status::OK();
 }
 
