@@ -333,8 +333,16 @@ class ExampleEncoderImpl final : public ExampleEncoder {
       col.key_field.append(col.name);
       columns_.push_back(std::move(col));
     }
-    std::sort(columns_.begin(), columns_.end(),
-              [](const Column& a, const Column& b) { return a.name < b.name; });
+    // The order of Python protobuf's (upb) deterministic serialization, so records are
+    // byte-identical to tf.train.Example.SerializeToString(deterministic=True): bytes
+    // compared over the common prefix, and when one key is a prefix of the other the
+    // longer key first ("maybe_text" before "maybe").
+    std::sort(columns_.begin(), columns_.end(), [](const Column& a, const Column& b) {
+      size_t n = std::min(a.name.size(), b.name.size());
+      int c = std::memcmp(a.name.data(), b.name.data(), n);
+      if (c != 0) return c < 0;
+      return a.name.size() > b.name.size();
+    });
     for (size_t i = 1; i < columns_.size(); ++i) {
       if (columns_[i].name == columns_[i - 1].name) {
         return arrow::Status::Invalid("column name '", columns_[i].name,

@@ -63,8 +63,9 @@ class RecordWriter {
 
 /// Encodes the rows of record batches as serialized tf.train.Example (or
 /// SequenceExample) protobuf messages, straight from Arrow buffers (no message objects).
-/// Features appear in the order of their names (as TensorFlow's deterministic
-/// serialization writes them), so bytes equal `SerializeToString(deterministic=True)`.
+/// Features appear in the order Python protobuf's deterministic serialization writes
+/// map keys (bytewise; of two keys where one is a prefix of the other, the longer
+/// first), so bytes equal `tf.train.Example.SerializeToString(deterministic=True)`.
 /// A null value omits the feature for that row. Not thread-safe; one per writer.
 class ExampleEncoder {
  public:

@@ -70,8 +70,10 @@ def every_type_table():
 
 def as_int64(col):
     t = col.type
-    if pa.types.is_timestamp(t) or pa.types.is_date(t):
+    if pa.types.is_timestamp(t) or pa.types.is_date64(t):
         return np.array(col.cast(pa.int64()).to_pylist(), dtype=np.int64)
+    if pa.types.is_date32(t):
+        return np.array(col.cast(pa.int32()).to_pylist(), dtype=np.int64)
     if pa.types.is_boolean(t):
         return np.array([int(v) for v in col.to_pylist()], dtype=np.int64)
     return np.array(col.to_pylist(), dtype=np.int64)
