@@ -747,6 +747,7 @@ class ExampleDecoderImpl final : public ExampleDecoder {
 
 arrow::Result<std::unique_ptr<ExampleDecoder>> ExampleDecoder::Make(
     std::shared_ptr<arrow::Schema> schema, RecordType record_type) {
+  arrow::util::InitializeUTF8();  // ValidateUTF8's tables; idempotent and thread-safe
   auto dec = std::make_unique<ExampleDecoderImpl>();
   ARROW_RETURN_NOT_OK(dec->Init(std::move(schema), record_type));
   return dec;
@@ -754,6 +755,7 @@ arrow::Result<std::unique_ptr<ExampleDecoder>> ExampleDecoder::Make(
 
 arrow::Result<std::shared_ptr<arrow::Schema>> InferExampleSchema(
     const std::vector<std::string>& records, RecordType record_type) {
+  arrow::util::InitializeUTF8();
   struct Info {
     Kind kind = Kind::kNone;
     bool scalar = true;
