@@ -17,5 +17,6 @@ struct Command {
 void AddConvertCommand(CLI::App* root, std::vector<Command>* commands);
 void AddInspectCommand(CLI::App* root, std::vector<Command>* commands);
 void AddFilesCommand(CLI::App* root, std::vector<Command>* commands);
+void AddRunCommand(CLI::App* root, std::vector<Command>* commands);
 
 }  // namespace dlprep::cli

@@ -1,0 +1,126 @@
+// `dlprep run PIPELINE.yaml`: runs a pipeline file (source, steps, sink) through
+// dlprep::Pipeline with the commit protocol.
+#include <cstdio>
+#include <memory>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "cli/commands.h"
+#include "cli/common.h"
+#include "core/progress.h"
+#include "core/units.h"
+#include "exec/pipeline_file.h"
+
+namespace dlprep::cli {
+
+namespace {
+
+struct RunFlags {
+  std::string pipeline;
+  int workers = 0;
+  bool dry_run = false;
+  bool unordered = false;
+  bool fail_on_error = false;
+  CommonFlags common;
+};
+
+arrow::Status RunPipelineFile(const RunFlags& f) {
+  nlohmann::json stats = {{"command", "run"}, {"pipeline", f.pipeline}};
+  Progress* progress_ptr = nullptr;
+  auto finish = [&](const arrow::Status& st) {
+    if (progress_ptr != nullptr) progress_ptr->Finish();
+    stats["status"] = st.ok() ? "ok" : (st.IsCancelled() ? "interrupted" : "error");
+    if (!st.ok()) stats["error"] = st.message();
+    arrow::Status ws = WriteStats(f.common.stats_path, stats.dump(2));
+    return st.ok() ? ws : st;
+  };
+  if (f.workers < 0) return finish(arrow::Status::Invalid("option --workers: expected N >= 0"));
+  auto loaded = exec::LoadPipelineFile(f.pipeline);
+  if (!loaded.ok()) return finish(loaded.status());
+  exec::PipelineFile file = *std::move(loaded);
+  Pipeline pipeline = file.ToPipeline();
+  if (f.dry_run) {
+    // Validate the chain against the source schema too, so a dry run catches what a
+    // run would refuse before reading data.
+    auto schema = pipeline.OutputSchema();
+    if (!schema.ok()) return finish(schema.status());
+    std::fputs(file.normalized_yaml.c_str(), stdout);
+    stats["dry_run"] = true;
+    return finish(arrow::Status::OK());
+  }
+  WarnAboutLeftoverAttempts(file.write.output_dir);
+  Progress progress("run", file.source->num_partitions(), !f.common.quiet);
+  progress_ptr = &progress;
+  RunOptions options;
+  options.workers = f.workers;
+  options.unordered = f.unordered;
+  options.fail_on_row_error = f.fail_on_error;
+  options.cancel = InstallCancelHandler();
+  options.progress = &progress;
+  auto run = pipeline.Run(options);
+  if (!run.ok()) {
+    return finish(run.status().WithMessage(run.status().message(), "; nothing was written to '",
+                                           file.write.output_dir, "'"));
+  }
+  progress.Finish();
+  stats["run"] = nlohmann::json::parse(run->ToJson());
+  stats["output"] = {{"dir", file.write.output_dir},
+                     {"files", run->files_written},
+                     {"rows", run->rows_written},
+                     {"bytes", run->bytes_written}};
+  if (!f.common.quiet) {
+    std::fprintf(stderr,
+                 "dlprep run: %lld rows read, %lld written -> %lld file(s), %s in '%s' "
+                 "(%.2f s, %d workers)%s\n",
+                 static_cast<long long>(run->rows_read),
+                 static_cast<long long>(run->rows_written),
+                 static_cast<long long>(run->files_written),
+                 FormatBytes(static_cast<double>(run->bytes_written)).c_str(),
+                 file.write.output_dir.c_str(), run->wall_seconds, run->workers,
+                 run->row_errors > 0
+                     ? (", " + std::to_string(run->row_errors) + " row error(s)").c_str()
+                     : "");
+    for (size_t i = 0; i < run->row_error_samples.size() && i < 10; ++i) {
+      std::fprintf(stderr, "  %s\n", run->row_error_samples[i].c_str());
+    }
+  }
+  return finish(arrow::Status::OK());
+}
+
+}  // namespace
+
+void AddRunCommand(CLI::App* root, std::vector<Command>* commands) {
+  auto flags = std::make_shared<RunFlags>();
+  CLI::App* app = root->add_subcommand(
+      "run", "Run a pipeline file: a source, a list of steps (operators) and a sink");
+  app->add_option("pipeline", flags->pipeline, "The pipeline file (YAML)")->required();
+  app->add_option("--workers", flags->workers, "Worker threads (default: all cores)");
+  app->add_flag("--dry-run", flags->dry_run,
+                "Check the pipeline (opens the inputs, reads no data) and print it "
+                "normalized, with defaults filled in, as YAML");
+  app->add_flag("--unordered", flags->unordered,
+                "Write batches as they finish instead of in input order");
+  app->add_flag("--fail-on-error", flags->fail_on_error,
+                "Fail on the first row an operator reports failed");
+  AddCommonFlags(app, &flags->common);
+  app->footer(
+      "A pipeline file:\n"
+      "  source: {format: parquet, paths: [images.parquet]}\n"
+      "  steps:\n"
+      "    - regex_extract: {column: path, pattern: '([^/]+)/[^/]+$', output: label}\n"
+      "    - filter: {expr: \"is_valid(label) and length > 0\"}\n"
+      "    - split: {key: path, fractions: {train: 0.8, validation: 0.1, test: 0.1}}\n"
+      "    - join: {source: {format: csv, paths: [labels.csv]}, on: [label]}\n"
+      "  sink: {format: tfrecord, path: out/tfr, compression: gzip, shards: 4}\n"
+      "Steps: select {columns}, rename {columns: {old: new}}, cast {columns: {x: float32}},\n"
+      "filter {expr}, regex_extract {column, pattern, output, on_mismatch: null|error},\n"
+      "split {key, fractions, seed, output}, join {source, on, max_bytes}.\n"
+      "Relative paths are relative to the pipeline file's folder.\n\n"
+      "Examples:\n"
+      "  dlprep run examples/pipelines/labels.yaml --workers 4 --stats stats.json\n"
+      "  dlprep run pipeline.yaml --dry-run");
+  commands->push_back({app, [flags]() { return RunPipelineFile(*flags); }});
+}
+
+}  // namespace dlprep::cli

@@ -1,0 +1,262 @@
+#include "exec/filter_expr.h"
+
+#include <cctype>
+#include <cstdlib>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include <arrow/compute/api_scalar.h>
+#include <arrow/compute/expression.h>
+#include <arrow/scalar.h>
+
+namespace dlprep::exec {
+
+namespace cp = arrow::compute;
+
+namespace {
+
+enum class Tok { kIdent, kQuotedIdent, kNumber, kString, kOp, kLParen, kRParen, kEnd };
+
+struct Token {
+  Tok kind;
+  std::string text;  // identifier, number text, unescaped string, operator
+  size_t pos;        // 0-based position of the token's first character
+};
+
+std::string Lower(std::string s) {
+  for (char& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return s;
+}
+
+class Parser {
+ public:
+  explicit Parser(std::string_view text) : text_(text) {}
+
+  arrow::Result<cp::Expression> Parse() {
+    ARROW_RETURN_NOT_OK(Tokenize());
+    if (tokens_.front().kind == Tok::kEnd) return Error(0, "an expression (it is empty)");
+    ARROW_ASSIGN_OR_RAISE(cp::Expression e, ParseOr());
+    if (Peek().kind != Tok::kEnd) {
+      return Error(Peek().pos, "'and', 'or' or the end of the expression");
+    }
+    return e;
+  }
+
+ private:
+  arrow::Status Error(size_t pos, const std::string& expected) const {
+    return arrow::Status::Invalid("filter expression '", text_, "': expected ", expected,
+                                  " at position ", pos);
+  }
+
+  arrow::Status Tokenize() {
+    size_t i = 0;
+    while (true) {
+      while (i < text_.size() && std::isspace(static_cast<unsigned char>(text_[i]))) ++i;
+      if (i >= text_.size()) break;
+      char c = text_[i];
+      size_t start = i;
+      if (std::isalpha(static_cast<unsigned char>(c)) || c == '_') {
+        while (i < text_.size() && (std::isalnum(static_cast<unsigned char>(text_[i])) ||
+                                    text_[i] == '_' || text_[i] == '.')) {
+          ++i;
+        }
+        tokens_.push_back({Tok::kIdent, std::string(text_.substr(start, i - start)), start});
+      } else if (std::isdigit(static_cast<unsigned char>(c)) ||
+                 ((c == '-' || c == '+' || c == '.') && i + 1 < text_.size() &&
+                  (std::isdigit(static_cast<unsigned char>(text_[i + 1])) ||
+                   text_[i + 1] == '.'))) {
+        ++i;
+        while (i < text_.size()) {
+          char d = text_[i];
+          if (std::isdigit(static_cast<unsigned char>(d)) || d == '.') {
+            ++i;
+          } else if ((d == 'e' || d == 'E') && i + 1 < text_.size()) {
+            ++i;
+            if (text_[i] == '-' || text_[i] == '+') ++i;
+          } else {
+            break;
+          }
+        }
+        tokens_.push_back({Tok::kNumber, std::string(text_.substr(start, i - start)), start});
+      } else if (c == '\'' || c == '`') {
+        char quote = c;
+        std::string value;
+        ++i;
+        bool closed = false;
+        while (i < text_.size()) {
+          if (text_[i] == '\\' && i + 1 < text_.size()) {
+            value.push_back(text_[i + 1]);
+            i += 2;
+          } else if (text_[i] == quote) {
+            closed = true;
+            ++i;
+            break;
+          } else {
+            value.push_back(text_[i++]);
+          }
+        }
+        if (!closed) {
+          return Error(text_.size(), std::string("a closing ") + quote +
+                                         " for the one at position " +
+                                         std::to_string(start));
+        }
+        tokens_.push_back(
+            {quote == '\'' ? Tok::kString : Tok::kQuotedIdent, std::move(value), start});
+      } else if (c == '(') {
+        tokens_.push_back({Tok::kLParen, "(", start});
+        ++i;
+      } else if (c == ')') {
+        tokens_.push_back({Tok::kRParen, ")", start});
+        ++i;
+      } else if (c == '=' || c == '!' || c == '<' || c == '>') {
+        std::string op(1, c);
+        ++i;
+        if (i < text_.size() && text_[i] == '=') {
+          op.push_back('=');
+          ++i;
+        }
+        if (op == "!") return Error(start, "'!=' (use 'not' for negation)");
+        if (op == "=") op = "==";
+        tokens_.push_back({Tok::kOp, op, start});
+      } else {
+        return Error(start, std::string("a column, literal, operator or parenthesis, not '") +
+                                c + "'");
+      }
+    }
+    tokens_.push_back({Tok::kEnd, "", text_.size()});
+    return arrow::Status::OK();
+  }
+
+  const Token& Peek() const { return tokens_[next_]; }
+  const Token& Take() { return tokens_[next_++]; }
+  bool PeekKeyword(const char* kw) const {
+    return Peek().kind == Tok::kIdent && Lower(Peek().text) == kw;
+  }
+
+  arrow::Result<cp::Expression> ParseOr() {
+    ARROW_ASSIGN_OR_RAISE(cp::Expression left, ParseAnd());
+    while (PeekKeyword("or")) {
+      Take();
+      ARROW_ASSIGN_OR_RAISE(cp::Expression right, ParseAnd());
+      left = cp::or_(std::move(left), std::move(right));
+    }
+    return left;
+  }
+
+  arrow::Result<cp::Expression> ParseAnd() {
+    ARROW_ASSIGN_OR_RAISE(cp::Expression left, ParseNot());
+    while (PeekKeyword("and")) {
+      Take();
+      ARROW_ASSIGN_OR_RAISE(cp::Expression right, ParseNot());
+      left = cp::and_(std::move(left), std::move(right));
+    }
+    return left;
+  }
+
+  arrow::Result<cp::Expression> ParseNot() {
+    if (PeekKeyword("not")) {
+      Take();
+      ARROW_ASSIGN_OR_RAISE(cp::Expression inner, ParseNot());
+      return cp::not_(std::move(inner));
+    }
+    return ParseCompare();
+  }
+
+  arrow::Result<cp::Expression> ParseCompare() {
+    ARROW_ASSIGN_OR_RAISE(cp::Expression left, ParseOperand());
+    if (Peek().kind != Tok::kOp) return left;
+    std::string op = Take().text;
+    ARROW_ASSIGN_OR_RAISE(cp::Expression right, ParseOperand());
+    if (op == "==") return cp::equal(std::move(left), std::move(right));
+    if (op == "!=") return cp::not_equal(std::move(left), std::move(right));
+    if (op == "<") return cp::less(std::move(left), std::move(right));
+    if (op == "<=") return cp::less_equal(std::move(left), std::move(right));
+    if (op == ">") return cp::greater(std::move(left), std::move(right));
+    return cp::greater_equal(std::move(left), std::move(right));
+  }
+
+  arrow::Result<cp::Expression> ParseColumnInParens(const std::string& fn) {
+    if (Peek().kind != Tok::kLParen) return Error(Peek().pos, "'(' after " + fn);
+    Take();
+    const Token& col = Peek();
+    if (col.kind != Tok::kIdent && col.kind != Tok::kQuotedIdent) {
+      return Error(col.pos, "a column name inside " + fn + "()");
+    }
+    Take();
+    if (Peek().kind != Tok::kRParen) return Error(Peek().pos, "')' closing " + fn + "(");
+    Take();
+    return cp::field_ref(col.text);
+  }
+
+  arrow::Result<cp::Expression> ParseOperand() {
+    const Token& t = Peek();
+    switch (t.kind) {
+      case Tok::kLParen: {
+        Take();
+        ARROW_ASSIGN_OR_RAISE(cp::Expression inner, ParseOr());
+        if (Peek().kind != Tok::kRParen) {
+          return Error(Peek().pos, "')' closing the '(' at position " +
+                                       std::to_string(t.pos));
+        }
+        Take();
+        return inner;
+      }
+      case Tok::kString:
+        Take();
+        return cp::literal(std::make_shared<arrow::StringScalar>(t.text));
+      case Tok::kQuotedIdent:
+        Take();
+        return cp::field_ref(t.text);
+      case Tok::kNumber: {
+        Take();
+        bool is_int = t.text.find_first_of(".eE") == std::string::npos;
+        char* end = nullptr;
+        if (is_int) {
+          errno = 0;
+          long long v = std::strtoll(t.text.c_str(), &end, 10);
+          if (errno == 0 && end == t.text.c_str() + t.text.size()) {
+            return cp::literal(static_cast<int64_t>(v));
+          }
+        } else {
+          double v = std::strtod(t.text.c_str(), &end);
+          if (end == t.text.c_str() + t.text.size()) return cp::literal(v);
+        }
+        return Error(t.pos, "a number, not '" + t.text + "'");
+      }
+      case Tok::kIdent: {
+        std::string kw = Lower(t.text);
+        if (kw == "true" || kw == "false") {
+          Take();
+          return cp::literal(kw == "true");
+        }
+        if (kw == "is_null" || kw == "is_valid") {
+          Take();
+          ARROW_ASSIGN_OR_RAISE(cp::Expression col, ParseColumnInParens(kw));
+          return kw == "is_null" ? cp::is_null(std::move(col)) : cp::is_valid(std::move(col));
+        }
+        if (kw == "and" || kw == "or" || kw == "not") {
+          return Error(t.pos, "a column or literal, not the keyword '" + t.text + "'");
+        }
+        Take();
+        return cp::field_ref(t.text);
+      }
+      case Tok::kEnd:
+        return Error(t.pos, "a column or literal (the expression ends early)");
+      default:
+        return Error(t.pos, "a column or literal, not '" + t.text + "'");
+    }
+  }
+
+  std::string_view text_;
+  std::vector<Token> tokens_;
+  size_t next_ = 0;
+};
+
+}  // namespace
+
+arrow::Result<cp::Expression> ParseFilterExpression(std::string_view text) {
+  return Parser(text).Parse();
+}
+
+}  // namespace dlprep::exec
