@@ -16,16 +16,15 @@ namespace dlprep::cli {
 
 namespace {
 
-struct RunFlags {
+struct PipelineFileFlags {
   std::string pipeline;
-  int workers = 0;
   bool dry_run = false;
-  bool unordered = false;
   bool fail_on_error = false;
+  RunFlags run;
   CommonFlags common;
 };
 
-arrow::Status RunPipelineFile(const RunFlags& f) {
+arrow::Status RunPipelineFile(const PipelineFileFlags& f) {
   nlohmann::json stats = {{"command", "run"}, {"pipeline", f.pipeline}};
   Progress* progress_ptr = nullptr;
   auto finish = [&](const arrow::Status& st) {
@@ -35,7 +34,6 @@ arrow::Status RunPipelineFile(const RunFlags& f) {
     arrow::Status ws = WriteStats(f.common.stats_path, stats.dump(2));
     return st.ok() ? ws : st;
   };
-  if (f.workers < 0) return finish(arrow::Status::Invalid("option --workers: expected N >= 0"));
   auto loaded = exec::LoadPipelineFile(f.pipeline);
   if (!loaded.ok()) return finish(loaded.status());
   exec::PipelineFile file = *std::move(loaded);
@@ -53,8 +51,8 @@ arrow::Status RunPipelineFile(const RunFlags& f) {
   Progress progress("run", file.source->num_partitions(), !f.common.quiet);
   progress_ptr = &progress;
   RunOptions options;
-  options.workers = f.workers;
-  options.unordered = f.unordered;
+  options.workers = f.run.workers;
+  options.unordered = f.run.unordered;
   options.fail_on_row_error = f.fail_on_error;
   options.cancel = InstallCancelHandler();
   options.progress = &progress;
@@ -91,16 +89,14 @@ arrow::Status RunPipelineFile(const RunFlags& f) {
 }  // namespace
 
 void AddRunCommand(CLI::App* root, std::vector<Command>* commands) {
-  auto flags = std::make_shared<RunFlags>();
+  auto flags = std::make_shared<PipelineFileFlags>();
   CLI::App* app = root->add_subcommand(
       "run", "Run a pipeline file: a source, a list of steps (operators) and a sink");
   app->add_option("pipeline", flags->pipeline, "The pipeline file (YAML)")->required();
-  app->add_option("--workers", flags->workers, "Worker threads (default: all cores)");
   app->add_flag("--dry-run", flags->dry_run,
                 "Check the pipeline (opens the inputs, reads no data) and print it "
                 "normalized, with defaults filled in, as YAML");
-  app->add_flag("--unordered", flags->unordered,
-                "Write batches as they finish instead of in input order");
+  AddRunFlags(app, &flags->run);
   app->add_flag("--fail-on-error", flags->fail_on_error,
                 "Fail on the first row an operator reports failed");
   AddCommonFlags(app, &flags->common);
