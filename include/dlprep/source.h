@@ -88,7 +88,7 @@ struct TableSourceOptions {
   std::vector<std::string> columns;
   /// Discover hive-style `key=value` directories as partition columns.
   bool hive_partitioning = true;
-  int64_t batch_rows = 64 * 1024;
+  int64_t batch_rows = 16 * 1024;
 };
 
 /// Opens Parquet, CSV or JSON-lines data; one partition per file (per row group for
