@@ -134,6 +134,33 @@ void AddOutputFlags(CLI::App* app, OutputFlags* f, const std::string& default_fo
                 "Replace a non-empty output folder (atomically, when the job succeeds)");
 }
 
+void AddRunFlags(CLI::App* app, RunFlags* f) {
+  app->add_option("--workers", f->workers, "Worker threads (default: all cores)");
+  app->add_option("--memory-limit", f->memory_limit,
+                  "Memory for grouped steps' buckets, e.g. 4GB; over it buckets spill to "
+                  "--spill-dir (default: unlimited)");
+  app->add_option("--max-group-bytes", f->max_group_bytes,
+                  "Largest group handed whole to a grouped operator; larger ones are "
+                  "streamed or refused (default: a quarter of --memory-limit)");
+  app->add_option("--spill-dir", f->spill_dir,
+                  "Folder for spill files (default: $TMPDIR); removed after the run");
+}
+
+arrow::Result<RunOptions> MakeRunOptions(const RunFlags& f) {
+  RunOptions o;
+  if (f.workers < 0) return arrow::Status::Invalid("option --workers: expected N >= 0");
+  o.workers = f.workers;
+  if (!f.memory_limit.empty()) {
+    ARROW_ASSIGN_OR_RAISE(o.memory_limit, ParseByteSize(f.memory_limit, "--memory-limit"));
+  }
+  if (!f.max_group_bytes.empty()) {
+    ARROW_ASSIGN_OR_RAISE(o.max_group_bytes,
+                          ParseByteSize(f.max_group_bytes, "--max-group-bytes"));
+  }
+  o.spill_dir = f.spill_dir;
+  return o;
+}
+
 void AddCommonFlags(CLI::App* app, CommonFlags* f) {
   app->add_option("--stats", f->stats_path, "Write a JSON summary of the job to this file");
   app->add_flag("-q,--quiet", f->quiet, "No progress line and no summary");
