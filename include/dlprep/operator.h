@@ -22,7 +22,8 @@ namespace dlprep {
 ///   const; keep no mutable state, or guard it yourself).
 /// * StatefulOperator: one instance per worker, created by a factory; its methods are
 ///   only ever called from that worker's thread, one at a time.
-/// * GroupedOperator: interface only so far (see below).
+/// * GroupedOperator: one instance shared by every worker; Apply() / ApplyStream() are
+///   called concurrently for different groups and must be thread-safe.
 
 /// Where a stateful operator instance runs. Passed to StatefulOperator::Open().
 struct OperatorContext {
@@ -145,10 +146,10 @@ using StatefulOperatorFactory =
 /// All rows of one key, optionally sorted by a column -> a table (Spark's grouped-map
 /// UDF, `applyInArrow`).
 ///
-/// TODO(#3): interface only. The executor does not run grouped operators yet
-/// (hash-partitioning by key, spilling over the memory budget, sorting buckets,
-/// streaming or refusing huge groups); Pipeline has no GroupBy() yet. The interface
-/// is fixed now so that featurizers can be written and unit-tested against it.
+/// Run it with Pipeline::GroupBy(keys, sort_by).Apply(op): the executor hash-partitions
+/// rows by key into buckets (spilling to disk over RunOptions::memory_limit), sorts each
+/// bucket and hands each group to Apply(), or, for a group over the group limit
+/// (RunOptions::max_group_bytes), to ApplyStream() when supports_streaming().
 ///
 /// Thread-safety: Apply() and ApplyStream() may be called concurrently for different
 /// groups; implementations must be thread-safe.

@@ -19,14 +19,19 @@ namespace dlprep {
 
 class Progress;
 
-/// One step of a pipeline's operator chain: exactly one of the three pointers/factory
+/// One step of a pipeline's operator chain: exactly one of the four pointers/factory
 /// is set, according to `kind`.
 struct PipelineStep {
-  enum class Kind { kScalar, kBatch, kStateful };
+  enum class Kind { kScalar, kBatch, kStateful, kGrouped };
   Kind kind = Kind::kBatch;
   std::shared_ptr<ScalarOperator> scalar;
   std::shared_ptr<BatchOperator> batch;
   StatefulOperatorFactory stateful;
+  std::shared_ptr<GroupedOperator> grouped;
+  /// kGrouped: key columns and sort column given to Pipeline::GroupBy(); empty: the
+  /// operator's own key_columns() / sort_column().
+  std::vector<std::string> group_keys;
+  std::string group_sort_by;
 };
 
 /// Rows that a stateful operator reported failed (RowErrors), with where they came from.
@@ -83,12 +88,34 @@ struct RunOptions {
   ErrorSink* error_sink = nullptr;
   /// Fail the job on the first per-row failure (`--fail-on-error`).
   bool fail_on_row_error = false;
+
+  /// Grouped steps only. Bytes of bucket data the run may hold in memory
+  /// (`--memory-limit`); 0: unlimited. Over it, the largest in-memory buckets are
+  /// spilled to `spill_dir`; buckets too large to sort in memory (2 x their size over
+  /// the limit) are sorted in runs on disk and merged. What is counted: partitioned
+  /// bucket data (phase 1) and loaded/sorted buckets and merge buffers (phase 2);
+  /// source batches in flight on workers, operator outputs and the reorder buffer
+  /// (`max_buffered_bytes`) come on top. RunStats::peak_tracked_bytes reports the peak.
+  int64_t memory_limit = 0;
+  /// Grouped steps only. Largest group handed whole to GroupedOperator::Apply()
+  /// (`--max-group-bytes`); 0: no limit of its own. The limit actually used is the
+  /// smaller of this and memory_limit / 4 (when set). A larger group is streamed to
+  /// ApplyStream() when the operator supports_streaming(), else the run fails with an
+  /// error naming the key value, the group's size and the option.
+  int64_t max_group_bytes = 0;
+  /// Grouped steps only. Parent folder of the spill folder; the run creates a fresh
+  /// `dlprep-spill-<uuid>` folder inside it on the first spill and removes it at the
+  /// end of the run, also when the run fails. Empty: $TMPDIR, else /tmp.
+  std::string spill_dir = "";
+  /// Grouped steps only. Number of hash buckets (>= 1). Part of the output order (see
+  /// Pipeline::GroupBy), so it does not depend on `workers`.
+  int grouped_buckets = 64;
 };
 
 /// Counters of one stage: the source ("source"), each operator step, the sink ("sink").
 struct StageStats {
   std::string name;
-  std::string kind;  ///< "source", "scalar", "batch", "stateful", "sink"
+  std::string kind;  ///< "source", "scalar", "batch", "stateful", "grouped", "sink"
   int64_t batches_in = 0;
   int64_t rows_in = 0;
   int64_t batches_out = 0;
@@ -99,6 +126,9 @@ struct StageStats {
   int64_t opens = 0;
   /// Stateful only: rows reported failed.
   int64_t row_errors = 0;
+  /// Grouped only: groups handed to the operator, and those of them streamed.
+  int64_t groups = 0;
+  int64_t streamed_groups = 0;
 };
 
 /// Statistics of one run; ToJson() gives the `--stats` document.
@@ -122,6 +152,11 @@ struct RunStats {
   /// Set by Pipeline::Run after commit: files and bytes of the committed dataset.
   int64_t files_written = 0;
   int64_t bytes_written = 0;
+  /// Grouped steps: peak bytes of bucket data held in memory as counted against
+  /// RunOptions::memory_limit, bytes written to spill files, and their number.
+  int64_t peak_tracked_bytes = 0;
+  int64_t spilled_bytes = 0;
+  int64_t spill_files = 0;
   double wall_seconds = 0;
 
   /// A JSON object with every field above (stages as an array).
@@ -135,6 +170,7 @@ using DatasetWriterOpener = std::function<arrow::Result<std::unique_ptr<DatasetW
 /// Builds and runs source -> operators -> sink:
 ///
 ///     auto stats = Pipeline::Read(source).Map(scalar_op).MapStateful(factory)
+///                      .GroupBy({"user"}, "ts").Apply(grouped_op).Map(batch_op)
 ///                      .Write(write_options).Run({.workers = 8});
 ///
 /// A value type; building is cheap and copies share the operators. Run() and Collect()
@@ -151,6 +187,38 @@ class Pipeline {
   Pipeline& Map(std::shared_ptr<BatchOperator> op);
   /// Appends a stateful operator; see StatefulOperatorFactory for when it is called.
   Pipeline& MapStateful(StatefulOperatorFactory factory);
+
+  /// The pending grouped step returned by GroupBy(); Apply() completes it.
+  class GroupBuilder {
+   public:
+    /// Appends a grouped step running `op` on the groups and returns the pipeline, so
+    /// that more Map() steps and Write() can follow. `op` must not be null (Run reports
+    /// it otherwise).
+    Pipeline& Apply(std::shared_ptr<GroupedOperator> op);
+
+   private:
+    friend class Pipeline;
+    GroupBuilder(Pipeline* pipeline, std::vector<std::string> keys, std::string sort_by)
+        : pipeline_(pipeline), keys_(std::move(keys)), sort_by_(std::move(sort_by)) {}
+    Pipeline* pipeline_;  // not owned; the builder lives within one expression
+    std::vector<std::string> keys_;
+    std::string sort_by_;
+  };
+
+  /// Groups rows by `keys` (int64/int32 or string columns, any mix; empty: the
+  /// operator's key_columns()) with rows of a group sorted by `sort_by` (ascending,
+  /// ties in input order; empty: the operator's sort_column(), else input order).
+  /// When both the pipeline and the operator name keys or a sort column they must
+  /// agree; Run fails naming both otherwise.
+  ///
+  /// Semantics: rows whose key is null (in any key column) are grouped like any other
+  /// value, all nulls of a column together (Spark's and pandas' dropna=False
+  /// behaviour). Output order is deterministic and does not depend on `workers` or
+  /// `memory_limit`: groups come by hash bucket of the key (a stable hash of the key
+  /// bytes, RunOptions::grouped_buckets buckets), then by ascending key value (nulls
+  /// last) within a bucket; each group's output in the order Apply() returned it.
+  /// Input order is therefore not kept across a grouped step.
+  GroupBuilder GroupBy(std::vector<std::string> keys, std::string sort_by = "");
 
   /// Writes the result with DatasetWriter::Open(options) (the commit protocol). The
   /// writer is opened at Run(), committed when the run succeeds, aborted otherwise.

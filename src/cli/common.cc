@@ -134,11 +134,6 @@ void AddOutputFlags(CLI::App* app, OutputFlags* f, const std::string& default_fo
                 "Replace a non-empty output folder (atomically, when the job succeeds)");
 }
 
-void AddCommonFlags(CLI::App* app, CommonFlags* f) {
-  app->add_option("--stats", f->stats_path, "Write a JSON summary of the job to this file");
-  app->add_flag("-q,--quiet", f->quiet, "No progress line and no summary");
-}
-
 void AddRunFlags(CLI::App* app, RunFlags* f) {
   app->add_option("-w,--workers", f->workers,
                   "Worker threads (default: all cores); output is the same whatever N")
@@ -146,6 +141,35 @@ void AddRunFlags(CLI::App* app, RunFlags* f) {
   app->add_flag("--unordered", f->unordered,
                 "Write batches as they finish instead of in input order (faster when "
                 "partitions differ in cost; row order then varies between runs)");
+  app->add_option("--memory-limit", f->memory_limit,
+                  "Memory for grouped steps' buckets, e.g. 4GB; over it buckets spill to "
+                  "--spill-dir (default: unlimited)");
+  app->add_option("--max-group-bytes", f->max_group_bytes,
+                  "Largest group handed whole to a grouped operator; larger ones are "
+                  "streamed or refused (default: a quarter of --memory-limit)");
+  app->add_option("--spill-dir", f->spill_dir,
+                  "Folder for spill files (default: $TMPDIR); removed after the run");
+}
+
+arrow::Result<RunOptions> MakeRunOptions(const RunFlags& f) {
+  RunOptions o;
+  if (f.workers < 0) return arrow::Status::Invalid("option --workers: expected N >= 0");
+  o.workers = f.workers;
+  o.unordered = f.unordered;
+  if (!f.memory_limit.empty()) {
+    ARROW_ASSIGN_OR_RAISE(o.memory_limit, ParseByteSize(f.memory_limit, "--memory-limit"));
+  }
+  if (!f.max_group_bytes.empty()) {
+    ARROW_ASSIGN_OR_RAISE(o.max_group_bytes,
+                          ParseByteSize(f.max_group_bytes, "--max-group-bytes"));
+  }
+  o.spill_dir = f.spill_dir;
+  return o;
+}
+
+void AddCommonFlags(CLI::App* app, CommonFlags* f) {
+  app->add_option("--stats", f->stats_path, "Write a JSON summary of the job to this file");
+  app->add_flag("-q,--quiet", f->quiet, "No progress line and no summary");
 }
 
 arrow::Result<std::string> DetectInputFormat(const InputFlags& flags) {

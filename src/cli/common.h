@@ -11,6 +11,7 @@
 #include <arrow/result.h>
 #include <arrow/status.h>
 
+#include "dlprep/pipeline.h"
 #include "dlprep/sink.h"
 #include "dlprep/source.h"
 
@@ -50,11 +51,18 @@ struct CommonFlags {
   bool quiet = false;
 };
 
-/// Flags of commands that run a pipeline.
+/// Flags of commands that run a Pipeline (workers, memory budget, grouped steps).
 struct RunFlags {
   int workers = 0;
   bool unordered = false;
+  std::string memory_limit;     // "4GB"; empty: unlimited
+  std::string max_group_bytes;  // empty: no limit of its own
+  std::string spill_dir;        // empty: $TMPDIR
 };
+
+void AddRunFlags(CLI::App* app, RunFlags* flags);
+/// RunOptions from the flags; Invalid naming the flag on a bad size.
+arrow::Result<RunOptions> MakeRunOptions(const RunFlags& flags);
 
 void AddInputFlags(CLI::App* app, InputFlags* flags, bool binary_options);
 void AddOutputFlags(CLI::App* app, OutputFlags* flags, const std::string& default_format);

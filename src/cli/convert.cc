@@ -51,9 +51,9 @@ arrow::Status RunConvert(const ConvertFlags& f) {
   if (!wopts.ok()) return finish(wopts.status());
 
   Progress progress("convert", source->num_partitions(), !f.common.quiet);
-  RunOptions run;
-  run.workers = f.run.workers;
-  run.unordered = f.run.unordered;
+  auto run_r = MakeRunOptions(f.run);
+  if (!run_r.ok()) return finish(run_r.status());
+  RunOptions run = *run_r;
   run.cancel = InstallCancelHandler();
   run.progress = &progress;
   auto result = Pipeline::Read(source).Write(*wopts).Run(run);

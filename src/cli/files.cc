@@ -61,9 +61,9 @@ arrow::Status RunFiles(FilesFlags f) {
   ARROW_ASSIGN_OR_RAISE(auto source, OpenInput(f.input));
   ARROW_ASSIGN_OR_RAISE(auto wopts, MakeWriteOptions(f.output));
   Progress progress("files", source->num_partitions(), !f.common.quiet);
-  RunOptions run;
-  run.workers = f.run.workers;
-  run.unordered = f.run.unordered;
+  auto run_r = MakeRunOptions(f.run);
+  if (!run_r.ok()) return run_r.status();
+  RunOptions run = *run_r;
   run.cancel = cancel;
   run.progress = &progress;
   auto result = Pipeline::Read(source).Write(wopts).Run(run);

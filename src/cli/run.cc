@@ -50,9 +50,9 @@ arrow::Status RunPipelineFile(const PipelineFileFlags& f) {
   WarnAboutLeftoverAttempts(file.write.output_dir);
   Progress progress("run", file.source->num_partitions(), !f.common.quiet);
   progress_ptr = &progress;
-  RunOptions options;
-  options.workers = f.run.workers;
-  options.unordered = f.run.unordered;
+  auto options_r = MakeRunOptions(f.run);
+  if (!options_r.ok()) return finish(options_r.status());
+  RunOptions options = *options_r;
   options.fail_on_row_error = f.fail_on_error;
   options.cancel = InstallCancelHandler();
   options.progress = &progress;

@@ -893,6 +893,9 @@ Pipeline& AddStep(Pipeline& pipeline, PipelineStep step) {
       return pipeline.Map(std::move(step.batch));
     case PipelineStep::Kind::kStateful:
       return pipeline.MapStateful(std::move(step.stateful));
+    case PipelineStep::Kind::kGrouped:
+      return pipeline.GroupBy(std::move(step.group_keys), std::move(step.group_sort_by))
+          .Apply(std::move(step.grouped));
   }
   return pipeline;
 }

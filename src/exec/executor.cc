@@ -17,6 +17,7 @@
 #include <arrow/util/byte_size.h>
 
 #include "core/progress.h"
+#include "exec/grouped.h"
 
 namespace dlprep::exec {
 
@@ -69,6 +70,7 @@ struct Worker {
   std::vector<std::unique_ptr<StatefulOperator>> instances;  // by step; null if none
   std::vector<bool> opened;
   std::vector<StageStats> stats;  // [0] source, [1 + i] step i
+  StageStats sink;                // concurrent sinks only
 };
 
 // The state of one Executor::Run().
@@ -116,6 +118,11 @@ class RunState {
     stats.stages = merged_;
     sink_stats_.name = "sink";
     sink_stats_.kind = "sink";
+    sink_stats_.batches_in += worker_sink_stats_.batches_in;
+    sink_stats_.rows_in += worker_sink_stats_.rows_in;
+    sink_stats_.batches_out += worker_sink_stats_.batches_out;
+    sink_stats_.rows_out += worker_sink_stats_.rows_out;
+    sink_stats_.seconds += worker_sink_stats_.seconds;
     stats.stages.push_back(sink_stats_);
     stats.rows_read = merged_[0].rows_out;
     stats.rows_written = sink_stats_.rows_out;
@@ -183,6 +190,11 @@ class RunState {
       m.opens += s.opens;
       m.row_errors += s.row_errors;
     }
+    worker_sink_stats_.batches_in += w.sink.batches_in;
+    worker_sink_stats_.rows_in += w.sink.rows_in;
+    worker_sink_stats_.batches_out += w.sink.batches_out;
+    worker_sink_stats_.rows_out += w.sink.rows_out;
+    worker_sink_stats_.seconds += w.sink.seconds;
   }
 
   arrow::Status ProcessPartition(Worker* w, int64_t p) {
@@ -225,7 +237,20 @@ class RunState {
       src.rows_out += n;
       ARROW_ASSIGN_OR_RAISE(auto out, RunChain(w, p, first_row, std::move(batch)));
       first_row += n;
-      if (out != nullptr && out->num_rows() > 0) {
+      if (out != nullptr && out->num_rows() > 0 && sink_->concurrent()) {
+        const int64_t rows = out->num_rows();
+        w->sink.batches_in += 1;
+        w->sink.rows_in += rows;
+        t0 = Clock::now();
+        st = sink_->Write(p, out);
+        w->sink.seconds += Since(t0);
+        if (!st.ok()) {
+          return st.WithMessage("sink failed writing ", Where(source_, p), ", ",
+                                RowRange(first_row - n, n), ": ", st.message());
+        }
+        w->sink.batches_out += 1;
+        w->sink.rows_out += rows;
+      } else if (out != nullptr && out->num_rows() > 0) {
         Item item;
         item.partition = p;
         item.bytes = arrow::util::TotalBufferSize(*out);
@@ -304,6 +329,8 @@ class RunState {
         }
         return CheckOutput(step, std::move(result), out);
       }
+      case PipelineStep::Kind::kGrouped:
+        break;  // never in a chain: Executor::Make cuts the chain there
     }
     return arrow::Status::UnknownError("unknown step kind");
   }
@@ -544,7 +571,8 @@ class RunState {
   int64_t row_errors_ = 0;                      // GUARDED_BY(errors_mu_)
   std::vector<std::string> row_error_samples_;  // GUARDED_BY(errors_mu_)
 
-  StageStats sink_stats_;  // sink thread only
+  StageStats sink_stats_;         // sink thread only
+  StageStats worker_sink_stats_;  // GUARDED_BY(mu_): concurrent sink calls on workers
 };
 
 }  // namespace
@@ -562,6 +590,23 @@ arrow::Result<std::unique_ptr<Executor>> Executor::Make(std::shared_ptr<Source> 
   if (schema == nullptr) return arrow::Status::Invalid("source has no schema");
   for (size_t i = 0; i < steps.size(); ++i) {
     PipelineStep& s = steps[i];
+    if (s.kind == PipelineStep::Kind::kGrouped) {
+      auto stage = GroupedStage::Make(s, schema);
+      if (!stage.ok()) {
+        return stage.status().WithMessage("step ", i + 1, ": ", stage.status().message());
+      }
+      ex->grouped_ = std::move(*stage);
+      std::vector<PipelineStep> rest(std::make_move_iterator(steps.begin() + i + 1),
+                                     std::make_move_iterator(steps.end()));
+      auto next = Make(ex->grouped_->source(), std::move(rest), options);
+      if (!next.ok()) {
+        return next.status().WithMessage("after step ", i + 1, " (grouped operator '",
+                                         ex->grouped_->name(),
+                                         "'): ", next.status().message());
+      }
+      ex->next_ = std::move(*next);
+      break;
+    }
     PlannedStep p;
     p.kind = s.kind;
     auto plan_error = [&](const arrow::Status& st) {
@@ -595,6 +640,8 @@ arrow::Result<std::unique_ptr<Executor>> Executor::Make(std::shared_ptr<Source> 
         p.output_schema = *out;
         break;
       }
+      case PipelineStep::Kind::kGrouped:
+        return arrow::Status::UnknownError("grouped step planned as a chain step");
       case PipelineStep::Kind::kStateful: {
         if (!s.stateful) return arrow::Status::Invalid("step ", i + 1, " has no factory");
         p.kind_name = "stateful";
@@ -622,7 +669,7 @@ arrow::Result<std::unique_ptr<Executor>> Executor::Make(std::shared_ptr<Source> 
     schema = p.output_schema;
     ex->steps_.push_back(std::move(p));
   }
-  ex->output_schema_ = schema;
+  ex->output_schema_ = ex->next_ != nullptr ? ex->next_->output_schema() : schema;
   // Schema::Equals caches fingerprints lazily; computing them here, on one thread,
   // keeps the workers' comparisons read-only.
   for (const auto& s : {ex->source_->schema(), schema}) {
@@ -645,8 +692,54 @@ arrow::Result<RunStats> Executor::Run(BatchSink* sink) {
   workers = std::max(workers, 1);
   int64_t max_batches = options_.max_buffered_batches;
   if (max_batches <= 0) max_batches = int64_t{4} * workers;
-  RunState state(*source_, &steps_, options_, workers, max_batches, sink);
-  return state.Run();
+  if (grouped_ == nullptr) {
+    RunState state(*source_, &steps_, options_, workers, max_batches, sink);
+    return state.Run();
+  }
+  // Phase 1 (steps before the grouped step, into its buckets), then phase 2 (the
+  // executor of the remaining steps over the buckets). End() removes the spill folder
+  // on every path.
+  struct EndGuard {
+    GroupedStage* stage;
+    ~EndGuard() { (void)stage->End(); }
+  } guard{grouped_.get()};
+  ARROW_RETURN_NOT_OK(grouped_->Begin(options_));
+  RunState phase1(*source_, &steps_, options_, workers, max_batches,
+                  grouped_->partition_sink());
+  ARROW_ASSIGN_OR_RAISE(RunStats first, phase1.Run());
+  grouped_->FinishPartitioning();
+  ARROW_ASSIGN_OR_RAISE(RunStats second, next_->Run(sink));
+  // One stage list: source, steps before, the grouped step, steps after, sink.
+  RunStats stats = second;
+  stats.partitions = first.partitions;
+  stats.rows_read = first.rows_read;
+  stats.row_errors += first.row_errors;
+  for (const auto& m : first.row_error_samples) {
+    if (stats.row_error_samples.size() < static_cast<size_t>(kMaxRowErrorSamples)) {
+      stats.row_error_samples.push_back(m);
+    }
+  }
+  stats.peak_buffered_batches =
+      std::max(first.peak_buffered_batches, second.peak_buffered_batches);
+  stats.peak_buffered_bytes =
+      std::max(first.peak_buffered_bytes, second.peak_buffered_bytes);
+  StageStats grouped;
+  grouped.name = grouped_->name();
+  grouped.kind = "grouped";
+  const StageStats& partitioned = first.stages.back();  // phase 1 sink
+  const StageStats& read = second.stages.front();       // phase 2 source
+  grouped.batches_in = partitioned.batches_in;
+  grouped.rows_in = partitioned.rows_in;
+  grouped.batches_out = read.batches_out;
+  grouped.rows_out = read.rows_out;
+  grouped.seconds = partitioned.seconds + read.seconds;
+  grouped_->FillStats(&stats, &grouped);
+  stats.stages.assign(first.stages.begin(), first.stages.end() - 1);
+  stats.stages.push_back(grouped);
+  stats.stages.insert(stats.stages.end(), second.stages.begin() + 1, second.stages.end());
+  stats.wall_seconds = first.wall_seconds + second.wall_seconds;
+  ARROW_RETURN_NOT_OK(grouped_->End());
+  return stats;
 }
 
 arrow::Status DatasetWriterSink::Write(int64_t partition,

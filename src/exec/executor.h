@@ -15,6 +15,8 @@
 
 namespace dlprep::exec {
 
+class GroupedStage;
+
 /// What the executor writes into: one sink stage, called from one thread (the thread
 /// that called Executor::Run), so implementations need no locking.
 class BatchSink {
@@ -29,6 +31,12 @@ class BatchSink {
   virtual arrow::Status FinishPartition(int64_t partition) = 0;
   /// Bytes written so far, for progress; 0 when the sink does not know.
   virtual int64_t bytes_written() const { return 0; }
+  /// false (the default): every call comes from the thread that called Executor::Run,
+  /// through the reorder buffer. true: Write() is called directly on the worker
+  /// threads, concurrently for different partitions (in order within one), and the
+  /// sink must be thread-safe; FinishPartition() still comes from the Run thread, after
+  /// the partition's last Write(). Used by the grouped step's partitioning.
+  virtual bool concurrent() const { return false; }
 };
 
 /// A BatchSink over a DatasetWriter (not owned; must outlive the sink). Does not commit
@@ -80,6 +88,12 @@ class CollectSink : public BatchSink {
 /// Stateful steps: one instance per worker, opened lazily before that worker's first
 /// batch, reused across partitions, closed when the worker ends.
 ///
+/// Grouped steps: the chain is cut at the first grouped step. The steps before it run
+/// as above into the grouped step's partitioning (phase 1, see exec/grouped.h); when
+/// every partition is done, the steps after it run the same way over the grouped
+/// step's buckets as partitions (phase 2), into `sink`. The spill folder is removed at
+/// the end of Run() whatever the result.
+///
 /// Thread-safety: Make() and Run() are called from one thread; Run() once per Executor.
 class Executor {
  public:
@@ -109,6 +123,10 @@ class Executor {
   std::vector<PlannedStep> steps_;
   std::shared_ptr<arrow::Schema> output_schema_;
   bool ran_ = false;
+  // Set when the chain has a grouped step: that step, and the executor of the steps
+  // after it (reading the grouped step's buckets).
+  std::unique_ptr<GroupedStage> grouped_;
+  std::unique_ptr<Executor> next_;
 };
 
 }  // namespace dlprep::exec

@@ -25,6 +25,10 @@ std::string RunStats::ToJson() const {
       j["opens"] = s.opens;
       j["row_errors"] = s.row_errors;
     }
+    if (s.kind == "grouped") {
+      j["groups"] = s.groups;
+      j["streamed_groups"] = s.streamed_groups;
+    }
     stages_json.push_back(std::move(j));
   }
   nlohmann::json j = {
@@ -41,6 +45,10 @@ std::string RunStats::ToJson() const {
         {"max_bytes", max_buffered_bytes},
         {"peak_batches", peak_buffered_batches},
         {"peak_bytes", peak_buffered_bytes}}},
+      {"memory",
+       {{"peak_tracked_bytes", peak_tracked_bytes},
+        {"spilled_bytes", spilled_bytes},
+        {"spill_files", spill_files}}},
       {"files_written", files_written},
       {"bytes_written", bytes_written},
       {"wall_seconds", wall_seconds},
@@ -77,6 +85,21 @@ Pipeline& Pipeline::MapStateful(StatefulOperatorFactory factory) {
   step.stateful = std::move(factory);
   steps_.push_back(std::move(step));
   return *this;
+}
+
+Pipeline::GroupBuilder Pipeline::GroupBy(std::vector<std::string> keys,
+                                        std::string sort_by) {
+  return GroupBuilder(this, std::move(keys), std::move(sort_by));
+}
+
+Pipeline& Pipeline::GroupBuilder::Apply(std::shared_ptr<GroupedOperator> op) {
+  PipelineStep step;
+  step.kind = PipelineStep::Kind::kGrouped;
+  step.grouped = std::move(op);
+  step.group_keys = std::move(keys_);
+  step.group_sort_by = std::move(sort_by_);
+  pipeline_->steps_.push_back(std::move(step));
+  return *pipeline_;
 }
 
 Pipeline& Pipeline::Write(WriteOptions options) {

@@ -1,0 +1,673 @@
+#include "exec/grouped.h"
+
+#include <atomic>
+#include <filesystem>
+#include <map>
+#include <tuple>
+
+#include <arrow/api.h>
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include "core/memory.h"
+#include "dlprep/pipeline.h"
+#include "exec/exec_test_util.h"
+
+namespace dlprep::exec {
+namespace {
+
+namespace fs = std::filesystem;
+using ::testing::HasSubstr;
+
+// A source over in-memory batches of any schema; partition i is "p<i>".
+class BatchesSource : public Source {
+ public:
+  BatchesSource(std::shared_ptr<arrow::Schema> schema,
+                std::vector<std::vector<std::shared_ptr<arrow::RecordBatch>>> parts)
+      : schema_(std::move(schema)), parts_(std::move(parts)) {}
+  std::shared_ptr<arrow::Schema> schema() const override { return schema_; }
+  int64_t num_partitions() const override { return static_cast<int64_t>(parts_.size()); }
+  std::string partition_name(int64_t i) const override { return "p" + std::to_string(i); }
+  arrow::Result<std::shared_ptr<arrow::RecordBatchReader>> OpenPartition(
+      int64_t i) const override {
+    return arrow::RecordBatchReader::Make(parts_[i], schema_);
+  }
+
+ private:
+  std::shared_ptr<arrow::Schema> schema_;
+  std::vector<std::vector<std::shared_ptr<arrow::RecordBatch>>> parts_;
+};
+
+std::shared_ptr<arrow::Schema> EventSchema() {
+  return arrow::schema({arrow::field("k", arrow::int64()),
+                        arrow::field("ts", arrow::int64()),
+                        arrow::field("value", arrow::int64())});
+}
+
+// Rows generated on demand (nothing resident): row r of the whole input has
+// k = key(r), ts = (r * 7919) % 1000003, value = r % 1000. `parts` partitions of
+// `batches` batches of `rows` rows each.
+class GeneratedSource : public Source {
+ public:
+  GeneratedSource(int64_t parts, int64_t batches, int64_t rows,
+                  std::function<int64_t(int64_t)> key)
+      : parts_(parts), batches_(batches), rows_(rows), key_(std::move(key)) {}
+  std::shared_ptr<arrow::Schema> schema() const override { return EventSchema(); }
+  int64_t num_partitions() const override { return parts_; }
+  std::string partition_name(int64_t i) const override { return "gen" + std::to_string(i); }
+  arrow::Result<std::shared_ptr<arrow::RecordBatchReader>> OpenPartition(
+      int64_t p) const override {
+    return std::make_shared<Reader>(this, p);
+  }
+  int64_t total_rows() const { return parts_ * batches_ * rows_; }
+
+ private:
+  class Reader : public arrow::RecordBatchReader {
+   public:
+    Reader(const GeneratedSource* s, int64_t p) : s_(s), p_(p) {}
+    std::shared_ptr<arrow::Schema> schema() const override { return EventSchema(); }
+    arrow::Status ReadNext(std::shared_ptr<arrow::RecordBatch>* out) override {
+      if (b_ >= s_->batches_) {
+        *out = nullptr;
+        return arrow::Status::OK();
+      }
+      int64_t first = (p_ * s_->batches_ + b_) * s_->rows_;
+      ++b_;
+      arrow::Int64Builder k, ts, v;
+      for (int64_t r = first; r < first + s_->rows_; ++r) {
+        ARROW_RETURN_NOT_OK(k.Append(s_->key_(r)));
+        ARROW_RETURN_NOT_OK(ts.Append((r * 7919) % 1000003));
+        ARROW_RETURN_NOT_OK(v.Append(r % 1000));
+      }
+      std::vector<std::shared_ptr<arrow::Array>> cols(3);
+      ARROW_RETURN_NOT_OK(k.Finish(&cols[0]));
+      ARROW_RETURN_NOT_OK(ts.Finish(&cols[1]));
+      ARROW_RETURN_NOT_OK(v.Finish(&cols[2]));
+      *out = arrow::RecordBatch::Make(EventSchema(), s_->rows_, cols);
+      return arrow::Status::OK();
+    }
+
+   private:
+    const GeneratedSource* s_;
+    int64_t p_;
+    int64_t b_ = 0;
+  };
+  int64_t parts_, batches_, rows_;
+  std::function<int64_t(int64_t)> key_;
+};
+
+// Per group: the key columns (first row), count, sum of `value`, and `value` of the
+// first and last row (in the group's order, i.e. by the sort column). Optionally
+// streams, fails on the group whose first key is `fail_key`, or records how many
+// batches the largest streamed group came in.
+class SumCount : public GroupedOperator {
+ public:
+  explicit SumCount(std::vector<std::string> keys, bool streaming = false)
+      : keys_(std::move(keys)), streaming_(streaming) {}
+  std::string name() const override { return "sum_count"; }
+  std::vector<std::string> key_columns() const override { return keys_; }
+  arrow::Result<std::shared_ptr<arrow::Schema>> OutputSchema(
+      const arrow::Schema& input) const override {
+    arrow::FieldVector fields;
+    for (const auto& k : keys_) {
+      auto f = input.GetFieldByName(k);
+      if (f == nullptr) return arrow::Status::TypeError("no column ", k);
+      fields.push_back(f);
+    }
+    for (const char* n : {"count", "sum", "first", "last"}) {
+      fields.push_back(arrow::field(n, arrow::int64()));
+    }
+    return arrow::schema(fields);
+  }
+  arrow::Result<std::shared_ptr<arrow::Table>> Apply(
+      const arrow::Table& group) const override {
+    ARROW_ASSIGN_OR_RAISE(auto batch, group.CombineChunksToBatch());
+    Acc acc;
+    ARROW_RETURN_NOT_OK(acc.Add(*batch, fail_key_));
+    ARROW_ASSIGN_OR_RAISE(auto out, acc.Finish(*this, *group.schema(), keys_));
+    return arrow::Table::FromRecordBatches({out});
+  }
+  bool supports_streaming() const override { return streaming_; }
+  arrow::Status ApplyStream(
+      arrow::RecordBatchReader* group,
+      const std::function<arrow::Status(std::shared_ptr<arrow::RecordBatch>)>& emit)
+      const override {
+    Acc acc;
+    int64_t batches = 0;
+    std::shared_ptr<arrow::RecordBatch> b;
+    while (true) {
+      ARROW_RETURN_NOT_OK(group->ReadNext(&b));
+      if (b == nullptr) break;
+      ++batches;
+      ARROW_RETURN_NOT_OK(acc.Add(*b, fail_key_));
+    }
+    int64_t prev = max_stream_batches_.load();
+    while (batches > prev && !max_stream_batches_.compare_exchange_weak(prev, batches)) {
+    }
+    ARROW_ASSIGN_OR_RAISE(auto out, acc.Finish(*this, *group->schema(), keys_));
+    return emit(out);
+  }
+  void set_fail_key(int64_t k) { fail_key_ = k; }
+  int64_t max_stream_batches() const { return max_stream_batches_.load(); }
+
+ private:
+  struct Acc {
+    int64_t count = 0, sum = 0, first = 0, last = 0;
+    std::shared_ptr<arrow::RecordBatch> key_row;
+    arrow::Status Add(const arrow::RecordBatch& b, int64_t fail_key) {
+      if (b.num_rows() == 0) return arrow::Status::OK();
+      if (key_row == nullptr) key_row = b.Slice(0, 1);
+      auto k = b.GetColumnByName("k");
+      if (k != nullptr && k->type_id() == arrow::Type::INT64 && !k->IsNull(0) &&
+          std::static_pointer_cast<arrow::Int64Array>(k)->Value(0) == fail_key) {
+        return arrow::Status::Invalid("bad group");
+      }
+      auto v = std::static_pointer_cast<arrow::Int64Array>(b.GetColumnByName("value"));
+      if (count == 0) first = v->Value(0);
+      for (int64_t i = 0; i < v->length(); ++i) sum += v->Value(i);
+      last = v->Value(v->length() - 1);
+      count += b.num_rows();
+      return arrow::Status::OK();
+    }
+    arrow::Result<std::shared_ptr<arrow::RecordBatch>> Finish(
+        const SumCount& op, const arrow::Schema& in,
+        const std::vector<std::string>& keys) const {
+      ARROW_ASSIGN_OR_RAISE(auto schema, op.OutputSchema(in));
+      arrow::ArrayVector cols;
+      for (const auto& k : keys) cols.push_back(key_row->GetColumnByName(k));
+      for (int64_t x : {count, sum, first, last}) {
+        arrow::Int64Builder b;
+        ARROW_RETURN_NOT_OK(b.Append(x));
+        ARROW_ASSIGN_OR_RAISE(auto a, b.Finish());
+        cols.push_back(a);
+      }
+      return arrow::RecordBatch::Make(schema, 1, cols);
+    }
+  };
+  std::vector<std::string> keys_;
+  bool streaming_;
+  int64_t fail_key_ = -1000000;
+  mutable std::atomic<int64_t> max_stream_batches_{0};
+};
+
+// Returns each group unchanged (to check order within groups).
+class Identity : public GroupedOperator {
+ public:
+  std::string name() const override { return "identity"; }
+  std::vector<std::string> key_columns() const override { return {}; }
+  arrow::Result<std::shared_ptr<arrow::Schema>> OutputSchema(
+      const arrow::Schema& input) const override {
+    return std::make_shared<arrow::Schema>(input);
+  }
+  arrow::Result<std::shared_ptr<arrow::Table>> Apply(
+      const arrow::Table& group) const override {
+    applied.fetch_add(1);
+    if (on_apply) on_apply();
+    return arrow::Table::Make(group.schema(), group.columns(), group.num_rows());
+  }
+  std::function<void()> on_apply;
+  mutable std::atomic<int64_t> applied{0};
+};
+
+std::shared_ptr<arrow::Array> Ints(const std::vector<std::optional<int64_t>>& v) {
+  arrow::Int64Builder b;
+  for (auto x : v) {
+    if (x) {
+      EXPECT_TRUE(b.Append(*x).ok());
+    } else {
+      EXPECT_TRUE(b.AppendNull().ok());
+    }
+  }
+  return b.Finish().ValueOrDie();
+}
+
+std::shared_ptr<arrow::Array> Strs(const std::vector<std::optional<std::string>>& v) {
+  arrow::StringBuilder b;
+  for (const auto& x : v) {
+    if (x) {
+      EXPECT_TRUE(b.Append(*x).ok());
+    } else {
+      EXPECT_TRUE(b.AppendNull().ok());
+    }
+  }
+  return b.Finish().ValueOrDie();
+}
+
+// Output rows of SumCount keyed by the string form of the key columns.
+std::map<std::string, std::vector<int64_t>> ByKey(const arrow::Table& t, int num_keys) {
+  std::map<std::string, std::vector<int64_t>> out;
+  auto b = t.CombineChunksToBatch().ValueOrDie();
+  for (int64_t r = 0; r < b->num_rows(); ++r) {
+    std::string key;
+    for (int k = 0; k < num_keys; ++k) {
+      auto col = b->column(k);
+      key += (k ? "|" : "") + (col->IsNull(r) ? std::string("null")
+                                               : col->GetScalar(r).ValueOrDie()->ToString());
+    }
+    std::vector<int64_t> vals;
+    for (int c = num_keys; c < b->num_columns(); ++c) {
+      vals.push_back(std::static_pointer_cast<arrow::Int64Array>(b->column(c))->Value(r));
+    }
+    EXPECT_EQ(out.count(key), 0u) << "group " << key << " output twice";
+    out[key] = vals;
+  }
+  return out;
+}
+
+std::string TestDir(const std::string& name) {
+  fs::path dir = fs::path(DLPREP_TEST_TMPDIR) / ("grouped-" + name);
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  return dir.string();
+}
+
+bool EmptyDir(const std::string& dir) { return fs::is_empty(dir); }
+
+// Two partitions: k = 3,1,3 | 2,1,3 with ts out of order and values 10..60.
+std::shared_ptr<Source> SmallInt64Source() {
+  auto s = EventSchema();
+  auto b1 = arrow::RecordBatch::Make(s, 3, {Ints({3, 1, 3}), Ints({5, 9, 1}),
+                                            Ints({10, 20, 30})});
+  auto b2 = arrow::RecordBatch::Make(s, 3, {Ints({2, 1, 3}), Ints({4, 2, 3}),
+                                            Ints({40, 50, 60})});
+  return std::make_shared<BatchesSource>(
+      s, std::vector<std::vector<std::shared_ptr<arrow::RecordBatch>>>{{b1}, {b2}});
+}
+
+TEST(GroupedTest, Int64KeySumCountFirstLastBySortColumn) {
+  auto op = std::make_shared<SumCount>(std::vector<std::string>{"k"});
+  auto pipeline = Pipeline::Read(SmallInt64Source()).GroupBy({"k"}, "ts").Apply(op);
+  RunStats stats;
+  ASSERT_OK_AND_ASSIGN(auto table, pipeline.Collect({.workers = 2}, &stats));
+  auto rows = ByKey(*table, 1);
+  ASSERT_EQ(rows.size(), 3u);
+  // k=3: (ts 5, v10), (ts 1, v30), (ts 3, v60) -> by ts: 30, 60, 10.
+  EXPECT_EQ(rows["3"], (std::vector<int64_t>{3, 100, 30, 10}));
+  // k=1: (ts 9, v20), (ts 2, v50) -> 50, 20.
+  EXPECT_EQ(rows["1"], (std::vector<int64_t>{2, 70, 50, 20}));
+  EXPECT_EQ(rows["2"], (std::vector<int64_t>{1, 40, 40, 40}));
+  ASSERT_EQ(stats.stages.size(), 3u);
+  EXPECT_EQ(stats.stages[1].kind, "grouped");
+  EXPECT_EQ(stats.stages[1].name, "sum_count");
+  EXPECT_EQ(stats.stages[1].rows_in, 6);
+  EXPECT_EQ(stats.stages[1].rows_out, 3);
+  EXPECT_EQ(stats.stages[1].groups, 3);
+  EXPECT_EQ(stats.rows_read, 6);
+  EXPECT_EQ(stats.rows_written, 3);
+  EXPECT_EQ(stats.spill_files, 0);
+  EXPECT_GT(stats.peak_tracked_bytes, 0);
+}
+
+TEST(GroupedTest, StringKeyWithNullsFormsItsOwnGroup) {
+  auto s = arrow::schema({arrow::field("name", arrow::utf8()),
+                          arrow::field("value", arrow::int64())});
+  auto b = arrow::RecordBatch::Make(
+      s, 6, {Strs({"a", "b", std::nullopt, "a", std::nullopt, "b"}),
+             Ints({1, 2, 4, 8, 16, 32})});
+  auto source = std::make_shared<BatchesSource>(
+      s, std::vector<std::vector<std::shared_ptr<arrow::RecordBatch>>>{{b}});
+  auto op = std::make_shared<SumCount>(std::vector<std::string>{"name"});
+  ASSERT_OK_AND_ASSIGN(auto table,
+                       Pipeline::Read(source).GroupBy({"name"}).Apply(op).Collect());
+  auto rows = ByKey(*table, 1);
+  ASSERT_EQ(rows.size(), 3u);
+  // No sort column: input order within the group.
+  EXPECT_EQ(rows["a"], (std::vector<int64_t>{2, 9, 1, 8}));
+  EXPECT_EQ(rows["b"], (std::vector<int64_t>{2, 34, 2, 32}));
+  EXPECT_EQ(rows["null"], (std::vector<int64_t>{2, 20, 4, 16}));
+}
+
+TEST(GroupedTest, TwoColumnKeyMixesIntAndString) {
+  auto s = arrow::schema({arrow::field("user", arrow::utf8()),
+                          arrow::field("day", arrow::int64()),
+                          arrow::field("ts", arrow::int64()),
+                          arrow::field("value", arrow::int64())});
+  auto b1 = arrow::RecordBatch::Make(
+      s, 4, {Strs({"u", "u", "v", "u"}), Ints({1, 2, 1, 1}), Ints({3, 1, 1, 2}),
+             Ints({1, 2, 3, 4})});
+  auto b2 = arrow::RecordBatch::Make(s, 2, {Strs({"v", "u"}), Ints({1, 2}), Ints({0, 0}),
+                                            Ints({5, 6})});
+  auto source = std::make_shared<BatchesSource>(
+      s, std::vector<std::vector<std::shared_ptr<arrow::RecordBatch>>>{{b1, b2}});
+  auto op = std::make_shared<SumCount>(std::vector<std::string>{"user", "day"});
+  ASSERT_OK_AND_ASSIGN(
+      auto table, Pipeline::Read(source).GroupBy({"user", "day"}, "ts").Apply(op).Collect());
+  auto rows = ByKey(*table, 2);
+  ASSERT_EQ(rows.size(), 3u);
+  EXPECT_EQ(rows["u|1"], (std::vector<int64_t>{2, 5, 4, 1}));  // ts 2 (v4), ts 3 (v1)
+  EXPECT_EQ(rows["u|2"], (std::vector<int64_t>{2, 8, 6, 2}));  // ts 0 (v6), ts 1 (v2)
+  EXPECT_EQ(rows["v|1"], (std::vector<int64_t>{2, 8, 5, 3}));  // ts 0 (v5), ts 1 (v3)
+}
+
+// Identity output of GeneratedSource-like data: every group's rows must come sorted by
+// ts, with ties in input order (value = r % 1000 grows with the input row here).
+TEST(GroupedTest, SortColumnOrdersRowsAndTiesKeepInputOrder) {
+  auto s = EventSchema();
+  std::vector<std::vector<std::shared_ptr<arrow::RecordBatch>>> parts(4);
+  int64_t r = 0;
+  for (auto& p : parts) {
+    for (int b = 0; b < 3; ++b) {
+      std::vector<std::optional<int64_t>> k, ts, v;
+      for (int i = 0; i < 50; ++i, ++r) {
+        k.push_back(r % 7);
+        ts.push_back((r * 13) % 5);  // many ties
+        v.push_back(r);
+      }
+      p.push_back(arrow::RecordBatch::Make(s, 50, {Ints(k), Ints(ts), Ints(v)}));
+    }
+  }
+  auto source = std::make_shared<BatchesSource>(s, parts);
+  auto op = std::make_shared<Identity>();
+  ASSERT_OK_AND_ASSIGN(auto table, Pipeline::Read(source)
+                                       .GroupBy({"k"}, "ts")
+                                       .Apply(op)
+                                       .Collect({.workers = 3, .grouped_buckets = 4}));
+  ASSERT_EQ(table->num_rows(), r);
+  EXPECT_EQ(op->applied.load(), 7);
+  auto b = table->CombineChunksToBatch().ValueOrDie();
+  auto k = std::static_pointer_cast<arrow::Int64Array>(b->column(0));
+  auto ts = std::static_pointer_cast<arrow::Int64Array>(b->column(1));
+  auto v = std::static_pointer_cast<arrow::Int64Array>(b->column(2));
+  std::set<int64_t> seen;
+  for (int64_t i = 0; i < b->num_rows(); ++i) {
+    if (i == 0 || k->Value(i) != k->Value(i - 1)) {
+      EXPECT_EQ(seen.count(k->Value(i)), 0u) << "group " << k->Value(i) << " split";
+      seen.insert(k->Value(i));
+      continue;
+    }
+    ASSERT_LE(ts->Value(i - 1), ts->Value(i)) << "row " << i;
+    if (ts->Value(i - 1) == ts->Value(i)) {
+      ASSERT_LT(v->Value(i - 1), v->Value(i)) << "row " << i;
+    }
+  }
+  EXPECT_EQ(seen.size(), 7u);
+}
+
+// Skewed keys: key 0 holds a twentieth of the rows, 996 others share the rest.
+int64_t SkewedKey(int64_t r) { return r % 20 == 0 ? 0 : 1 + (r * 2654435761) % 996; }
+
+TEST(GroupedTest, SameOutputFor1To4WorkersAndWithOrWithoutSpilling) {
+  auto source = std::make_shared<GeneratedSource>(6, 4, 1000, SkewedKey);
+  auto op = std::make_shared<Identity>();
+  auto pipeline = Pipeline::Read(source).GroupBy({"k"}, "ts").Apply(op);
+  ASSERT_OK_AND_ASSIGN(auto expected, pipeline.Collect({.workers = 1}));
+  ASSERT_EQ(expected->num_rows(), 24000);
+  for (int workers : {2, 4}) {
+    ASSERT_OK_AND_ASSIGN(auto t, pipeline.Collect({.workers = workers}));
+    EXPECT_TRUE(t->Equals(*expected)) << workers << " workers";
+  }
+  // 24000 rows x 32 bytes = 768 KB; a 200 KB limit spills, and 4 buckets of ~192 KB
+  // are over half the limit, so they are sorted externally in runs and merged.
+  std::string dir = TestDir("determinism");
+  ASSERT_OK_AND_ASSIGN(auto same_buckets,
+                       pipeline.Collect({.workers = 1, .grouped_buckets = 4}));
+  for (int workers : {1, 2, 4}) {
+    RunStats stats;
+    RunOptions o{.workers = workers};
+    o.memory_limit = 200 << 10;
+    o.spill_dir = dir;
+    o.grouped_buckets = 4;
+    ASSERT_OK_AND_ASSIGN(auto limited, pipeline.Collect(o, &stats));
+    EXPECT_TRUE(limited->Equals(*same_buckets)) << workers << " workers, spilling";
+    EXPECT_GT(stats.spilled_bytes, 0);
+    EXPECT_TRUE(EmptyDir(dir));
+  }
+}
+
+TEST(GroupedTest, InputThreeTimesTheLimitSpillsAndStaysUnderIt) {
+  // 300k rows x (3 + row id) int64 = 9.6 MB of bucket data; limit 3.2 MB.
+  auto source = std::make_shared<GeneratedSource>(10, 30, 1000, SkewedKey);
+  auto op = std::make_shared<SumCount>(std::vector<std::string>{"k"});
+  auto pipeline = Pipeline::Read(source).GroupBy({"k"}, "ts").Apply(op);
+  ASSERT_OK_AND_ASSIGN(auto expected, pipeline.Collect({.workers = 2}));
+  std::string dir = TestDir("three-times");
+  RunOptions o{.workers = 2};
+  o.memory_limit = int64_t{3200} << 10;
+  o.spill_dir = dir;
+  RunStats stats;
+  ASSERT_OK_AND_ASSIGN(auto t, pipeline.Collect(o, &stats));
+  EXPECT_TRUE(t->Equals(*expected));
+  EXPECT_EQ(ByKey(*t, 1).size(), 997u);
+  EXPECT_EQ(ByKey(*t, 1)["0"][0], 15000);
+  EXPECT_GT(stats.spilled_bytes, 0);
+  EXPECT_GT(stats.spill_files, 0);
+  // Slack: one staged input (at most memory_limit / 16 plus one source batch of 1000
+  // rows x 32 bytes) per worker may be admitted before the spill that makes room.
+  const int64_t slack = 2 * (o.memory_limit / 16 + 32000);
+  EXPECT_LE(stats.peak_tracked_bytes, o.memory_limit + slack);
+  EXPECT_GT(stats.peak_tracked_bytes, o.memory_limit / 2);
+  EXPECT_TRUE(EmptyDir(dir));
+}
+
+TEST(GroupedTest, ProcessPeakRssStaysUnderLimitPlusSlack) {
+  // 8M rows = 256 MB of bucket data, generated on the fly; limit 32 MB.
+  // Key 0 (400k rows, 9.6 MB) is over the group limit (memory_limit / 4): streamed.
+  auto source = std::make_shared<GeneratedSource>(80, 25, 4000, SkewedKey);
+  auto op = std::make_shared<SumCount>(std::vector<std::string>{"k"}, true);
+  auto pipeline = Pipeline::Read(source).GroupBy({"k"}, "ts").Apply(op);
+  RunOptions o{.workers = 2};
+  o.memory_limit = int64_t{32} << 20;
+  o.spill_dir = TestDir("rss");
+  if (!ResetPeakRss()) GTEST_SKIP() << "cannot reset the peak RSS here";
+  const int64_t base = CurrentRssBytes();
+  RunStats stats;
+  ASSERT_OK_AND_ASSIGN(auto t, pipeline.Collect(o, &stats));
+  const int64_t grew = PeakRssBytes() - base;
+  EXPECT_EQ(ByKey(*t, 1).size(), 997u);
+  EXPECT_GT(stats.spilled_bytes, int64_t{64} << 20);
+  // Stated slack: 96 MB on top of the counted bucket data, for what is not counted:
+  // staged input and batches in flight on the workers, Arrow object overhead per
+  // chunk, IPC read buffers and pages the allocator keeps after frees (measured growth
+  // ~110-120 MB here; holding the input would take > 256 MB).
+  EXPECT_LE(grew, o.memory_limit + (int64_t{96} << 20)) << "peak RSS grew by " << grew;
+  RecordProperty("peak_rss_growth_bytes", std::to_string(grew));
+}
+
+// One key (7) holds 3000 of 3100 rows.
+std::shared_ptr<Source> HugeGroupSource() {
+  return std::make_shared<GeneratedSource>(
+      31, 1, 100, [](int64_t r) -> int64_t { return r < 3000 ? 7 : r; });
+}
+
+TEST(GroupedTest, HugeGroupIsRefusedWithKeyAndSizeWhenOperatorDoesNotStream) {
+  auto op = std::make_shared<SumCount>(std::vector<std::string>{"k"});
+  auto pipeline = Pipeline::Read(HugeGroupSource()).GroupBy({"k"}, "ts").Apply(op);
+  // In memory: the bucket fits, the group is over max_group_bytes.
+  RunOptions in_memory{.workers = 2};
+  in_memory.max_group_bytes = 10000;
+  auto r = pipeline.Collect(in_memory);
+  ASSERT_FALSE(r.ok());
+  EXPECT_THAT(r.status().message(), HasSubstr("grouped operator 'sum_count'"));
+  EXPECT_THAT(r.status().message(), HasSubstr("key k=7 holds "));
+  EXPECT_THAT(r.status().message(), HasSubstr(" bytes (3000 rows)"));
+  EXPECT_THAT(r.status().message(), HasSubstr("max_group_bytes (--max-group-bytes 10000)"));
+  // External: the bucket is over half the memory limit; sorted runs, then refused.
+  std::string dir = TestDir("refused");
+  RunOptions external{.workers = 2};
+  external.memory_limit = 40000;
+  external.spill_dir = dir;
+  r = pipeline.Collect(external);
+  ASSERT_FALSE(r.ok());
+  EXPECT_THAT(r.status().message(), HasSubstr("key k=7 holds 72000 bytes (3000 rows)"));
+  EXPECT_THAT(r.status().message(), HasSubstr("--memory-limit 40000"));
+  EXPECT_TRUE(EmptyDir(dir));
+}
+
+TEST(GroupedTest, HugeGroupIsStreamedInSeveralBatchesWhenOperatorStreams) {
+  auto source = HugeGroupSource();
+  auto plain = std::make_shared<SumCount>(std::vector<std::string>{"k"});
+  ASSERT_OK_AND_ASSIGN(auto expected,
+                       Pipeline::Read(source).GroupBy({"k"}, "ts").Apply(plain).Collect());
+  auto expected_rows = ByKey(*expected, 1);
+  EXPECT_EQ(expected_rows["7"][0], 3000);
+  std::string dir = TestDir("streamed");
+  for (bool external : {false, true}) {
+    auto op = std::make_shared<SumCount>(std::vector<std::string>{"k"}, true);
+    RunOptions o{.workers = 2};
+    if (external) {
+      o.memory_limit = 40000;
+      o.spill_dir = dir;
+    } else {
+      o.max_group_bytes = 10000;
+    }
+    RunStats stats;
+    ASSERT_OK_AND_ASSIGN(auto t,
+                         Pipeline::Read(source).GroupBy({"k"}, "ts").Apply(op).Collect(o,
+                                                                                 &stats));
+    EXPECT_EQ(ByKey(*t, 1), expected_rows) << "external " << external;
+    EXPECT_GE(op->max_stream_batches(), 4) << "external " << external;
+    EXPECT_EQ(stats.stages[1].streamed_groups, 1);
+    EXPECT_EQ(stats.stages[1].groups, 101);
+    EXPECT_TRUE(EmptyDir(dir));
+  }
+}
+
+TEST(GroupedTest, OperatorErrorNamesOperatorAndKey) {
+  auto op = std::make_shared<SumCount>(std::vector<std::string>{"k"});
+  op->set_fail_key(2);
+  auto r = Pipeline::Read(SmallInt64Source()).GroupBy({"k"}).Apply(op).Collect();
+  ASSERT_FALSE(r.ok());
+  EXPECT_TRUE(r.status().IsInvalid());
+  EXPECT_THAT(r.status().message(),
+              HasSubstr("grouped operator 'sum_count' failed on the group of key k=2 (1 "
+                        "rows"));
+  EXPECT_THAT(r.status().message(), HasSubstr("bad group"));
+}
+
+TEST(GroupedTest, SpillFolderIsRemovedAfterFailure) {
+  auto source = std::make_shared<GeneratedSource>(6, 4, 1000, SkewedKey);
+  auto op = std::make_shared<Identity>();
+  std::string dir = TestDir("failure");
+  std::atomic<bool> saw_spill{false};
+  op->on_apply = [&] {
+    if (!fs::is_empty(dir)) saw_spill = true;
+  };
+  RunOptions o{.workers = 2};
+  o.memory_limit = 200 << 10;
+  o.spill_dir = dir;
+  auto failing = std::make_shared<SumCount>(std::vector<std::string>{"k"});
+  failing->set_fail_key(0);
+  RunStats stats;
+  auto r = Pipeline::Read(source).GroupBy({"k"}, "ts").Apply(failing).Collect(o, &stats);
+  ASSERT_FALSE(r.ok());
+  EXPECT_THAT(r.status().message(), HasSubstr("k=0"));
+  EXPECT_TRUE(EmptyDir(dir));
+  // And the spill folder did exist while groups were applied.
+  ASSERT_OK_AND_ASSIGN(auto t, Pipeline::Read(source).GroupBy({"k"}, "ts").Apply(op)
+                                   .Collect(o, &stats));
+  EXPECT_TRUE(saw_spill.load());
+  EXPECT_GT(stats.spill_files, 0);
+  EXPECT_TRUE(EmptyDir(dir));
+}
+
+TEST(GroupedTest, CancellationStopsTheRunAndRemovesSpills) {
+  auto source = std::make_shared<GeneratedSource>(6, 4, 1000, SkewedKey);
+  auto op = std::make_shared<Identity>();
+  std::atomic<bool> cancel{false};
+  op->on_apply = [&] { cancel = true; };
+  std::string dir = TestDir("cancel");
+  RunOptions o{.workers = 2};
+  o.memory_limit = 200 << 10;
+  o.spill_dir = dir;
+  o.cancel = &cancel;
+  auto r = Pipeline::Read(source).GroupBy({"k"}, "ts").Apply(op).Collect(o);
+  ASSERT_FALSE(r.ok());
+  EXPECT_TRUE(r.status().IsCancelled()) << r.status().ToString();
+  EXPECT_LT(op->applied.load(), 997);
+  EXPECT_TRUE(EmptyDir(dir));
+}
+
+// Output column `twice` = count * 2, after the grouped step.
+class TwiceCount : public ScalarOperator {
+ public:
+  std::string name() const override { return "twice"; }
+  arrow::Result<std::shared_ptr<arrow::Field>> OutputField(
+      const arrow::Schema& input) const override {
+    if (input.GetFieldByName("count") == nullptr) {
+      return arrow::Status::TypeError("needs 'count'");
+    }
+    return arrow::field("twice", arrow::int64());
+  }
+  arrow::Result<std::shared_ptr<arrow::Array>> Compute(
+      const arrow::RecordBatch& batch) const override {
+    auto c = std::static_pointer_cast<arrow::Int64Array>(batch.GetColumnByName("count"));
+    arrow::Int64Builder b;
+    for (int64_t i = 0; i < c->length(); ++i) ARROW_RETURN_NOT_OK(b.Append(2 * c->Value(i)));
+    return b.Finish();
+  }
+};
+
+TEST(GroupedTest, GroupedStepIsFollowedByMapSteps) {
+  auto op = std::make_shared<SumCount>(std::vector<std::string>{"k"});
+  RunStats stats;
+  auto ok_pipeline = Pipeline::Read(SmallInt64Source())
+                         .GroupBy({"k"}, "ts")
+                         .Apply(op)
+                         .Map(std::make_shared<TwiceCount>());
+  ASSERT_OK_AND_ASSIGN(auto schema, ok_pipeline.OutputSchema());
+  EXPECT_EQ(schema->field(schema->num_fields() - 1)->name(), "twice");
+  ASSERT_OK_AND_ASSIGN(auto t, ok_pipeline.Collect({.workers = 2}, &stats));
+  auto rows = ByKey(*t, 1);
+  EXPECT_EQ(rows["3"], (std::vector<int64_t>{3, 100, 30, 10, 6}));
+  ASSERT_EQ(stats.stages.size(), 4u);
+  EXPECT_EQ(stats.stages[2].name, "twice");
+  EXPECT_EQ(stats.stages[2].rows_in, 3);
+  EXPECT_THAT(stats.ToJson(), HasSubstr("\"peak_tracked_bytes\""));
+}
+
+TEST(GroupedTest, PlanningErrorsNameTheColumnOrOption) {
+  auto op = std::make_shared<SumCount>(std::vector<std::string>{"k"});
+  auto r = Pipeline::Read(SmallInt64Source()).GroupBy({"nope"}).Apply(op).Collect();
+  ASSERT_FALSE(r.ok());
+  EXPECT_THAT(r.status().message(), HasSubstr("differ from the key_columns() ['k']"));
+
+  auto identity = std::make_shared<Identity>();
+  r = Pipeline::Read(SmallInt64Source()).GroupBy({"nope"}).Apply(identity).Collect();
+  ASSERT_FALSE(r.ok());
+  EXPECT_TRUE(r.status().IsTypeError());
+  EXPECT_THAT(r.status().message(), HasSubstr("key column 'nope' is not"));
+
+  r = Pipeline::Read(SmallInt64Source()).GroupBy({}).Apply(identity).Collect();
+  ASSERT_FALSE(r.ok());
+  EXPECT_THAT(r.status().message(), HasSubstr("has no key columns"));
+
+  r = Pipeline::Read(SmallInt64Source()).GroupBy({"k"}, "when").Apply(identity).Collect();
+  ASSERT_FALSE(r.ok());
+  EXPECT_THAT(r.status().message(), HasSubstr("sort column 'when' is not"));
+
+  auto s = arrow::schema({arrow::field("d", arrow::float64())});
+  auto b = arrow::RecordBatch::Make(s, 0, {arrow::MakeArrayOfNull(arrow::float64(), 0)
+                                               .ValueOrDie()});
+  auto source = std::make_shared<BatchesSource>(
+      s, std::vector<std::vector<std::shared_ptr<arrow::RecordBatch>>>{{b}});
+  r = Pipeline::Read(source).GroupBy({"d"}).Apply(identity).Collect();
+  ASSERT_FALSE(r.ok());
+  EXPECT_THAT(r.status().message(), HasSubstr("key column 'd' has type double"));
+
+  RunOptions bad;
+  bad.memory_limit = -1;
+  r = Pipeline::Read(SmallInt64Source()).GroupBy({"k"}).Apply(identity).Collect(bad);
+  ASSERT_FALSE(r.ok());
+  EXPECT_THAT(r.status().message(), HasSubstr("memory_limit (--memory-limit)"));
+}
+
+TEST(GroupedTest, HashIsAStableFunctionOfTheKeyBytes) {
+  auto s = arrow::schema({arrow::field("a", arrow::int64()), arrow::field("b", arrow::utf8())});
+  auto b1 = arrow::RecordBatch::Make(s, 3, {Ints({1, 2, std::nullopt}), Strs({"x", "y", "z"})});
+  auto b2 = arrow::RecordBatch::Make(s, 2, {Ints({2, 1}), Strs({"y", "x"})});
+  std::vector<uint64_t> h1, h2;
+  ASSERT_OK(HashKeys(*b1, {0, 1}, &h1));
+  ASSERT_OK(HashKeys(*b2, {0, 1}, &h2));
+  EXPECT_EQ(h1[0], h2[1]);
+  EXPECT_EQ(h1[1], h2[0]);
+  EXPECT_NE(h1[0], h1[1]);
+  EXPECT_NE(h1[2], h1[0]);
+  // A batch slice hashes like the rows it holds.
+  std::vector<uint64_t> h3;
+  ASSERT_OK(HashKeys(*b1->Slice(1, 2), {0, 1}, &h3));
+  EXPECT_EQ(h3[0], h1[1]);
+  EXPECT_EQ(h3[1], h1[2]);
+}
+
+}  // namespace
+}  // namespace dlprep::exec
