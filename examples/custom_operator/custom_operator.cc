@@ -6,9 +6,7 @@
 //   stateful  Scale         Open() "loads a model" (a factor) once per worker, then
 //                           appends scaled = value * factor; reports rows with empty
 //                           text as failed (RowErrors) and leaves them out
-//   grouped   MeanPerKey    mean of value per key. Declared and called directly on one
-//                           group: dlprep::Pipeline runs grouped operators once
-//                           Pipeline::GroupBy lands (issue #3).
+//   grouped   MeanPerKey    mean of value per key, run with Pipeline::GroupBy
 #include <atomic>
 #include <cstdio>
 #include <memory>
@@ -225,20 +223,23 @@ arrow::Status Main() {
     }
   }
 
-  // The grouped operator, on the group of key "k1" (rows 1, 3, ..., 15: values -1 .. 13).
-  MeanPerKey grouped;
-  std::vector<std::shared_ptr<arrow::RecordBatch>> k1;
-  for (const auto& b : parts) {
-    auto key = std::static_pointer_cast<arrow::StringArray>(b->GetColumnByName("key"));
-    for (int64_t i = 0; i < b->num_rows(); ++i) {
-      if (key->GetView(i) == "k1") k1.push_back(b->Slice(i, 1));
+  // The grouped operator through Pipeline::GroupBy: mean of value per key over all
+  // 16 rows (k0: i = 0, 2, ..., 14 -> values -2 .. 12, mean 5; k1: mean 6).
+  auto grouped = dlprep::Pipeline::Read(source)
+                     .GroupBy({"key"})
+                     .Apply(std::make_shared<MeanPerKey>());
+  ARROW_ASSIGN_OR_RAISE(auto means_table, grouped.Collect({.workers = 2}));
+  ARROW_ASSIGN_OR_RAISE(auto means, means_table->CombineChunksToBatch());
+  std::printf("%s\n", means->ToString().c_str());
+  Check(means->num_rows() == 2, "one row per key");
+  if (means->num_rows() == 2) {
+    auto k = std::static_pointer_cast<arrow::StringArray>(means->column(0));
+    auto m = std::static_pointer_cast<arrow::DoubleArray>(means->column(1));
+    for (int64_t r = 0; r < 2; ++r) {
+      double want_mean = k->GetView(r) == "k0" ? 5.0 : 6.0;
+      Check(m->Value(r) == want_mean, "mean of " + std::string(k->GetView(r)));
     }
   }
-  ARROW_ASSIGN_OR_RAISE(auto group, arrow::Table::FromRecordBatches(InputSchema(), k1));
-  ARROW_ASSIGN_OR_RAISE(auto mean, grouped.Apply(*group));
-  std::printf("%s\n", mean->ToString().c_str());
-  auto m = std::static_pointer_cast<arrow::DoubleArray>(mean->column(1)->chunk(0));
-  Check(m->Value(0) == 6.0, "mean of k1");
   return arrow::Status::OK();
 }
 
