@@ -1,4 +1,5 @@
 #include <cstdio>
+#include <filesystem>
 
 #include <nlohmann/json.hpp>
 
@@ -17,7 +18,51 @@ struct ConvertFlags {
   OutputFlags output;
   CommonFlags common;
   RunFlags run;
+  bool dry_run = false;
 };
+
+std::string Absolute(const std::string& path) {
+  return std::filesystem::absolute(path).lexically_normal().string();
+}
+
+// The pipeline file (for `dlprep run`) that this convert command runs. JSON is YAML,
+// so nlohmann builds it; paths are absolute so the file runs from any folder.
+arrow::Result<std::string> PipelineFileText(const ConvertFlags& f) {
+  ARROW_ASSIGN_OR_RAISE(std::string format, DetectInputFormat(f.input));
+  nlohmann::ordered_json source = {{"format", format}};
+  std::vector<std::string> paths;
+  for (const auto& p : f.input.paths) paths.push_back(Absolute(p));
+  source["paths"] = paths;
+  auto columns = SplitCommaList(f.input.columns);
+  if (!columns.empty()) source["columns"] = columns;
+  if (format == "tfrecord") {
+    source["compression"] = f.input.compression;
+    source["record_type"] = f.input.record_type;
+    source["skip_corrupt"] = f.input.skip_corrupt;
+  } else if (format == "binary") {
+    source["name_filter"] = f.input.name_filter;
+    source["recursive"] = f.input.recursive;
+    source["read_content"] = !f.input.no_content;
+    if (!f.input.max_file_size.empty()) source["max_file_size"] = f.input.max_file_size;
+    source["files_per_partition"] = f.input.files_per_partition;
+  }
+  nlohmann::ordered_json sink = {{"format", f.output.format},
+                                 {"path", Absolute(f.output.output_dir)}};
+  if (f.output.format == "tfrecord") {
+    sink["compression"] = f.output.compression;
+    sink["record_type"] = f.output.record_type;
+  }
+  sink["shards"] = f.output.shards;
+  sink["max_rows_per_file"] = f.output.max_rows_per_file;
+  if (!f.output.max_bytes_per_file.empty()) {
+    sink["max_bytes_per_file"] = f.output.max_bytes_per_file;
+  }
+  sink["overwrite"] = f.output.overwrite;
+  nlohmann::ordered_json doc = {
+      {"source", source}, {"steps", nlohmann::json::array()}, {"sink", sink}};
+  return "# dlprep convert as a pipeline file (JSON is YAML): dlprep run FILE\n" +
+         doc.dump(2) + "\n";
+}
 
 // Adds the skipped-record report of `source` to `stats` and prints it.
 void ReportSkipped(const Source& source, bool quiet, nlohmann::json* stats) {
@@ -36,6 +81,11 @@ void ReportSkipped(const Source& source, bool quiet, nlohmann::json* stats) {
 }
 
 arrow::Status RunConvert(const ConvertFlags& f) {
+  if (f.dry_run) {
+    ARROW_ASSIGN_OR_RAISE(std::string text, PipelineFileText(f));
+    std::fputs(text.c_str(), stdout);
+    return arrow::Status::OK();
+  }
   nlohmann::json stats = {{"command", "convert"}};
   auto finish = [&](const arrow::Status& st) {
     stats["status"] = st.ok() ? "ok" : (st.IsCancelled() ? "interrupted" : "error");
@@ -96,6 +146,8 @@ void AddConvertCommand(CLI::App* root, std::vector<Command>* commands) {
   AddInputFlags(app, &flags->input, /*binary_options=*/true);
   AddOutputFlags(app, &flags->output, "tfrecord");
   AddRunFlags(app, &flags->run);
+  app->add_flag("--dry-run", flags->dry_run,
+                "Print the pipeline file this command runs (for `dlprep run`) and exit");
   AddCommonFlags(app, &flags->common);
   app->footer(
       "The output folder appears only when the job succeeds, complete, with a\n"
