@@ -29,6 +29,7 @@ demo: build
 	@bash scripts/demo.sh $(BUILD)
 
 bench: build
+	@.venv/bin/python -m pip install -q -r scripts/requirements-bench.txt
 	@bash bench/run_all.sh $(BUILD)
 
 format:

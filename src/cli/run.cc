@@ -10,6 +10,7 @@
 #include "cli/common.h"
 #include "core/progress.h"
 #include "core/units.h"
+#include "exec/error_sink.h"
 #include "exec/pipeline_file.h"
 
 namespace dlprep::cli {
@@ -20,6 +21,7 @@ struct PipelineFileFlags {
   std::string pipeline;
   bool dry_run = false;
   bool fail_on_error = false;
+  std::string errors_path;
   RunFlags run;
   CommonFlags common;
 };
@@ -54,6 +56,11 @@ arrow::Status RunPipelineFile(const PipelineFileFlags& f) {
   if (!options_r.ok()) return finish(options_r.status());
   RunOptions options = *options_r;
   options.fail_on_row_error = f.fail_on_error;
+  std::unique_ptr<exec::JsonLinesErrorSink> errors;
+  if (!f.errors_path.empty()) {
+    errors = std::make_unique<exec::JsonLinesErrorSink>(f.errors_path);
+    options.error_sink = errors.get();
+  }
   options.cancel = InstallCancelHandler();
   options.progress = &progress;
   auto run = pipeline.Run(options);
@@ -62,6 +69,11 @@ arrow::Status RunPipelineFile(const PipelineFileFlags& f) {
                                            file.write.output_dir, "'"));
   }
   progress.Finish();
+  if (errors != nullptr) {
+    auto kept = errors->Commit();
+    if (!kept.ok()) return finish(kept.status());
+    stats["errors"] = {{"path", f.errors_path}, {"rows", *kept}};
+  }
   stats["run"] = nlohmann::json::parse(run->ToJson());
   stats["output"] = {{"dir", file.write.output_dir},
                      {"files", run->files_written},
@@ -99,6 +111,9 @@ void AddRunCommand(CLI::App* root, std::vector<Command>* commands) {
   AddRunFlags(app, &flags->run);
   app->add_flag("--fail-on-error", flags->fail_on_error,
                 "Fail on the first row an operator reports failed");
+  app->add_option("--errors", flags->errors_path,
+                  "Keep the rows operators reported failed, with their messages, in this "
+                  "JSON-lines file (written when the job succeeds)");
   AddCommonFlags(app, &flags->common);
   app->footer(
       "A pipeline file:\n"

@@ -142,3 +142,28 @@ def test_labels_example(dlprep, tmp_path):
     fractions = [("train", 0.8), ("validation", 0.1), ("test", 0.1)]
     assert table["split"].to_pylist() == [
         expected_split(r["path"].encode(), 42, fractions) for r in keep]
+
+
+def test_errors_file_keeps_failed_rows(dlprep, tmp_path):
+    import json
+    paths = ["/data/cat/1.jpg", "orphan", "/data/dog/2.jpg", "also-orphan"]
+    pq.write_table(pa.table({"path": paths, "n": [1, 2, 3, 4]}), tmp_path / "in.parquet")
+    (tmp_path / "p.yaml").write_text(
+        "source: {format: parquet, paths: [in.parquet]}\n"
+        "steps:\n"
+        "  - regex_extract: {column: path, pattern: '([^/]+)/[^/]+$', output: label,"
+        " on_mismatch: error}\n"
+        "sink: {format: parquet, path: out}\n")
+    errors = tmp_path / "errors.jsonl"
+    proc = dlprep("run", tmp_path / "p.yaml", "--errors", errors, "-w", 2)
+    assert pq.read_table(tmp_path / "out").column("label").to_pylist() == ["cat", "dog"]
+    lines = [json.loads(l) for l in errors.read_text().splitlines()]
+    assert [l["row"]["path"] for l in lines] == ["orphan", "also-orphan"]
+    assert all(l["operator"] and "orphan" in json.dumps(l) and l["error"] for l in lines)
+    assert "2 row error" in proc.stderr
+    # --fail-on-error fails the job instead, and nothing is written.
+    shutil.rmtree(tmp_path / "out")
+    proc = dlprep("run", tmp_path / "p.yaml", "--fail-on-error", "--errors", tmp_path / "e2",
+                  check=False)
+    assert proc.returncode == 1 and "orphan" in proc.stderr
+    assert not (tmp_path / "e2").exists() and not (tmp_path / "out").exists()
