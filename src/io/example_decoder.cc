@@ -306,31 +306,9 @@ arrow::Status IntRange(const arrow::DataType& t, int64_t* lo, int64_t* hi) {
 }
 
 arrow::Result<Kind> LeafKind(const Column& col) {
-  switch (col.leaf->id()) {
-    case arrow::Type::INT8:
-    case arrow::Type::INT16:
-    case arrow::Type::INT32:
-    case arrow::Type::INT64:
-    case arrow::Type::UINT8:
-    case arrow::Type::UINT16:
-    case arrow::Type::UINT32:
-    case arrow::Type::UINT64:
-    case arrow::Type::BOOL:
-    case arrow::Type::TIMESTAMP:
-    case arrow::Type::DATE32:
-    case arrow::Type::DATE64:
-      return Kind::kInt64;
-    case arrow::Type::FLOAT:
-    case arrow::Type::DOUBLE:
-      return Kind::kFloat;
-    case arrow::Type::STRING:
-    case arrow::Type::LARGE_STRING:
-    case arrow::Type::BINARY:
-    case arrow::Type::LARGE_BINARY:
-    case arrow::Type::FIXED_SIZE_BINARY:
-      return Kind::kBytes;
-    default:
-      break;
+  // Dictionary leaves are decoded as their value type before this point.
+  if (col.leaf->id() != arrow::Type::DICTIONARY) {
+    if (auto kind = FeatureKindOf(*col.leaf)) return static_cast<Kind>(*kind);
   }
   return arrow::Status::TypeError("column '", col.name, "' has type ", col.type->ToString(),
                                   ", which cannot be read from TFRecord features (expected "

@@ -22,7 +22,7 @@ namespace {
 using wire::VarintSize;
 using wire::WriteVarint;
 
-enum class Kind { kInt64, kFloat, kBytes };
+using Kind = FeatureKind;
 enum class Shape { kScalar, kList, kSeq };
 
 // Feature.kind field tags: bytes_list = 1, float_list = 2, int64_list = 3 (LEN).
@@ -48,41 +48,7 @@ std::shared_ptr<arrow::DataType> ListValueType(const arrow::DataType& t) {
 }
 
 arrow::Result<Kind> ValueKind(const std::string& column, const arrow::DataType& type) {
-  switch (type.id()) {
-    case arrow::Type::INT8:
-    case arrow::Type::INT16:
-    case arrow::Type::INT32:
-    case arrow::Type::INT64:
-    case arrow::Type::UINT8:
-    case arrow::Type::UINT16:
-    case arrow::Type::UINT32:
-    case arrow::Type::UINT64:
-    case arrow::Type::BOOL:
-    case arrow::Type::TIMESTAMP:
-    case arrow::Type::DATE32:
-    case arrow::Type::DATE64:
-      return Kind::kInt64;
-    case arrow::Type::FLOAT:
-    case arrow::Type::DOUBLE:
-      return Kind::kFloat;
-    case arrow::Type::STRING:
-    case arrow::Type::LARGE_STRING:
-    case arrow::Type::BINARY:
-    case arrow::Type::LARGE_BINARY:
-    case arrow::Type::FIXED_SIZE_BINARY:
-      return Kind::kBytes;
-    case arrow::Type::DICTIONARY: {
-      const auto& dict = static_cast<const arrow::DictionaryType&>(type);
-      auto vid = dict.value_type()->id();
-      if (vid == arrow::Type::STRING || vid == arrow::Type::LARGE_STRING ||
-          vid == arrow::Type::BINARY || vid == arrow::Type::LARGE_BINARY) {
-        return Kind::kBytes;
-      }
-      break;
-    }
-    default:
-      break;
-  }
+  if (auto kind = FeatureKindOf(type)) return *kind;
   return arrow::Status::TypeError("column '", column, "' has type ", type.ToString(),
                                   ", which has no TFRecord mapping (expected integers, "
                                   "bool, timestamp, date, float32/float64, string/binary, "
@@ -684,6 +650,40 @@ arrow::Result<std::unique_ptr<ExampleEncoder>> ExampleEncoder::Make(
   auto enc = std::make_unique<ExampleEncoderImpl>();
   ARROW_RETURN_NOT_OK(enc->Init(std::move(schema), record_type));
   return enc;
+}
+
+std::optional<FeatureKind> FeatureKindOf(const arrow::DataType& type) {
+  switch (type.id()) {
+    case arrow::Type::INT8:
+    case arrow::Type::INT16:
+    case arrow::Type::INT32:
+    case arrow::Type::INT64:
+    case arrow::Type::UINT8:
+    case arrow::Type::UINT16:
+    case arrow::Type::UINT32:
+    case arrow::Type::UINT64:
+    case arrow::Type::BOOL:
+    case arrow::Type::TIMESTAMP:
+    case arrow::Type::DATE32:
+    case arrow::Type::DATE64:
+      return FeatureKind::kInt64;
+    case arrow::Type::FLOAT:
+    case arrow::Type::DOUBLE:
+      return FeatureKind::kFloat;
+    case arrow::Type::STRING:
+    case arrow::Type::LARGE_STRING:
+    case arrow::Type::BINARY:
+    case arrow::Type::LARGE_BINARY:
+    case arrow::Type::FIXED_SIZE_BINARY:
+      return FeatureKind::kBytes;
+    case arrow::Type::DICTIONARY: {
+      auto kind = FeatureKindOf(*static_cast<const arrow::DictionaryType&>(type).value_type());
+      if (kind == FeatureKind::kBytes) return kind;
+      return std::nullopt;
+    }
+    default:
+      return std::nullopt;
+  }
 }
 
 }  // namespace dlprep::io

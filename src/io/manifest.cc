@@ -1,4 +1,5 @@
 #include "io/manifest.h"
+#include "io/tfrecord.h"
 
 #include <algorithm>
 #include <fstream>
@@ -172,38 +173,29 @@ arrow::Status UpdateColumnStats(const arrow::Array& column, bool sequence,
 
 arrow::Result<std::string> FeatureDtype(const arrow::DataType& type) {
   switch (type.id()) {
-    case arrow::Type::BOOL:
-    case arrow::Type::INT8:
-    case arrow::Type::INT16:
-    case arrow::Type::INT32:
-    case arrow::Type::INT64:
-    case arrow::Type::UINT8:
-    case arrow::Type::UINT16:
-    case arrow::Type::UINT32:
-    case arrow::Type::UINT64:
-    case arrow::Type::TIMESTAMP:
-    case arrow::Type::DATE32:
-    case arrow::Type::DATE64:
-      return std::string("int64");
-    case arrow::Type::HALF_FLOAT:
-    case arrow::Type::FLOAT:
-    case arrow::Type::DOUBLE:
-      return std::string("float32");
-    case arrow::Type::STRING:
-    case arrow::Type::LARGE_STRING:
-    case arrow::Type::BINARY:
-    case arrow::Type::LARGE_BINARY:
-      return std::string("string");
     case arrow::Type::LIST:
     case arrow::Type::LARGE_LIST:
     case arrow::Type::FIXED_SIZE_LIST:
       return FeatureDtype(ListValueType(type));
     default:
-      return arrow::Status::TypeError(
-          "type ", type.ToString(),
-          " has no tf.train.Feature mapping (expected integers, bool, timestamp, date, "
-          "floating point, string, binary, or lists of these)");
+      break;
   }
+  auto kind = FeatureKindOf(type);
+  if (!kind) {
+    return arrow::Status::TypeError(
+        "type ", type.ToString(),
+        " has no tf.train.Feature mapping (expected integers, bool, timestamp, date, "
+        "float32/float64, string, binary, or lists of these)");
+  }
+  switch (*kind) {
+    case FeatureKind::kInt64:
+      return std::string("int64");
+    case FeatureKind::kFloat:
+      return std::string("float32");
+    case FeatureKind::kBytes:
+      return std::string("string");
+  }
+  return std::string("string");
 }
 
 arrow::Result<std::optional<std::vector<int64_t>>> ShapeFromMetadata(

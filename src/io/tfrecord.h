@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -16,6 +17,16 @@
 #include "dlprep/source.h"
 
 namespace dlprep::io {
+
+/// The tf.train.Feature list that values of an Arrow type go to; the values are the
+/// Feature.kind field numbers (bytes_list = 1, float_list = 2, int64_list = 3).
+enum class FeatureKind { kBytes = 1, kFloat = 2, kInt64 = 3 };
+
+/// The one Arrow -> tf.train.Feature mapping, shared by the encoder, the decoder and the
+/// manifest: integers, bool, timestamp and date -> int64; float32/float64 -> float;
+/// string, binary (all widths) and dictionaries of strings -> bytes. Pass a list
+/// column's value type. nullopt when the type has no mapping.
+std::optional<FeatureKind> FeatureKindOf(const arrow::DataType& type);
 
 /// Reads framed records from one TFRecord file (optionally GZIP/ZLIB compressed),
 /// checking both CRCs of every record. Not thread-safe.
