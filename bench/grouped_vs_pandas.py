@@ -90,7 +90,7 @@ def main():
             df = pd.read_parquet(path)
             f = lambda g: pd.Series({"count": len(g), "sum": g["value"].sum(),
                                      "last": g["value"].iloc[-1]})
-            df.sort_values("ts", kind="stable").groupby("key").apply(f)
+            df.sort_values("ts", kind="stable").groupby("key")[["value"]].apply(f)
 
         results["pandas groupby.apply"] = median_of(pandas_run, args.runs)
     except ImportError:
@@ -112,7 +112,8 @@ def main():
 
         def polars_run():
             (pl.read_parquet(path).sort("ts").group_by("key")
-             .agg(pl.len(), pl.col("value").sum(), pl.col("value").last()))
+             .agg(pl.len().alias("count"), pl.col("value").sum().alias("sum"),
+                  pl.col("value").last().alias("last")))
 
         results["polars"] = median_of(polars_run, args.runs)
     except ImportError:

@@ -455,11 +455,13 @@ TEST(GroupedTest, ProcessPeakRssStaysUnderLimitPlusSlack) {
   const int64_t grew = PeakRssBytes() - base;
   EXPECT_EQ(ByKey(*t, 1).size(), 997u);
   EXPECT_GT(stats.spilled_bytes, int64_t{64} << 20);
-  // Stated slack: 96 MB on top of the counted bucket data, for what is not counted:
+  // Stated slack: 128 MB on top of the counted bucket data, for what is not counted:
   // staged input and batches in flight on the workers, Arrow object overhead per
   // chunk, IPC read buffers and pages the allocator keeps after frees (measured growth
-  // ~110-120 MB here; holding the input would take > 256 MB).
-  EXPECT_LE(grew, o.memory_limit + (int64_t{96} << 20)) << "peak RSS grew by " << grew;
+  // 110-135 MB here, more on a loaded machine; holding the input would take > 256 MB,
+  // which the second check rules out).
+  EXPECT_LE(grew, o.memory_limit + (int64_t{128} << 20)) << "peak RSS grew by " << grew;
+  EXPECT_LT(grew, int64_t{256} << 20) << "the whole input was held: " << grew;
   RecordProperty("peak_rss_growth_bytes", std::to_string(grew));
 }
 
