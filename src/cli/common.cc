@@ -1,5 +1,6 @@
 #include "cli/common.h"
 
+#include <algorithm>
 #include <csignal>
 #include <cstdio>
 #include <filesystem>
@@ -158,6 +159,9 @@ arrow::Result<RunOptions> MakeRunOptions(const RunFlags& f) {
   o.unordered = f.unordered;
   if (!f.memory_limit.empty()) {
     ARROW_ASSIGN_OR_RAISE(o.memory_limit, ParseByteSize(f.memory_limit, "--memory-limit"));
+    // The reorder buffer between workers and sink gets a quarter of the budget too.
+    o.max_buffered_bytes =
+        std::min(o.max_buffered_bytes, std::max<int64_t>(o.memory_limit / 4, 1));
   }
   if (!f.max_group_bytes.empty()) {
     ARROW_ASSIGN_OR_RAISE(o.max_group_bytes,
