@@ -64,7 +64,7 @@ arrow::Status RunInspect(const InspectFlags& f) {
   ARROW_ASSIGN_OR_RAISE(auto source, OpenInput(in));
   std::printf("path: %s\n", f.input.paths[0].c_str());
   std::printf("format: %s\n", format.c_str());
-  std::printf("partitions: %lld\n", static_cast<long long>(source->num_partitions()));
+  std::printf("files (partitions): %lld\n", static_cast<long long>(source->num_partitions()));
   std::printf("schema:\n");
   for (const auto& field : source->schema()->fields()) {
     std::printf("  %s\n", field->ToString(/*show_metadata=*/true).c_str());

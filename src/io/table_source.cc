@@ -134,15 +134,6 @@ std::string PartitionBaseDir(const std::vector<std::string>& inputs) {
   return base.empty() ? "/" : base;
 }
 
-/// True for the _manifest.json that dlprep's sinks write beside `_SUCCESS`: metadata,
-/// not data, so reading a dlprep output folder works.
-bool IsDlprepManifest(const std::string& path) {
-  const stdfs::path p(path);
-  if (p.filename() != "_manifest.json") return false;
-  std::error_code ec;
-  return stdfs::exists(p.parent_path() / "_SUCCESS", ec);
-}
-
 /// Adds the file to an error message unless Arrow already named it.
 arrow::Status NameFile(const arrow::Status& st, const std::string& path) {
   if (st.ok() || st.message().find(path) != std::string::npos) return st;
@@ -261,10 +252,9 @@ arrow::Result<std::shared_ptr<Source>> OpenTableSource(
                         io::ExpandPaths(options.paths, /*recursive=*/true, ""));
   std::vector<std::string> files;
   files.reserve(listed.size());
-  for (const auto& p : listed) {
-    if (IsDlprepManifest(p)) continue;
-    files.push_back(Absolute(p));
-  }
+  // Folder listings skip names starting with '_' or '.', so a dlprep output folder's
+  // _manifest.json and _SUCCESS are never read as data.
+  for (const auto& p : listed) files.push_back(Absolute(p));
   if (files.empty()) {
     return arrow::Status::IOError(
         "table source: no data files in ", options.paths[0],
