@@ -23,7 +23,8 @@ struct FilesFlags {
 };
 
 // Prints the listing as tab-separated lines: length, modification time, path.
-arrow::Status PrintListing(const Source& source, const std::atomic<bool>* cancel) {
+arrow::Status PrintListing(const Source& source, const std::atomic<bool>* cancel,
+                           const CommonFlags& common) {
   int64_t files = 0, bytes = 0;
   for (int64_t p = 0; p < source.num_partitions(); ++p) {
     ARROW_ASSIGN_OR_RAISE(auto reader, source.OpenPartition(p));
@@ -44,9 +45,13 @@ arrow::Status PrintListing(const Source& source, const std::atomic<bool>* cancel
       }
     }
   }
-  std::fprintf(stderr, "dlprep files: %lld file(s), %s\n", static_cast<long long>(files),
-               FormatBytes(static_cast<double>(bytes)).c_str());
-  return arrow::Status::OK();
+  if (!common.quiet) {
+    std::fprintf(stderr, "dlprep files: %lld file(s), %s\n", static_cast<long long>(files),
+                 FormatBytes(static_cast<double>(bytes)).c_str());
+  }
+  nlohmann::json stats = {{"command", "files"}, {"status", "ok"}, {"files", files},
+                          {"bytes", bytes}};
+  return WriteStats(common.stats_path, stats.dump(2));
 }
 
 arrow::Status RunFiles(FilesFlags f) {
@@ -55,7 +60,7 @@ arrow::Status RunFiles(FilesFlags f) {
   if (f.output.output_dir.empty()) {
     f.input.no_content = true;
     ARROW_ASSIGN_OR_RAISE(auto source, OpenInput(f.input));
-    return PrintListing(*source, cancel);
+    return PrintListing(*source, cancel, f.common);
   }
   WarnAboutLeftoverAttempts(f.output.output_dir);
   ARROW_ASSIGN_OR_RAISE(auto source, OpenInput(f.input));

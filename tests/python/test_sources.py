@@ -26,9 +26,12 @@ def clip_tree(tmp_path):
     return root, files
 
 
-def test_files_lists_sorted_with_glob(dlprep, clip_tree):
+def test_files_lists_sorted_with_glob(dlprep, tmp_path, clip_tree):
     root, files = clip_tree
-    proc = dlprep("files", f"{root}/**/*.wav")
+    stats = tmp_path / "stats.json"
+    proc = dlprep("files", f"{root}/**/*.wav", "--stats", stats)
+    s = json.loads(stats.read_text())
+    assert s["files"] == 3 and s["bytes"] == 204 + 70_000
     lines = proc.stdout.strip().splitlines()
     paths = [l.split()[-1] for l in lines]
     want = sorted(str(root / r) for r in files if r.endswith(".wav") and ".hidden" not in r)
