@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <charconv>
-#include <unordered_map>
 #include <utility>
 
 #include <arrow/api.h>
@@ -231,6 +230,8 @@ arrow::Result<std::shared_ptr<WindowsOperator>> WindowsOperator::Make(
       }
     }
     op->feature_names_.push_back("count_" + o.categories[i]);
+    // Views into op->options_, which lives (unmoved) as long as the operator.
+    op->category_index_.emplace(o.categories[i], static_cast<int32_t>(i));
   }
   for (const auto& v : o.values) {
     for (const auto& a : o.aggs) op->feature_names_.push_back(a + "_" + v);
@@ -278,12 +279,12 @@ arrow::Result<std::shared_ptr<arrow::Table>> WindowsOperator::Apply(
     if (time.IsNull(i)) continue;
     events.emplace_back(FloorDiv(RawTime(time, i), c.time_divisor), i);
   }
-  if (static_cast<int64_t>(events.size()) != n) dropped_rows_.fetch_add(n - events.size());
+  const int64_t m = static_cast<int64_t>(events.size());
+  if (m != n) dropped_rows_.fetch_add(n - m);
   if (events.empty()) return arrow::Table::MakeEmpty(schema);
   if (!std::is_sorted(events.begin(), events.end())) {
     std::stable_sort(events.begin(), events.end());
   }
-  const int64_t m = static_cast<int64_t>(events.size());
 
   // Churn time: the first non-null value of the label column.
   bool churned = false;
@@ -312,14 +313,12 @@ arrow::Result<std::shared_ptr<arrow::Table>> WindowsOperator::Apply(
   const size_t V = c.values.size();
   std::vector<int32_t> cat(c.category >= 0 ? m : 0, -1);
   if (c.category >= 0) {
-    std::unordered_map<std::string_view, int32_t> index;
-    for (size_t j = 0; j < num_cats; ++j) index.emplace(options_.categories[j], j);
     const arrow::Array& ca = *batch->column(c.category);
     for (int64_t e = 0; e < m; ++e) {
       int64_t row = events[e].second;
       if (ca.IsNull(row)) continue;
-      auto it = index.find(StringValue(ca, row));
-      if (it != index.end()) cat[e] = it->second;
+      auto it = category_index_.find(StringValue(ca, row));
+      if (it != category_index_.end()) cat[e] = it->second;
     }
   }
   std::vector<double> vals(m * V);
@@ -426,7 +425,8 @@ arrow::Result<std::shared_ptr<arrow::Table>> WindowsOperator::Apply(
   ARROW_ASSIGN_OR_RAISE(auto features,
                         arrow::ListArray::FromArrays(*offset_arr, *value_arr));
   ARROW_ASSIGN_OR_RAISE(auto key_scalar, key.GetScalar(0));
-  ARROW_ASSIGN_OR_RAISE(auto key_arr, arrow::MakeArrayFromScalar(*key_scalar, num_windows));
+  ARROW_ASSIGN_OR_RAISE(auto key_arr,
+                        arrow::MakeArrayFromScalar(*key_scalar, num_windows));
   return arrow::Table::Make(schema,
                             {key_arr, start_arr, end_arr, label_arr, features},
                             num_windows);

@@ -6,6 +6,7 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 #include <vector>
 
 #include <arrow/result.h>
@@ -100,6 +101,8 @@ class WindowsOperator : public GroupedOperator {
   WindowOptions options_;
   std::vector<Agg> aggs_;
   std::vector<std::string> feature_names_;
+  /// Category -> its index in options_.categories.
+  std::unordered_map<std::string_view, int32_t> category_index_;
   mutable std::atomic<int64_t> dropped_rows_{0};
 };
 

@@ -89,8 +89,9 @@ std::shared_ptr<arrow::RecordBatch> MakeEvents(
   EXPECT_TRUE(catb.Finish(&cols[2]).ok());
   EXPECT_TRUE(ab.Finish(&cols[3]).ok());
   EXPECT_TRUE(cb.Finish(&cols[4]).ok());
-  auto schema = arrow::schema({arrow::field("k", string_key ? arrow::utf8() : arrow::int64()),
-                               arrow::field("ts", time_type), arrow::field("cat", arrow::utf8()),
+  auto key_type = string_key ? arrow::utf8() : arrow::int64();
+  auto schema = arrow::schema({arrow::field("k", key_type), arrow::field("ts", time_type),
+                               arrow::field("cat", arrow::utf8()),
                                arrow::field("amount", arrow::float64()),
                                arrow::field("churn", arrow::int64())});
   return arrow::RecordBatch::Make(schema, static_cast<int64_t>(events.size()), cols);
@@ -228,7 +229,8 @@ TEST(WindowsTest, HandComputed) {
   ASSERT_EQ(s.num_fields(), 5);
   EXPECT_EQ(s.field(0)->name(), "k");
   EXPECT_TRUE(s.field(0)->type()->Equals(arrow::int64()));
-  EXPECT_TRUE(s.field(1)->type()->Equals(arrow::timestamp(arrow::TimeUnit::SECOND, "UTC")));
+  auto ts_s = arrow::timestamp(arrow::TimeUnit::SECOND, "UTC");
+  EXPECT_TRUE(s.field(1)->type()->Equals(ts_s));
   EXPECT_EQ(s.field(2)->name(), "window_end");
   EXPECT_TRUE(s.field(3)->type()->Equals(arrow::int64()));
   EXPECT_TRUE(s.field(4)->type()->Equals(arrow::list(arrow::float32())));
@@ -380,6 +382,27 @@ TEST(WindowsTest, NullTimesDroppedAndCounted) {
   ASSERT_EQ(rows.size(), 1u);  // key 2 has no timed event: no window
   EXPECT_EQ(rows[0].key, "1");
   EXPECT_THAT(rows[0].f, ElementsAre(1, 1, 0, 1, 1, 1));
+  EXPECT_EQ(op->dropped_rows(), 2);
+}
+
+TEST(WindowsTest, NullKeyGroupDroppedAndCounted) {
+  auto o = BaseOptions();
+  o.window_s = D;
+  o.until_s = D;
+  auto op = MakeOp(o);
+  auto batch = MakeEvents({{1, 10, "a", 1.0, {}}, {2, 20, "a", 1.0, {}},
+                           {3, 30, "b", 1.0, {}}});
+  // Key column with a null in rows 1 and 2.
+  arrow::Int64Builder kb;
+  ASSERT_OK(kb.Append(1));
+  ASSERT_OK(kb.AppendNull());
+  ASSERT_OK(kb.AppendNull());
+  std::shared_ptr<arrow::Array> keys;
+  ASSERT_OK(kb.Finish(&keys));
+  ASSERT_OK_AND_ASSIGN(batch, batch->SetColumn(0, batch->schema()->field(0), keys));
+  auto rows = Rows(*RunPipeline(op, {batch}));
+  ASSERT_EQ(rows.size(), 1u);
+  EXPECT_EQ(rows[0].key, "1");
   EXPECT_EQ(op->dropped_rows(), 2);
 }
 
