@@ -1,0 +1,435 @@
+#include "features/windows.h"
+
+#include <algorithm>
+#include <charconv>
+#include <utility>
+
+#include <arrow/api.h>
+#include <nlohmann/json.hpp>
+
+namespace dlprep::features {
+namespace {
+
+// floor(a / b) for b > 0, also for negative a.
+int64_t FloorDiv(int64_t a, int64_t b) {
+  int64_t q = a / b;
+  if ((a % b) != 0 && a < 0) --q;
+  return q;
+}
+
+// Divisor turning values of a time column into epoch seconds; 0 when the type is not a
+// timestamp or int64.
+int64_t SecondsDivisor(const arrow::DataType& type) {
+  if (type.id() == arrow::Type::INT64) return 1;
+  if (type.id() != arrow::Type::TIMESTAMP) return 0;
+  switch (static_cast<const arrow::TimestampType&>(type).unit()) {
+    case arrow::TimeUnit::SECOND: return 1;
+    case arrow::TimeUnit::MILLI: return 1000;
+    case arrow::TimeUnit::MICRO: return 1000000;
+    case arrow::TimeUnit::NANO: return 1000000000;
+  }
+  return 0;
+}
+
+bool IsString(const arrow::DataType& type) {
+  return type.id() == arrow::Type::STRING || type.id() == arrow::Type::LARGE_STRING;
+}
+
+bool IsNumeric(const arrow::DataType& type) {
+  switch (type.id()) {
+    case arrow::Type::INT8: case arrow::Type::INT16: case arrow::Type::INT32:
+    case arrow::Type::INT64: case arrow::Type::UINT8: case arrow::Type::UINT16:
+    case arrow::Type::UINT32: case arrow::Type::UINT64: case arrow::Type::FLOAT:
+    case arrow::Type::DOUBLE:
+      return true;
+    default:
+      return false;
+  }
+}
+
+// Value `i` of a numeric array as a double (the array's type was checked by IsNumeric).
+double NumericValue(const arrow::Array& a, int64_t i) {
+  switch (a.type_id()) {
+    case arrow::Type::INT8: return static_cast<const arrow::Int8Array&>(a).Value(i);
+    case arrow::Type::INT16: return static_cast<const arrow::Int16Array&>(a).Value(i);
+    case arrow::Type::INT32: return static_cast<const arrow::Int32Array&>(a).Value(i);
+    case arrow::Type::INT64:
+      return static_cast<double>(static_cast<const arrow::Int64Array&>(a).Value(i));
+    case arrow::Type::UINT8: return static_cast<const arrow::UInt8Array&>(a).Value(i);
+    case arrow::Type::UINT16: return static_cast<const arrow::UInt16Array&>(a).Value(i);
+    case arrow::Type::UINT32: return static_cast<const arrow::UInt32Array&>(a).Value(i);
+    case arrow::Type::UINT64:
+      return static_cast<double>(static_cast<const arrow::UInt64Array&>(a).Value(i));
+    case arrow::Type::FLOAT: return static_cast<const arrow::FloatArray&>(a).Value(i);
+    case arrow::Type::DOUBLE: return static_cast<const arrow::DoubleArray&>(a).Value(i);
+    default: return 0;
+  }
+}
+
+std::string_view StringValue(const arrow::Array& a, int64_t i) {
+  if (a.type_id() == arrow::Type::LARGE_STRING) {
+    return static_cast<const arrow::LargeStringArray&>(a).GetView(i);
+  }
+  return static_cast<const arrow::StringArray&>(a).GetView(i);
+}
+
+// Raw int64 value of a timestamp or int64 array.
+int64_t RawTime(const arrow::Array& a, int64_t i) {
+  return static_cast<const arrow::Int64Array&>(a).Value(i);  // same layout for both
+}
+
+struct Columns {
+  int key = -1, time = -1, category = -1, label = -1;
+  std::vector<int> values;
+  int64_t time_divisor = 1, label_divisor = 1;
+};
+
+arrow::Result<Columns> ResolveColumns(const WindowOptions& o, const arrow::Schema& s) {
+  Columns c;
+  auto find = [&](const std::string& name, const char* option) -> arrow::Result<int> {
+    int i = s.GetFieldIndex(name);
+    if (i < 0) {
+      return arrow::Status::TypeError("windows: ", option, " column '", name,
+                                      "' not found in the input (columns: ",
+                                      s.ToString(), ")");
+    }
+    return i;
+  };
+  ARROW_ASSIGN_OR_RAISE(c.key, find(o.key, "--key"));
+  const auto& kt = *s.field(c.key)->type();
+  if (kt.id() != arrow::Type::INT64 && !IsString(kt)) {
+    return arrow::Status::TypeError("windows: --key column '", o.key,
+                                    "' must be int64 or string, got ", kt.ToString());
+  }
+  ARROW_ASSIGN_OR_RAISE(c.time, find(o.time, "--time"));
+  c.time_divisor = SecondsDivisor(*s.field(c.time)->type());
+  if (c.time_divisor == 0) {
+    return arrow::Status::TypeError("windows: --time column '", o.time,
+                                    "' must be a timestamp or int64 epoch seconds, got ",
+                                    s.field(c.time)->type()->ToString());
+  }
+  if (!o.category.empty()) {
+    ARROW_ASSIGN_OR_RAISE(c.category, find(o.category, "--category"));
+    if (!IsString(*s.field(c.category)->type())) {
+      return arrow::Status::TypeError("windows: --category column '", o.category,
+                                      "' must be a string, got ",
+                                      s.field(c.category)->type()->ToString());
+    }
+  }
+  if (!o.label_time.empty()) {
+    ARROW_ASSIGN_OR_RAISE(c.label, find(o.label_time, "--label-time"));
+    c.label_divisor = SecondsDivisor(*s.field(c.label)->type());
+    if (c.label_divisor == 0) {
+      return arrow::Status::TypeError(
+          "windows: --label-time column '", o.label_time,
+          "' must be a timestamp or int64 epoch seconds, got ",
+          s.field(c.label)->type()->ToString());
+    }
+  }
+  for (const auto& v : o.values) {
+    ARROW_ASSIGN_OR_RAISE(int i, find(v, "--values"));
+    if (!IsNumeric(*s.field(i)->type())) {
+      return arrow::Status::TypeError("windows: --values column '", v,
+                                      "' must be numeric, got ",
+                                      s.field(i)->type()->ToString());
+    }
+    c.values.push_back(i);
+  }
+  return c;
+}
+
+}  // namespace
+
+arrow::Result<int64_t> ParseDuration(std::string_view text, std::string_view option) {
+  auto bad = [&]() {
+    return arrow::Status::Invalid(option, ": invalid duration '", text,
+                                  "' (expected a non-negative integer followed by d, h, "
+                                  "m or s, e.g. 14d)");
+  };
+  if (text.size() < 2) return bad();
+  int64_t unit = 0;
+  switch (text.back()) {
+    case 'd': unit = 86400; break;
+    case 'h': unit = 3600; break;
+    case 'm': unit = 60; break;
+    case 's': unit = 1; break;
+    default: return bad();
+  }
+  std::string_view digits = text.substr(0, text.size() - 1);
+  int64_t n = 0;
+  auto [ptr, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), n);
+  if (ec != std::errc() || ptr != digits.data() + digits.size() || n < 0 ||
+      digits.front() == '-' || digits.front() == '+') {
+    return bad();
+  }
+  if (n > std::numeric_limits<int64_t>::max() / unit) {
+    return arrow::Status::Invalid(option, ": duration '", text, "' is too large");
+  }
+  return n * unit;
+}
+
+WindowsOperator::WindowsOperator(WindowOptions options) : options_(std::move(options)) {}
+
+arrow::Result<std::shared_ptr<WindowsOperator>> WindowsOperator::Make(
+    WindowOptions options) {
+  if (options.key.empty()) return arrow::Status::Invalid("windows: --key is required");
+  if (options.time.empty()) return arrow::Status::Invalid("windows: --time is required");
+  const std::pair<const char*, int64_t> durations[] = {{"--window", options.window_s},
+                                                       {"--stride", options.stride_s},
+                                                       {"--step", options.step_s}};
+  for (const auto& [opt, v] : durations) {
+    if (v <= 0) {
+      return arrow::Status::Invalid("windows: ", opt, " must be positive, got ", v, "s");
+    }
+  }
+  if (options.horizon_s < 0) {
+    return arrow::Status::Invalid("windows: --horizon must not be negative, got ",
+                                  options.horizon_s, "s");
+  }
+  if (options.window_s % options.step_s != 0) {
+    return arrow::Status::Invalid("windows: --window (", options.window_s,
+                                  "s) must be a multiple of --step (", options.step_s,
+                                  "s)");
+  }
+  if (options.stride_s % options.step_s != 0) {
+    return arrow::Status::Invalid("windows: --stride (", options.stride_s,
+                                  "s) must be a multiple of --step (", options.step_s,
+                                  "s)");
+  }
+  if (options.until_s == std::numeric_limits<int64_t>::min()) {
+    return arrow::Status::Invalid("windows: --until is required by the operator");
+  }
+  if (!options.category.empty() && options.categories.empty()) {
+    return arrow::Status::Invalid("windows: --categories must list the categories of "
+                                  "--category column '", options.category, "'");
+  }
+  if (options.category.empty() && !options.categories.empty()) {
+    return arrow::Status::Invalid("windows: --categories given without --category");
+  }
+  if (!options.values.empty() && options.aggs.empty()) {
+    return arrow::Status::Invalid("windows: --aggs is required with --values");
+  }
+  std::unique_ptr<WindowsOperator> op(new WindowsOperator(std::move(options)));
+  const WindowOptions& o = op->options_;
+  for (const auto& a : o.aggs) {
+    if (a == "sum") op->aggs_.push_back(Agg::kSum);
+    else if (a == "mean") op->aggs_.push_back(Agg::kMean);
+    else if (a == "min") op->aggs_.push_back(Agg::kMin);
+    else if (a == "max") op->aggs_.push_back(Agg::kMax);
+    else {
+      return arrow::Status::Invalid("windows: --aggs: unknown aggregation '", a,
+                                    "' (expected sum, mean, min or max)");
+    }
+  }
+  op->feature_names_.push_back("count");
+  for (size_t i = 0; i < o.categories.size(); ++i) {
+    for (size_t j = 0; j < i; ++j) {
+      if (o.categories[i] == o.categories[j]) {
+        return arrow::Status::Invalid("windows: --categories lists '", o.categories[i],
+                                      "' twice");
+      }
+    }
+    op->feature_names_.push_back("count_" + o.categories[i]);
+    // Views into op->options_, which lives (unmoved) as long as the operator.
+    op->category_index_.emplace(o.categories[i], static_cast<int32_t>(i));
+  }
+  for (const auto& v : o.values) {
+    for (const auto& a : o.aggs) op->feature_names_.push_back(a + "_" + v);
+  }
+  return std::shared_ptr<WindowsOperator>(std::move(op));
+}
+
+arrow::Result<std::shared_ptr<arrow::Schema>> WindowsOperator::OutputSchema(
+    const arrow::Schema& input) const {
+  ARROW_ASSIGN_OR_RAISE(Columns c, ResolveColumns(options_, input));
+  const int64_t steps = options_.window_s / options_.step_s;
+  nlohmann::json names = feature_names_;
+  auto meta = arrow::key_value_metadata(
+      {"dlprep.shape", "dlprep.names"},
+      {"[" + std::to_string(steps) + "," + std::to_string(feature_names_.size()) + "]",
+       names.dump()});
+  auto ts = arrow::timestamp(arrow::TimeUnit::SECOND, "UTC");
+  return arrow::schema({input.field(c.key), arrow::field("window_start", ts),
+                        arrow::field("window_end", ts),
+                        arrow::field("label", arrow::int64()),
+                        arrow::field("features", arrow::list(arrow::float32()))
+                            ->WithMetadata(meta)});
+}
+
+arrow::Result<std::shared_ptr<arrow::Table>> WindowsOperator::Apply(
+    const arrow::Table& group) const {
+  ARROW_ASSIGN_OR_RAISE(auto schema, OutputSchema(*group.schema()));
+  ARROW_ASSIGN_OR_RAISE(Columns c, ResolveColumns(options_, *group.schema()));
+  ARROW_ASSIGN_OR_RAISE(auto batch, group.CombineChunksToBatch());
+  const int64_t n = batch->num_rows();
+  const arrow::Array& key = *batch->column(c.key);
+  const arrow::Array& time = *batch->column(c.time);
+
+  // A null key is not a customer: its rows are dropped like null times.
+  if (n == 0 || key.IsNull(0)) {
+    dropped_rows_.fetch_add(n);
+    return arrow::Table::MakeEmpty(schema);
+  }
+
+  // Events with a non-null time, as (seconds, row), sorted by time (they normally are
+  // already: the executor sorts the group by the time column).
+  std::vector<std::pair<int64_t, int64_t>> events;
+  events.reserve(n);
+  for (int64_t i = 0; i < n; ++i) {
+    if (time.IsNull(i)) continue;
+    events.emplace_back(FloorDiv(RawTime(time, i), c.time_divisor), i);
+  }
+  const int64_t m = static_cast<int64_t>(events.size());
+  if (m != n) dropped_rows_.fetch_add(n - m);
+  if (events.empty()) return arrow::Table::MakeEmpty(schema);
+  if (!std::is_sorted(events.begin(), events.end())) {
+    std::stable_sort(events.begin(), events.end());
+  }
+
+  // Churn time: the first non-null value of the label column.
+  bool churned = false;
+  int64_t churn = 0;
+  if (c.label >= 0) {
+    const arrow::Array& label = *batch->column(c.label);
+    for (int64_t i = 0; i < n; ++i) {
+      if (label.IsValid(i)) {
+        churned = true;
+        churn = FloorDiv(RawTime(label, i), c.label_divisor);
+        break;
+      }
+    }
+  }
+
+  const int64_t W = options_.window_s, S = options_.stride_s, P = options_.step_s;
+  const int64_t H = options_.horizon_s;
+  const int64_t origin = FloorDiv(events.front().first, P) * P;
+  const int64_t limit = churned ? std::min(options_.until_s, churn) : options_.until_s;
+  // Number of windows with origin + k*S + W <= limit (in 128 bits: no overflow).
+  const __int128 room = static_cast<__int128>(limit) - origin - W;
+  const int64_t num_windows = room < 0 ? 0 : static_cast<int64_t>(room / S) + 1;
+
+  // Per event: category index (-1: none) and values with validity, in event order.
+  const size_t num_cats = options_.categories.size();
+  const size_t V = c.values.size();
+  std::vector<int32_t> cat(c.category >= 0 ? m : 0, -1);
+  if (c.category >= 0) {
+    const arrow::Array& ca = *batch->column(c.category);
+    for (int64_t e = 0; e < m; ++e) {
+      int64_t row = events[e].second;
+      if (ca.IsNull(row)) continue;
+      auto it = category_index_.find(StringValue(ca, row));
+      if (it != category_index_.end()) cat[e] = it->second;
+    }
+  }
+  std::vector<double> vals(m * V);
+  std::vector<uint8_t> valid(m * V);
+  for (size_t v = 0; v < V; ++v) {
+    const arrow::Array& a = *batch->column(c.values[v]);
+    for (int64_t e = 0; e < m; ++e) {
+      int64_t row = events[e].second;
+      if (a.IsValid(row)) {
+        vals[e * V + v] = NumericValue(a, row);
+        valid[e * V + v] = 1;
+      }
+    }
+  }
+
+  const int64_t steps = W / P;
+  const size_t F = feature_names_.size();
+  const size_t A = aggs_.size();
+  const size_t value_base = 1 + num_cats;
+  // Scratch reused across windows: counts per step and feature, and per (step, value)
+  // the sum, min, max and non-null count.
+  std::vector<double> counts(steps * value_base);
+  std::vector<double> sum(steps * V), mn(steps * V), mx(steps * V);
+  std::vector<int64_t> nn(steps * V);
+
+  arrow::TimestampBuilder starts(arrow::timestamp(arrow::TimeUnit::SECOND, "UTC"),
+                                 arrow::default_memory_pool());
+  arrow::TimestampBuilder ends(arrow::timestamp(arrow::TimeUnit::SECOND, "UTC"),
+                               arrow::default_memory_pool());
+  arrow::Int64Builder labels;
+  arrow::FloatBuilder values;
+  arrow::Int32Builder offsets;
+  ARROW_RETURN_NOT_OK(starts.Reserve(num_windows));
+  ARROW_RETURN_NOT_OK(ends.Reserve(num_windows));
+  ARROW_RETURN_NOT_OK(labels.Reserve(num_windows));
+  ARROW_RETURN_NOT_OK(offsets.Reserve(num_windows + 1));
+  const int64_t row_len = steps * static_cast<int64_t>(F);
+  if (num_windows * row_len > std::numeric_limits<int32_t>::max()) {
+    return arrow::Status::Invalid("windows: key has too many windows (", num_windows,
+                                  " of ", row_len, " values) for one list array");
+  }
+  ARROW_RETURN_NOT_OK(values.Reserve(num_windows * row_len));
+  offsets.UnsafeAppend(0);
+
+  int64_t lo = 0;  // first event with t >= start of the current window
+  for (int64_t k = 0; k < num_windows; ++k) {
+    const int64_t start = origin + k * S;
+    const int64_t end = start + W;
+    while (lo < m && events[lo].first < start) ++lo;
+    std::fill(counts.begin(), counts.end(), 0.0);
+    std::fill(sum.begin(), sum.end(), 0.0);
+    std::fill(nn.begin(), nn.end(), 0);
+    for (int64_t e = lo; e < m && events[e].first < end; ++e) {
+      const int64_t s = (events[e].first - start) / P;
+      counts[s * value_base] += 1;
+      if (!cat.empty() && cat[e] >= 0) counts[s * value_base + 1 + cat[e]] += 1;
+      for (size_t v = 0; v < V; ++v) {
+        if (!valid[e * V + v]) continue;
+        const double x = vals[e * V + v];
+        const size_t j = s * V + v;
+        sum[j] += x;
+        if (nn[j] == 0) {
+          mn[j] = x;
+          mx[j] = x;
+        } else {
+          mn[j] = std::min(mn[j], x);
+          mx[j] = std::max(mx[j], x);
+        }
+        ++nn[j];
+      }
+    }
+    for (int64_t s = 0; s < steps; ++s) {
+      for (size_t f = 0; f < value_base; ++f) {
+        values.UnsafeAppend(static_cast<float>(counts[s * value_base + f]));
+      }
+      for (size_t v = 0; v < V; ++v) {
+        const size_t j = s * V + v;
+        for (size_t a = 0; a < A; ++a) {
+          double x = 0;
+          if (nn[j] > 0) {
+            switch (aggs_[a]) {
+              case Agg::kSum: x = sum[j]; break;
+              case Agg::kMean: x = sum[j] / static_cast<double>(nn[j]); break;
+              case Agg::kMin: x = mn[j]; break;
+              case Agg::kMax: x = mx[j]; break;
+            }
+          }
+          values.UnsafeAppend(static_cast<float>(x));
+        }
+      }
+    }
+    starts.UnsafeAppend(start);
+    ends.UnsafeAppend(end);
+    labels.UnsafeAppend(churned && churn < end + H ? 1 : 0);
+    offsets.UnsafeAppend(static_cast<int32_t>((k + 1) * row_len));
+  }
+
+  std::shared_ptr<arrow::Array> start_arr, end_arr, label_arr, value_arr, offset_arr;
+  ARROW_RETURN_NOT_OK(starts.Finish(&start_arr));
+  ARROW_RETURN_NOT_OK(ends.Finish(&end_arr));
+  ARROW_RETURN_NOT_OK(labels.Finish(&label_arr));
+  ARROW_RETURN_NOT_OK(values.Finish(&value_arr));
+  ARROW_RETURN_NOT_OK(offsets.Finish(&offset_arr));
+  ARROW_ASSIGN_OR_RAISE(auto features,
+                        arrow::ListArray::FromArrays(*offset_arr, *value_arr));
+  ARROW_ASSIGN_OR_RAISE(auto key_scalar, key.GetScalar(0));
+  ARROW_ASSIGN_OR_RAISE(auto key_arr,
+                        arrow::MakeArrayFromScalar(*key_scalar, num_windows));
+  return arrow::Table::Make(schema,
+                            {key_arr, start_arr, end_arr, label_arr, features},
+                            num_windows);
+}
+
+}  // namespace dlprep::features

@@ -1,0 +1,548 @@
+#include "features/windows.h"
+
+#include <algorithm>
+#include <map>
+#include <optional>
+#include <tuple>
+
+#include <arrow/api.h>
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include "dlprep/pipeline.h"
+#include "exec/exec_test_util.h"
+
+namespace dlprep::features {
+namespace {
+
+using ::testing::ElementsAre;
+using ::testing::ElementsAreArray;
+using ::testing::HasSubstr;
+
+constexpr int64_t D = 86400;
+
+// A source over in-memory batches; partition i holds parts[i].
+class BatchesSource : public Source {
+ public:
+  BatchesSource(std::shared_ptr<arrow::Schema> schema,
+                std::vector<std::vector<std::shared_ptr<arrow::RecordBatch>>> parts)
+      : schema_(std::move(schema)), parts_(std::move(parts)) {}
+  std::shared_ptr<arrow::Schema> schema() const override { return schema_; }
+  int64_t num_partitions() const override { return static_cast<int64_t>(parts_.size()); }
+  std::string partition_name(int64_t i) const override { return "p" + std::to_string(i); }
+  arrow::Result<std::shared_ptr<arrow::RecordBatchReader>> OpenPartition(
+      int64_t i) const override {
+    return arrow::RecordBatchReader::Make(parts_[i], schema_);
+  }
+
+ private:
+  std::shared_ptr<arrow::Schema> schema_;
+  std::vector<std::vector<std::shared_ptr<arrow::RecordBatch>>> parts_;
+};
+
+// One input event; the key is int64 unless `skey` is set.
+struct Event {
+  Event() = default;
+  Event(int64_t k, std::optional<int64_t> time, std::string c, std::optional<double> a,
+        std::optional<int64_t> churn_s)
+      : key(k), t(time), cat(std::move(c)), amount(a), churn(churn_s) {}
+  int64_t key = 0;
+  std::optional<int64_t> t;
+  std::string cat;
+  std::optional<double> amount;
+  std::optional<int64_t> churn;
+  std::string skey;
+};
+
+// Events as a batch: k (int64 or string), ts (`time_type`, values given in that unit),
+// cat (string), amount (double), churn (int64 seconds).
+std::shared_ptr<arrow::RecordBatch> MakeEvents(
+    const std::vector<Event>& events, bool string_key = false,
+    std::shared_ptr<arrow::DataType> time_type = arrow::int64()) {
+  arrow::Int64Builder kb, cb;
+  arrow::StringBuilder skb, catb;
+  arrow::DoubleBuilder ab;
+  std::unique_ptr<arrow::ArrayBuilder> tb;
+  EXPECT_TRUE(arrow::MakeBuilder(arrow::default_memory_pool(), time_type, &tb).ok());
+  for (const auto& e : events) {
+    if (string_key) {
+      EXPECT_TRUE(skb.Append(e.skey).ok());
+    } else {
+      EXPECT_TRUE(kb.Append(e.key).ok());
+    }
+    if (e.t) {
+      if (time_type->id() == arrow::Type::INT64) {
+        EXPECT_TRUE(static_cast<arrow::Int64Builder&>(*tb).Append(*e.t).ok());
+      } else {
+        EXPECT_TRUE(static_cast<arrow::TimestampBuilder&>(*tb).Append(*e.t).ok());
+      }
+    } else {
+      EXPECT_TRUE(tb->AppendNull().ok());
+    }
+    EXPECT_TRUE(catb.Append(e.cat).ok());
+    EXPECT_TRUE((e.amount ? ab.Append(*e.amount) : ab.AppendNull()).ok());
+    EXPECT_TRUE((e.churn ? cb.Append(*e.churn) : cb.AppendNull()).ok());
+  }
+  std::vector<std::shared_ptr<arrow::Array>> cols(5);
+  EXPECT_TRUE((string_key ? skb.Finish(&cols[0]) : kb.Finish(&cols[0])).ok());
+  EXPECT_TRUE(tb->Finish(&cols[1]).ok());
+  EXPECT_TRUE(catb.Finish(&cols[2]).ok());
+  EXPECT_TRUE(ab.Finish(&cols[3]).ok());
+  EXPECT_TRUE(cb.Finish(&cols[4]).ok());
+  auto key_type = string_key ? arrow::utf8() : arrow::int64();
+  auto schema = arrow::schema({arrow::field("k", key_type), arrow::field("ts", time_type),
+                               arrow::field("cat", arrow::utf8()),
+                               arrow::field("amount", arrow::float64()),
+                               arrow::field("churn", arrow::int64())});
+  return arrow::RecordBatch::Make(schema, static_cast<int64_t>(events.size()), cols);
+}
+
+WindowOptions BaseOptions() {
+  WindowOptions o;
+  o.key = "k";
+  o.time = "ts";
+  o.category = "cat";
+  o.label_time = "churn";
+  o.values = {"amount"};
+  o.aggs = {"sum", "mean", "max"};
+  o.categories = {"a", "b"};
+  o.window_s = 3 * D;
+  o.stride_s = D;
+  o.step_s = D;
+  o.horizon_s = D;
+  o.until_s = 6 * D;
+  return o;
+}
+
+std::shared_ptr<WindowsOperator> MakeOp(const WindowOptions& o) {
+  auto op = WindowsOperator::Make(o);
+  EXPECT_TRUE(op.ok()) << op.status().ToString();
+  return op.ValueOrDie();
+}
+
+// One output row, for comparisons.
+struct Row {
+  std::string key;
+  int64_t start, end, label;
+  std::vector<float> f;
+};
+
+// Output rows sorted by (key, start).
+std::vector<Row> Rows(const arrow::Table& t) {
+  auto b = t.CombineChunksToBatch().ValueOrDie();
+  std::vector<Row> rows;
+  auto key = b->column(0);
+  auto starts = std::static_pointer_cast<arrow::TimestampArray>(b->column(1));
+  auto ends = std::static_pointer_cast<arrow::TimestampArray>(b->column(2));
+  auto labels = std::static_pointer_cast<arrow::Int64Array>(b->column(3));
+  auto feats = std::static_pointer_cast<arrow::ListArray>(b->column(4));
+  auto vals = std::static_pointer_cast<arrow::FloatArray>(feats->values());
+  for (int64_t i = 0; i < b->num_rows(); ++i) {
+    Row r;
+    r.key = key->type_id() == arrow::Type::INT64
+                ? std::to_string(static_cast<arrow::Int64Array&>(*key).Value(i))
+                : std::string(static_cast<arrow::StringArray&>(*key).GetView(i));
+    r.start = starts->Value(i);
+    r.end = ends->Value(i);
+    r.label = labels->Value(i);
+    for (int64_t j = feats->value_offset(i); j < feats->value_offset(i + 1); ++j) {
+      r.f.push_back(vals->Value(j));
+    }
+    rows.push_back(std::move(r));
+  }
+  std::sort(rows.begin(), rows.end(), [](const Row& x, const Row& y) {
+    return std::tie(x.key, x.start) < std::tie(y.key, y.start);
+  });
+  return rows;
+}
+
+// Runs `op` over `batches` (one partition each) through Pipeline::GroupBy.
+std::shared_ptr<arrow::Table> RunPipeline(
+    std::shared_ptr<WindowsOperator> op,
+    std::vector<std::shared_ptr<arrow::RecordBatch>> batches, int workers = 1) {
+  std::vector<std::vector<std::shared_ptr<arrow::RecordBatch>>> parts;
+  for (auto& b : batches) parts.push_back({b});
+  auto schema = parts[0][0]->schema();
+  auto source = std::make_shared<BatchesSource>(schema, std::move(parts));
+  auto result = Pipeline::Read(source)
+                    .GroupBy({op->options().key}, op->options().time)
+                    .Apply(op)
+                    .Collect({.workers = workers});
+  EXPECT_TRUE(result.ok()) << result.status().ToString();
+  return result.ValueOrDie();
+}
+
+std::vector<Event> HandEvents() {
+  return {
+      {1, 0 * D + 100, "a", 10.0, std::nullopt},
+      {1, 0 * D + 200, "b", 20.0, std::nullopt},
+      {1, 1 * D, "a", 5.0, std::nullopt},
+      {1, 3 * D + 50, "c", std::nullopt, std::nullopt},  // unknown category, null value
+      {2, 1 * D + 3600, "b", 7.0, 4 * D + 10},
+      {2, 1 * D + 7200, "b", -3.0, 4 * D + 10},
+      {2, 2 * D + 1, "a", 4.0, 4 * D + 10},
+  };
+}
+
+void ExpectHandRows(const std::vector<Row>& rows, const std::string& k1,
+                    const std::string& k2) {
+  using V = std::vector<float>;
+  const V z(6, 0.0f);
+  auto cat = [](V a, V b, V c) {
+    a.insert(a.end(), b.begin(), b.end());
+    a.insert(a.end(), c.begin(), c.end());
+    return a;
+  };
+  ASSERT_EQ(rows.size(), 5u);
+  // Key 1: O = 0, U = 6d, no churn: windows starting at 0, 1d, 2d, 3d.
+  EXPECT_EQ(rows[0].key, k1);
+  EXPECT_EQ(rows[0].start, 0);
+  EXPECT_EQ(rows[0].end, 3 * D);
+  EXPECT_EQ(rows[0].label, 0);
+  EXPECT_EQ(rows[0].f, cat({2, 1, 1, 30, 15, 20}, {1, 1, 0, 5, 5, 5}, z));
+  EXPECT_EQ(rows[1].start, D);
+  EXPECT_EQ(rows[1].f, cat({1, 1, 0, 5, 5, 5}, z, {1, 0, 0, 0, 0, 0}));
+  EXPECT_EQ(rows[2].start, 2 * D);
+  EXPECT_EQ(rows[2].f, cat(z, {1, 0, 0, 0, 0, 0}, z));
+  EXPECT_EQ(rows[3].start, 3 * D);
+  EXPECT_EQ(rows[3].end, 6 * D);
+  EXPECT_EQ(rows[3].f, cat({1, 0, 0, 0, 0, 0}, z, z));
+  for (int i = 0; i < 4; ++i) EXPECT_EQ(rows[i].label, 0);
+  // Key 2: O = 1d, Z = churn = 4d + 10s: one window [1d, 4d); churn < 4d + H.
+  EXPECT_EQ(rows[4].key, k2);
+  EXPECT_EQ(rows[4].start, D);
+  EXPECT_EQ(rows[4].end, 4 * D);
+  EXPECT_EQ(rows[4].label, 1);
+  EXPECT_EQ(rows[4].f, cat({2, 0, 2, 4, 2, 7}, {1, 1, 0, 4, 4, 4}, z));
+}
+
+TEST(WindowsTest, HandComputed) {
+  auto op = MakeOp(BaseOptions());
+  EXPECT_THAT(op->feature_names(),
+              ElementsAre("count", "count_a", "count_b", "sum_amount", "mean_amount",
+                          "max_amount"));
+  auto table = RunPipeline(op, {MakeEvents(HandEvents())});
+  ExpectHandRows(Rows(*table), "1", "2");
+
+  // Schema and metadata.
+  const auto& s = *table->schema();
+  ASSERT_EQ(s.num_fields(), 5);
+  EXPECT_EQ(s.field(0)->name(), "k");
+  EXPECT_TRUE(s.field(0)->type()->Equals(arrow::int64()));
+  auto ts_s = arrow::timestamp(arrow::TimeUnit::SECOND, "UTC");
+  EXPECT_TRUE(s.field(1)->type()->Equals(ts_s));
+  EXPECT_EQ(s.field(2)->name(), "window_end");
+  EXPECT_TRUE(s.field(3)->type()->Equals(arrow::int64()));
+  EXPECT_TRUE(s.field(4)->type()->Equals(arrow::list(arrow::float32())));
+  auto meta = s.field(4)->metadata();
+  ASSERT_NE(meta, nullptr);
+  EXPECT_EQ(meta->Get("dlprep.shape").ValueOrDie(), "[3,6]");
+  EXPECT_EQ(meta->Get("dlprep.names").ValueOrDie(),
+            R"(["count","count_a","count_b","sum_amount","mean_amount","max_amount"])");
+}
+
+TEST(WindowsTest, StringKeysAndMillisecondTimestamps) {
+  auto events = HandEvents();
+  for (auto& e : events) {
+    e.skey = e.key == 1 ? "alice" : "bob";
+    *e.t = *e.t * 1000 + 999;  // sub-second part is floored away
+  }
+  auto o = BaseOptions();
+  auto table = RunPipeline(
+      MakeOp(o), {MakeEvents(events, true, arrow::timestamp(arrow::TimeUnit::MILLI))});
+  EXPECT_TRUE(table->schema()->field(0)->type()->Equals(arrow::utf8()));
+  ExpectHandRows(Rows(*table), "alice", "bob");
+}
+
+TEST(WindowsTest, DirectApplyMatchesPipeline) {
+  auto op = MakeOp(BaseOptions());
+  auto events = HandEvents();
+  events.resize(4);  // key 1 only
+  auto batch = MakeEvents(events);
+  ASSERT_OK_AND_ASSIGN(auto t, arrow::Table::FromRecordBatches({batch}));
+  ASSERT_OK_AND_ASSIGN(auto out, op->Apply(*t));
+  auto rows = Rows(*out);
+  ASSERT_EQ(rows.size(), 4u);
+  EXPECT_EQ(rows[0].f[0], 2.0f);
+}
+
+TEST(WindowsTest, EventsOnWindowAndStepBoundaries) {
+  auto o = BaseOptions();
+  o.category.clear();
+  o.categories.clear();
+  o.values.clear();
+  o.aggs.clear();
+  o.window_s = 2 * D;
+  o.stride_s = 2 * D;
+  o.until_s = 4 * D;
+  // Start of window 0, start of its step 1, and exactly its end (= start of window 1).
+  auto table = RunPipeline(MakeOp(o), {MakeEvents({{1, 0, "", {}, {}},
+                                                   {1, D, "", {}, {}},
+                                                   {1, 2 * D, "", {}, {}}})});
+  auto rows = Rows(*table);
+  ASSERT_EQ(rows.size(), 2u);
+  EXPECT_THAT(rows[0].f, ElementsAre(1, 1));
+  EXPECT_THAT(rows[1].f, ElementsAre(1, 0));
+  EXPECT_EQ(rows[1].start, 2 * D);
+  EXPECT_EQ(rows[1].end, 4 * D);
+}
+
+TEST(WindowsTest, NegativeTimesFloorTowardMinusInfinity) {
+  auto o = BaseOptions();
+  o.category.clear();
+  o.categories.clear();
+  o.values.clear();
+  o.aggs.clear();
+  o.window_s = D;
+  o.until_s = D;
+  auto table = RunPipeline(MakeOp(o), {MakeEvents({{1, -1, "", {}, {}}})});
+  auto rows = Rows(*table);
+  ASSERT_EQ(rows.size(), 2u);
+  EXPECT_EQ(rows[0].start, -D);
+  EXPECT_THAT(rows[0].f, ElementsAre(1));
+  EXPECT_EQ(rows[1].start, 0);
+  EXPECT_THAT(rows[1].f, ElementsAre(0));
+}
+
+TEST(WindowsTest, ChurnExactlyAtWindowEnd) {
+  auto o = BaseOptions();
+  o.window_s = 2 * D;
+  o.until_s = 10 * D;
+  o.horizon_s = 0;
+  auto events = MakeEvents({{1, 0, "a", 1.0, 3 * D}});
+  auto rows = Rows(*RunPipeline(MakeOp(o), {events}));
+  // Z = 3d: windows ending at 2d and 3d are emitted; churn < end + 0 never holds.
+  ASSERT_EQ(rows.size(), 2u);
+  EXPECT_EQ(rows[1].end, 3 * D);
+  EXPECT_EQ(rows[0].label, 0);
+  EXPECT_EQ(rows[1].label, 0);
+  o.horizon_s = 1;
+  rows = Rows(*RunPipeline(MakeOp(o), {events}));
+  ASSERT_EQ(rows.size(), 2u);
+  EXPECT_EQ(rows[0].label, 0);  // 3d < 2d + 1s is false
+  EXPECT_EQ(rows[1].label, 1);  // 3d < 3d + 1s
+}
+
+TEST(WindowsTest, OneEvent) {
+  auto o = BaseOptions();
+  o.window_s = D;
+  o.until_s = 3 * D;
+  auto rows = Rows(*RunPipeline(MakeOp(o), {MakeEvents({{7, D + 5, "b", 2.5, {}}})}));
+  ASSERT_EQ(rows.size(), 2u);
+  EXPECT_EQ(rows[0].start, D);
+  EXPECT_THAT(rows[0].f, ElementsAre(1, 0, 1, 2.5, 2.5, 2.5));
+  EXPECT_THAT(rows[1].f, ElementsAre(0, 0, 0, 0, 0, 0));
+}
+
+TEST(WindowsTest, UntilBeforeFirstWindowEndGivesNoRows) {
+  auto o = BaseOptions();
+  o.until_s = 2 * D;
+  auto table = RunPipeline(MakeOp(o), {MakeEvents({{7, 0, "b", 2.5, {}}})});
+  EXPECT_EQ(table->num_rows(), 0);
+}
+
+TEST(WindowsTest, GapsLongerThanAWindow) {
+  auto o = BaseOptions();
+  o.category.clear();
+  o.categories.clear();
+  o.values.clear();
+  o.aggs.clear();
+  o.window_s = 2 * D;
+  o.until_s = 7 * D;
+  auto rows = Rows(*RunPipeline(MakeOp(o), {MakeEvents({{1, 0, "", {}, {}},
+                                                        {1, 5 * D, "", {}, {}}})}));
+  ASSERT_EQ(rows.size(), 6u);
+  EXPECT_THAT(rows[0].f, ElementsAre(1, 0));
+  for (int k = 1; k <= 3; ++k) EXPECT_THAT(rows[k].f, ElementsAre(0, 0)) << k;
+  EXPECT_THAT(rows[4].f, ElementsAre(0, 1));
+  EXPECT_THAT(rows[5].f, ElementsAre(1, 0));
+  EXPECT_EQ(rows[5].end, 7 * D);
+}
+
+TEST(WindowsTest, DuplicateTimestamps) {
+  auto o = BaseOptions();
+  o.window_s = D;
+  o.until_s = D;
+  o.aggs = {"sum", "mean", "min", "max"};
+  auto rows = Rows(*RunPipeline(
+      MakeOp(o), {MakeEvents({{1, 10, "a", 1.0, {}}, {1, 10, "a", 3.0, {}},
+                              {1, 10, "b", 2.0, {}}, {1, 10, "a", {}, {}}})}));
+  ASSERT_EQ(rows.size(), 1u);
+  EXPECT_THAT(rows[0].f, ElementsAre(4, 3, 1, 6, 2, 1, 3));
+}
+
+TEST(WindowsTest, NullTimesDroppedAndCounted) {
+  auto o = BaseOptions();
+  o.window_s = D;
+  o.until_s = D;
+  auto op = MakeOp(o);
+  auto rows = Rows(*RunPipeline(
+      op, {MakeEvents({{1, std::nullopt, "a", 100.0, {}}, {1, 10, "a", 1.0, {}},
+                       {2, std::nullopt, "a", 1.0, {}}})}));
+  ASSERT_EQ(rows.size(), 1u);  // key 2 has no timed event: no window
+  EXPECT_EQ(rows[0].key, "1");
+  EXPECT_THAT(rows[0].f, ElementsAre(1, 1, 0, 1, 1, 1));
+  EXPECT_EQ(op->dropped_rows(), 2);
+}
+
+TEST(WindowsTest, NullKeyGroupDroppedAndCounted) {
+  auto o = BaseOptions();
+  o.window_s = D;
+  o.until_s = D;
+  auto op = MakeOp(o);
+  auto batch = MakeEvents({{1, 10, "a", 1.0, {}}, {2, 20, "a", 1.0, {}},
+                           {3, 30, "b", 1.0, {}}});
+  // Key column with a null in rows 1 and 2.
+  arrow::Int64Builder kb;
+  ASSERT_OK(kb.Append(1));
+  ASSERT_OK(kb.AppendNull());
+  ASSERT_OK(kb.AppendNull());
+  std::shared_ptr<arrow::Array> keys;
+  ASSERT_OK(kb.Finish(&keys));
+  ASSERT_OK_AND_ASSIGN(batch, batch->SetColumn(0, batch->schema()->field(0), keys));
+  auto rows = Rows(*RunPipeline(op, {batch}));
+  ASSERT_EQ(rows.size(), 1u);
+  EXPECT_EQ(rows[0].key, "1");
+  EXPECT_EQ(op->dropped_rows(), 2);
+}
+
+TEST(WindowsTest, WithoutLabelColumnNothingChurns) {
+  auto o = BaseOptions();
+  o.label_time.clear();
+  auto rows = Rows(*RunPipeline(MakeOp(o), {MakeEvents(HandEvents())}));
+  ASSERT_EQ(rows.size(), 7u);  // key 2: Z = U = 6d, windows start at 1d, 2d, 3d
+  for (const auto& r : rows) EXPECT_EQ(r.label, 0);
+}
+
+TEST(WindowsTest, UnsortedInputSameWithOneAndTwoWorkers) {
+  std::vector<Event> events;
+  uint64_t x = 12345;
+  for (int i = 0; i < 3000; ++i) {
+    x = x * 6364136223846793005ULL + 1442695040888963407ULL;
+    Event e;
+    e.key = static_cast<int64_t>((x >> 33) % 37);
+    e.t = static_cast<int64_t>((x >> 20) % (30 * D)) - 5 * D;
+    e.cat = std::string(1, static_cast<char>('a' + (x >> 10) % 3));
+    if ((x >> 5) % 7 != 0) e.amount = static_cast<double>((x >> 40) % 1000) / 10.0;
+    if (e.key % 4 == 0) e.churn = 10 * D + e.key * 1000;
+    events.push_back(e);
+  }
+  std::vector<std::shared_ptr<arrow::RecordBatch>> batches;
+  for (int p = 0; p < 3; ++p) {
+    batches.push_back(MakeEvents(
+        std::vector<Event>(events.begin() + p * 1000, events.begin() + (p + 1) * 1000)));
+  }
+  auto o = BaseOptions();
+  o.window_s = 4 * D;
+  o.stride_s = 2 * D;
+  o.until_s = 25 * D;
+  o.aggs = {"sum", "mean", "min", "max"};
+  auto one = RunPipeline(MakeOp(o), batches, 1);
+  auto two = RunPipeline(MakeOp(o), batches, 2);
+  EXPECT_GT(one->num_rows(), 100);
+  EXPECT_TRUE(one->Equals(*two));
+
+  // Cross-check one key against Apply() on its events in input (unsorted) order.
+  std::vector<Event> key5;
+  for (const auto& e : events) {
+    if (e.key == 5) key5.push_back(e);
+  }
+  ASSERT_OK_AND_ASSIGN(auto t5, arrow::Table::FromRecordBatches({MakeEvents(key5)}));
+  ASSERT_OK_AND_ASSIGN(auto direct, MakeOp(o)->Apply(*t5));
+  std::vector<Row> from_pipeline;
+  for (auto& r : Rows(*one)) {
+    if (r.key == "5") from_pipeline.push_back(r);
+  }
+  auto d = Rows(*direct);
+  ASSERT_EQ(d.size(), from_pipeline.size());
+  for (size_t i = 0; i < d.size(); ++i) {
+    EXPECT_EQ(d[i].start, from_pipeline[i].start);
+    EXPECT_EQ(d[i].f, from_pipeline[i].f);
+  }
+}
+
+TEST(WindowsTest, ParseDuration) {
+  EXPECT_EQ(ParseDuration("14d", "--window").ValueOrDie(), 14 * D);
+  EXPECT_EQ(ParseDuration("12h", "--window").ValueOrDie(), 12 * 3600);
+  EXPECT_EQ(ParseDuration("90m", "--window").ValueOrDie(), 90 * 60);
+  EXPECT_EQ(ParseDuration("30s", "--window").ValueOrDie(), 30);
+  EXPECT_EQ(ParseDuration("0s", "--horizon").ValueOrDie(), 0);
+  for (const char* bad : {"", "d", "14", "14w", "-1d", "+1d", "1.5h", "d14", "1 d",
+                          "99999999999999999999d"}) {
+    auto r = ParseDuration(bad, "--stride");
+    ASSERT_FALSE(r.ok()) << bad;
+    EXPECT_THAT(r.status().message(), HasSubstr("--stride")) << bad;
+  }
+  EXPECT_FALSE(ParseDuration("200000000000000d", "--window").ok());
+}
+
+void ExpectMakeError(WindowOptions o, const std::string& needle) {
+  auto r = WindowsOperator::Make(std::move(o));
+  ASSERT_FALSE(r.ok()) << needle;
+  EXPECT_THAT(r.status().message(), HasSubstr(needle));
+}
+
+TEST(WindowsTest, OptionValidation) {
+  auto o = BaseOptions();
+  o.window_s = D + 1;
+  ExpectMakeError(o, "--window");
+  o = BaseOptions();
+  o.stride_s = D / 2;
+  ExpectMakeError(o, "--stride");
+  o = BaseOptions();
+  o.step_s = 0;
+  ExpectMakeError(o, "--step");
+  o = BaseOptions();
+  o.horizon_s = -1;
+  ExpectMakeError(o, "--horizon");
+  o = BaseOptions();
+  o.aggs = {"sum", "median"};
+  ExpectMakeError(o, "median");
+  o = BaseOptions();
+  o.until_s = std::numeric_limits<int64_t>::min();
+  ExpectMakeError(o, "--until");
+  o = BaseOptions();
+  o.categories.clear();
+  ExpectMakeError(o, "--categories");
+  o = BaseOptions();
+  o.categories = {"a", "a"};
+  ExpectMakeError(o, "--categories");
+  o = BaseOptions();
+  o.key.clear();
+  ExpectMakeError(o, "--key");
+}
+
+void ExpectSchemaError(const WindowOptions& o, std::shared_ptr<arrow::Schema> schema,
+                       const std::string& needle) {
+  auto op = MakeOp(o);
+  auto r = op->OutputSchema(*schema);
+  ASSERT_FALSE(r.ok()) << needle;
+  EXPECT_TRUE(r.status().IsTypeError());
+  EXPECT_THAT(r.status().message(), HasSubstr(needle));
+}
+
+TEST(WindowsTest, ColumnValidation) {
+  auto good = MakeEvents({})->schema();
+  auto with = [&](const std::string& name, std::shared_ptr<arrow::DataType> type) {
+    int i = good->GetFieldIndex(name);
+    return good->SetField(i, arrow::field(name, type)).ValueOrDie();
+  };
+  auto o = BaseOptions();
+  ASSERT_TRUE(MakeOp(o)->OutputSchema(*good).ok());
+  ExpectSchemaError(o, with("k", arrow::float64()), "--key column 'k'");
+  ExpectSchemaError(o, with("ts", arrow::utf8()), "--time column 'ts'");
+  ExpectSchemaError(o, with("cat", arrow::int64()), "--category column 'cat'");
+  ExpectSchemaError(o, with("amount", arrow::utf8()), "--values column 'amount'");
+  ExpectSchemaError(o, with("churn", arrow::float64()), "--label-time column 'churn'");
+  o.values = {"amount", "missing"};
+  ExpectSchemaError(o, good, "--values column 'missing'");
+  // Timestamps of any unit are accepted for time and label time.
+  o = BaseOptions();
+  auto ts = with("ts", arrow::timestamp(arrow::TimeUnit::NANO, "UTC"));
+  ts = ts->SetField(4, arrow::field("churn", arrow::timestamp(arrow::TimeUnit::MICRO)))
+           .ValueOrDie();
+  EXPECT_TRUE(MakeOp(o)->OutputSchema(*ts).ok());
+}
+
+}  // namespace
+}  // namespace dlprep::features
