@@ -236,6 +236,7 @@ arrow::Result<std::shared_ptr<WindowsOperator>> WindowsOperator::Make(
   for (const auto& v : o.values) {
     for (const auto& a : o.aggs) op->feature_names_.push_back(a + "_" + v);
   }
+  op->names_json_ = nlohmann::json(op->feature_names_).dump();
   return std::shared_ptr<WindowsOperator>(std::move(op));
 }
 
@@ -243,11 +244,10 @@ arrow::Result<std::shared_ptr<arrow::Schema>> WindowsOperator::OutputSchema(
     const arrow::Schema& input) const {
   ARROW_ASSIGN_OR_RAISE(Columns c, ResolveColumns(options_, input));
   const int64_t steps = options_.window_s / options_.step_s;
-  nlohmann::json names = feature_names_;
   auto meta = arrow::key_value_metadata(
       {"dlprep.shape", "dlprep.names"},
       {"[" + std::to_string(steps) + "," + std::to_string(feature_names_.size()) + "]",
-       names.dump()});
+       names_json_});
   auto ts = arrow::timestamp(arrow::TimeUnit::SECOND, "UTC");
   return arrow::schema({input.field(c.key), arrow::field("window_start", ts),
                         arrow::field("window_end", ts),

@@ -101,6 +101,7 @@ class WindowsOperator : public GroupedOperator {
   WindowOptions options_;
   std::vector<Agg> aggs_;
   std::vector<std::string> feature_names_;
+  std::string names_json_;  // feature_names_ as a JSON array (dlprep.names)
   /// Category -> its index in options_.categories.
   std::unordered_map<std::string_view, int32_t> category_index_;
   mutable std::atomic<int64_t> dropped_rows_{0};
