@@ -18,6 +18,7 @@ void AddConvertCommand(CLI::App* root, std::vector<Command>* commands);
 void AddInspectCommand(CLI::App* root, std::vector<Command>* commands);
 void AddFilesCommand(CLI::App* root, std::vector<Command>* commands);
 void AddGenCommand(CLI::App* root, std::vector<Command>* commands);
+void AddWindowsCommand(CLI::App* root, std::vector<Command>* commands);
 void AddRunCommand(CLI::App* root, std::vector<Command>* commands);
 
 }  // namespace dlprep::cli

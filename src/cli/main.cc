@@ -25,6 +25,7 @@ int main(int argc, char** argv) {
   dlprep::cli::AddInspectCommand(&app, &commands);
   dlprep::cli::AddFilesCommand(&app, &commands);
   dlprep::cli::AddGenCommand(&app, &commands);
+  dlprep::cli::AddWindowsCommand(&app, &commands);
   dlprep::cli::AddRunCommand(&app, &commands);
   CLI11_PARSE(app, argc, argv);
   for (auto& cmd : commands) {

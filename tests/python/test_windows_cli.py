@@ -1,0 +1,119 @@
+"""`dlprep windows` end to end: a hand-computed case read back by TensorFlow, 1 vs 2
+workers, and the generated churn data."""
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from conftest import read_manifest
+
+DAY = 86400
+T0 = 1_700_006_400  # a midnight (UTC), 2023-11-15
+
+
+def write_case(tmp_path):
+    ev = pa.table({
+        "customer_id": pa.array([1, 1, 1, 1, 2, None], pa.int64()),
+        "ts": pa.array([T0 + 3 * DAY + 6 * 3600, T0, T0 + 12 * 3600, T0 + DAY,
+                        T0 + DAY + 10 * 3600, T0], pa.timestamp("s", tz="UTC")),
+        "event_type": ["call", "call", "sms", "call", "sms", "call"],
+        "amount": pa.array([5.0, 1.0, 3.0, None, 2.0, 9.0]),
+    })
+    lb = pa.table({"customer_id": pa.array([1, 3], pa.int64()),
+                   "churn_ts": pa.array([T0 + 4 * DAY, None], pa.timestamp("s", tz="UTC"))})
+    pq.write_table(ev, tmp_path / "events.parquet")
+    pq.write_table(lb, tmp_path / "labels.parquet")
+
+
+ARGS = ["--key", "customer_id", "--time", "ts", "--category", "event_type",
+        "--values", "amount", "--aggs", "sum,mean", "--window", "2d", "--stride", "1d",
+        "--step", "1d", "--horizon", "1d", "--label-time", "churn_ts"]
+
+# (customer, window start day, label, [step0 features], [step1 features]);
+# features: count, count_call, count_sms, sum_amount, mean_amount.
+EXPECTED = [
+    (1, 0, 0, [2, 1, 1, 4, 2], [1, 1, 0, 0, 0]),
+    (1, 1, 0, [1, 1, 0, 0, 0], [0, 0, 0, 0, 0]),
+    (1, 2, 1, [0, 0, 0, 0, 0], [1, 1, 0, 5, 5]),
+    (2, 1, 0, [1, 0, 1, 2, 2], [0, 0, 0, 0, 0]),
+    (2, 2, 0, [0, 0, 0, 0, 0], [0, 0, 0, 0, 0]),
+]
+
+
+def rows_of(table):
+    rows = []
+    for r in table.to_pylist():
+        start = int(r["window_start"].timestamp())
+        f = r["features"]
+        rows.append((r["customer_id"], (start - T0) // DAY, r["label"], f[:5], f[5:]))
+    return sorted(rows)
+
+
+def test_hand_computed_case_parquet_and_workers(dlprep, tmp_path):
+    write_case(tmp_path)
+    outs = []
+    for w in [1, 2]:
+        out = tmp_path / f"pq{w}"
+        stats = tmp_path / f"stats{w}.json"
+        dlprep("windows", "--events", tmp_path / "events.parquet", "--labels",
+               tmp_path / "labels.parquet", *ARGS, "--output", out, "--format", "parquet",
+               "-w", w, "--stats", stats, "-q")
+        t = pq.read_table(out)
+        assert rows_of(t) == EXPECTED
+        field = t.schema.field("features")
+        assert field.metadata[b"dlprep.shape"] == b"[2,5]"
+        outs.append(t)
+        import json
+        s = json.loads(stats.read_text())
+        assert s["dropped_null_key_rows"] == 1
+        assert s["categories"] == ["call", "sms"]
+    assert outs[0].equals(outs[1])
+
+
+def test_tensorflow_reads_windows(dlprep, tmp_path):
+    tf = pytest.importorskip("tensorflow")
+    import dlprep.tfrecord as dt
+    write_case(tmp_path)
+    out = tmp_path / "tfr"
+    dlprep("windows", "--events", tmp_path / "events.parquet", "--labels",
+           tmp_path / "labels.parquet", *ARGS, "--output", out, "-q")
+    m = read_manifest(out)
+    assert m["features"]["features"]["shape"] == [2, 5]
+    assert m["features"]["features"]["fixed_length"]
+    got = []
+    for ex in dt.dataset(out):
+        start = int(ex["window_start"].numpy())
+        feats = ex["features"].numpy()  # [2, 5]
+        got.append((int(ex["customer_id"].numpy()), (start - T0) // DAY,
+                    int(ex["label"].numpy()), feats[0].tolist(), feats[1].tolist()))
+    assert sorted(got) == EXPECTED
+
+
+def test_generated_churn_data(dlprep, tmp_path):
+    data = tmp_path / "churn"
+    dlprep("gen", "churn", "--customers", 200, "--days", 60, "-o", data, "-q")
+    out = tmp_path / "w"
+    dlprep("windows", "--events", data / "events", "--labels", data / "labels",
+           "--key", "customer_id", "--time", "ts", "--category", "event_type",
+           "--values", "amount,duration", "--aggs", "sum,mean,max", "--window", "14d",
+           "--stride", "7d", "--step", "1d", "--horizon", "30d", "--label-time", "churn_ts",
+           "--output", out, "--format", "parquet", "--memory-limit", "64MB", "-q")
+    t = pq.read_table(out)
+    assert t.num_rows > 200
+    # 14 steps x (1 + 5 categories + 2 values x 3 aggs) features.
+    assert all(len(f) == 14 * 12 for f in t.column("features").to_pylist()[:50])
+    labels = t.column("label").to_pylist()
+    assert 0 < sum(labels) < len(labels)
+
+
+def test_bad_options_name_the_option(dlprep, tmp_path):
+    write_case(tmp_path)
+    base = ["windows", "--events", tmp_path / "events.parquet", "--key", "customer_id",
+            "--time", "ts", "--step", "1d", "--output", tmp_path / "o"]
+    p = dlprep(*base, "--window", "2x", "--stride", "1d", check=False)
+    assert p.returncode == 1 and "--window" in p.stderr
+    p = dlprep(*base, "--window", "36h", "--stride", "1d", check=False)
+    assert p.returncode == 1 and ("--window" in p.stderr or "multiple" in p.stderr)
+    p = dlprep(*base, "--window", "2d", "--stride", "1d", "--values", "nope", check=False)
+    assert p.returncode == 1 and "nope" in p.stderr
+    assert not (tmp_path / "o").exists()
