@@ -12,6 +12,7 @@
 #include "core/units.h"
 #include "exec/error_sink.h"
 #include "exec/pipeline_file.h"
+#include "features/steps.h"
 
 namespace dlprep::cli {
 
@@ -36,6 +37,8 @@ arrow::Status RunPipelineFile(const PipelineFileFlags& f) {
     arrow::Status ws = WriteStats(f.common.stats_path, stats.dump(2));
     return st.ok() ? ws : st;
   };
+  arrow::Status registered = features::RegisterFeatureSteps();
+  if (!registered.ok() && !registered.IsAlreadyExists()) return finish(registered);
   auto loaded = exec::LoadPipelineFile(f.pipeline);
   if (!loaded.ok()) return finish(loaded.status());
   exec::PipelineFile file = *std::move(loaded);

@@ -1,6 +1,7 @@
 // `dlprep windows`: per-key sliding windows of an event history into training examples
 // (the churn pipeline): events (+ churn labels) -> one row per window -> TFRecord.
 #include <cmath>
+#include <filesystem>
 #include <cstdio>
 #include <limits>
 #include <set>
@@ -15,6 +16,7 @@
 #include "core/units.h"
 #include "dlprep/pipeline.h"
 #include "exec/builtin_ops.h"
+#include "features/steps.h"
 #include "features/windows.h"
 
 namespace dlprep::cli {
@@ -30,7 +32,58 @@ struct WindowsFlags {
   OutputFlags output;
   RunFlags run;
   CommonFlags common;
+  bool dry_run = false;
 };
+
+std::string Absolute(const std::string& path) {
+  return std::filesystem::absolute(path).lexically_normal().string();
+}
+
+// The pipeline file (JSON, which is YAML) that this command runs, with the discovered
+// categories and the computed end of observation filled in.
+arrow::Result<std::string> PipelineFileText(const WindowsFlags& f,
+                                            const features::WindowOptions& o) {
+  InputFlags ein;
+  ein.paths = f.events;
+  ARROW_ASSIGN_OR_RAISE(std::string format, DetectInputFormat(ein));
+  std::vector<std::string> events;
+  for (const auto& p : f.events) events.push_back(Absolute(p));
+  nlohmann::ordered_json steps = nlohmann::json::array();
+  steps.push_back({{"filter", {{"expr", "is_valid(`" + f.key + "`)"}}}});
+  if (!f.labels.empty()) {
+    InputFlags lin;
+    lin.paths = {f.labels};
+    ARROW_ASSIGN_OR_RAISE(std::string lformat, DetectInputFormat(lin));
+    steps.push_back({{"join",
+                      {{"source", {{"format", lformat},
+                                   {"paths", {Absolute(f.labels)}},
+                                   {"columns", {f.key, f.label_time}}}},
+                       {"on", {f.key}}}}});
+  }
+  nlohmann::ordered_json w = {{"key", o.key}, {"time", o.time}};
+  if (!o.category.empty()) {
+    w["category"] = o.category;
+    w["categories"] = o.categories;
+  }
+  if (!o.label_time.empty()) w["label_time"] = o.label_time;
+  w["values"] = o.values;
+  w["aggs"] = o.aggs;
+  w["window"] = f.window;
+  w["stride"] = f.stride;
+  w["step"] = f.step;
+  w["horizon"] = f.horizon;
+  w["until"] = std::to_string(o.until_s);
+  steps.push_back({{"windows", w}});
+  nlohmann::ordered_json sink = {{"format", f.output.format},
+                                 {"path", Absolute(f.output.output_dir)}};
+  if (f.output.format == "tfrecord") sink["compression"] = f.output.compression;
+  sink["shards"] = f.output.shards;
+  sink["overwrite"] = f.output.overwrite;
+  nlohmann::ordered_json doc = {
+      {"source", {{"format", format}, {"paths", events}}}, {"steps", steps}, {"sink", sink}};
+  return "# dlprep windows as a pipeline file (JSON is YAML): dlprep run FILE\n" +
+         doc.dump(2) + "\n";
+}
 
 int64_t FloorDiv(int64_t a, int64_t b) {
   int64_t q = a / b;
@@ -88,21 +141,6 @@ arrow::Status ScanEvents(const WindowsFlags& f, int64_t* max_time,
   return arrow::Status::OK();
 }
 
-arrow::Result<int64_t> ParseUntil(const std::string& text) {
-  // Epoch seconds, or an ISO-8601 date / date-time in UTC.
-  char* end = nullptr;
-  long long n = std::strtoll(text.c_str(), &end, 10);
-  if (end != nullptr && *end == '\0' && !text.empty()) return n;
-  auto parsed = arrow::compute::Cast(arrow::Datum(arrow::MakeScalar(text)),
-                                     arrow::timestamp(arrow::TimeUnit::SECOND));
-  if (!parsed.ok()) {
-    return arrow::Status::Invalid("option --until: '", text,
-                                  "' is not a time; expected epoch seconds or an ISO date "
-                                  "such as 2024-06-30 or 2024-06-30T12:00:00");
-  }
-  return parsed->scalar_as<arrow::TimestampScalar>().value;
-}
-
 arrow::Status RunWindows(const WindowsFlags& f) {
   nlohmann::json stats = {{"command", "windows"}};
   features::WindowOptions o;
@@ -131,13 +169,18 @@ arrow::Status RunWindows(const WindowsFlags& f) {
     o.categories = SplitCommaList(f.categories);
   }
   if (!f.until.empty()) {
-    ARROW_ASSIGN_OR_RAISE(o.until_s, ParseUntil(f.until));
+    ARROW_ASSIGN_OR_RAISE(o.until_s, features::ParseTimePoint(f.until, "--until"));
   } else if (max_time == std::numeric_limits<int64_t>::min()) {
     return arrow::Status::Invalid("the events have no non-null times; pass --until");
   } else if (o.step_s > 0) {
     o.until_s = FloorDiv(max_time, o.step_s) * o.step_s + o.step_s;
   }
   ARROW_ASSIGN_OR_RAISE(auto op, features::WindowsOperator::Make(o));
+  if (f.dry_run) {
+    ARROW_ASSIGN_OR_RAISE(std::string text, PipelineFileText(f, o));
+    std::fputs(text.c_str(), stdout);
+    return arrow::Status::OK();
+  }
 
   WarnAboutLeftoverAttempts(f.output.output_dir);
   InputFlags in;
@@ -224,6 +267,9 @@ void AddWindowsCommand(CLI::App* root, std::vector<Command>* commands) {
                   "time floored to the step, plus one step)");
   AddOutputFlags(app, &f->output, "tfrecord");
   AddRunFlags(app, &f->run);
+  app->add_flag("--dry-run", f->dry_run,
+                "Print the pipeline file this command runs (categories and --until filled "
+                "in) and exit");
   AddCommonFlags(app, &f->common);
   app->footer(
       "Example:\n"

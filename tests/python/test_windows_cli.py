@@ -117,3 +117,18 @@ def test_bad_options_name_the_option(dlprep, tmp_path):
     p = dlprep(*base, "--window", "2d", "--stride", "1d", "--values", "nope", check=False)
     assert p.returncode == 1 and "nope" in p.stderr
     assert not (tmp_path / "o").exists()
+
+
+def test_dry_run_pipeline_file_gives_the_same_windows(dlprep, tmp_path):
+    write_case(tmp_path)
+    direct = tmp_path / "direct"
+    common = ["--events", tmp_path / "events.parquet", "--labels",
+              tmp_path / "labels.parquet", *ARGS, "--format", "parquet"]
+    dlprep("windows", *common, "--output", direct, "-q")
+    via = tmp_path / "via"
+    proc = dlprep("windows", *common, "--output", via, "--dry-run")
+    assert not via.exists() and '"categories"' in proc.stdout
+    (tmp_path / "w.yaml").write_text(proc.stdout)
+    dlprep("run", tmp_path / "w.yaml", "-q")
+    assert rows_of(pq.read_table(via)) == EXPECTED
+    assert pq.read_table(via).equals(pq.read_table(direct))

@@ -1,0 +1,66 @@
+#include "features/steps.h"
+
+#include <cstdlib>
+#include <string>
+
+#include <arrow/compute/api.h>
+#include <arrow/scalar.h>
+#include <arrow/type.h>
+
+#include "exec/pipeline_file.h"
+#include "features/windows.h"
+
+namespace dlprep::features {
+
+arrow::Result<int64_t> ParseTimePoint(std::string_view text, std::string_view option) {
+  std::string s(text);
+  char* end = nullptr;
+  long long n = std::strtoll(s.c_str(), &end, 10);
+  if (!s.empty() && end != nullptr && *end == '\0') return static_cast<int64_t>(n);
+  auto parsed = arrow::compute::Cast(arrow::Datum(arrow::MakeScalar(s)),
+                                     arrow::timestamp(arrow::TimeUnit::SECOND));
+  if (!parsed.ok()) {
+    return arrow::Status::Invalid("option ", option, ": '", s,
+                                  "' is not a time; expected epoch seconds or an ISO date "
+                                  "such as 2024-06-30 or 2024-06-30T12:00:00");
+  }
+  return parsed->scalar_as<arrow::TimestampScalar>().value;
+}
+
+arrow::Status RegisterFeatureSteps() {
+  // windows: the time-series window featurizer, a grouped step by `key` sorted by
+  // `time`. Unlike `dlprep windows`, a pipeline file must list `categories` (when
+  // `category` is set) and `until`, because a step does not scan the whole input first;
+  // `dlprep windows --dry-run` prints them filled in. Join the labels with a `join`
+  // step before it.
+  return exec::RegisterStep("windows", [](exec::ConfigNode* o) -> arrow::Result<PipelineStep> {
+    WindowOptions w;
+    ARROW_ASSIGN_OR_RAISE(w.key, o->GetString("key"));
+    ARROW_ASSIGN_OR_RAISE(w.time, o->GetString("time"));
+    ARROW_ASSIGN_OR_RAISE(w.category, o->GetString("category", ""));
+    ARROW_ASSIGN_OR_RAISE(w.categories, o->GetStringList("categories", {}));
+    ARROW_ASSIGN_OR_RAISE(w.label_time, o->GetString("label_time", ""));
+    ARROW_ASSIGN_OR_RAISE(w.values, o->GetStringList("values", {}));
+    ARROW_ASSIGN_OR_RAISE(w.aggs, o->GetStringList("aggs", {"sum", "mean", "max"}));
+    ARROW_ASSIGN_OR_RAISE(std::string window, o->GetString("window"));
+    ARROW_ASSIGN_OR_RAISE(std::string stride, o->GetString("stride"));
+    ARROW_ASSIGN_OR_RAISE(std::string step, o->GetString("step"));
+    ARROW_ASSIGN_OR_RAISE(std::string horizon, o->GetString("horizon", "0s"));
+    ARROW_ASSIGN_OR_RAISE(std::string until, o->GetString("until"));
+    ARROW_ASSIGN_OR_RAISE(w.window_s, ParseDuration(window, "window"));
+    ARROW_ASSIGN_OR_RAISE(w.stride_s, ParseDuration(stride, "stride"));
+    ARROW_ASSIGN_OR_RAISE(w.step_s, ParseDuration(step, "step"));
+    ARROW_ASSIGN_OR_RAISE(w.horizon_s, ParseDuration(horizon, "horizon"));
+    ARROW_ASSIGN_OR_RAISE(w.until_s, ParseTimePoint(until, "until"));
+    auto op = WindowsOperator::Make(w);
+    if (!op.ok()) return o->OptionError("window", op.status().message());
+    PipelineStep s;
+    s.kind = PipelineStep::Kind::kGrouped;
+    s.grouped = *op;
+    s.group_keys = {w.key};
+    s.group_sort_by = w.time;
+    return s;
+  });
+}
+
+}  // namespace dlprep::features
