@@ -2,7 +2,9 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include <arrow/result.h>
@@ -122,5 +124,12 @@ struct TfRecordSourceOptions {
 
 arrow::Result<std::shared_ptr<Source>> OpenTfRecordSource(
     const TfRecordSourceOptions& options);
+
+/// Names used by the CLI and pipeline files: "auto", "none", "gzip", "zlib" (GZIP and
+/// ZLIB as TensorFlow spells them too); "example", "sequence_example"; "parquet",
+/// "csv", "json". nullopt for any other name.
+std::optional<TfRecordCompression> TfRecordCompressionFromName(std::string_view name);
+std::optional<RecordType> RecordTypeFromName(std::string_view name);
+std::optional<TableFormat> TableFormatFromName(std::string_view name);
 
 }  // namespace dlprep

@@ -48,17 +48,13 @@ std::string FormatOfName(const std::string& name) {
 
 arrow::Result<TfRecordCompression> ParseCompression(const std::string& text,
                                                     const char* option) {
-  if (text == "auto") return TfRecordCompression::kAuto;
-  if (text == "none") return TfRecordCompression::kNone;
-  if (text == "gzip" || text == "GZIP") return TfRecordCompression::kGzip;
-  if (text == "zlib" || text == "ZLIB") return TfRecordCompression::kZlib;
+  if (auto c = TfRecordCompressionFromName(text)) return *c;
   return arrow::Status::Invalid("option ", option, ": '", text,
                                 "' is not a compression; expected none, gzip or zlib");
 }
 
 arrow::Result<RecordType> ParseRecordType(const std::string& text) {
-  if (text == "example") return RecordType::kExample;
-  if (text == "sequence_example") return RecordType::kSequenceExample;
+  if (auto r = RecordTypeFromName(text)) return *r;
   return arrow::Status::Invalid("option --record-type: '", text,
                                 "' is not a record type; expected example or "
                                 "sequence_example");
@@ -265,15 +261,9 @@ arrow::Result<std::shared_ptr<Source>> OpenInput(const InputFlags& flags) {
   TableSourceOptions o;
   o.paths = flags.paths;
   o.columns = columns;
-  if (format == "parquet") {
-    o.format = TableFormat::kParquet;
-  } else if (format == "csv") {
-    o.format = TableFormat::kCsv;
-  } else if (format == "json") {
-    o.format = TableFormat::kJsonLines;
-  } else {
-    return arrow::Status::Invalid("unknown input format '", format, "'");
-  }
+  auto table_format = TableFormatFromName(format);
+  if (!table_format) return arrow::Status::Invalid("unknown input format '", format, "'");
+  o.format = *table_format;
   return OpenTableSource(o);
 }
 

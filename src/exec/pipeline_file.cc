@@ -327,26 +327,18 @@ arrow::Result<std::shared_ptr<Source>> OpenSourceFromConfig(ConfigNode* n) {
     o.paths = paths;
     ARROW_ASSIGN_OR_RAISE(o.columns, n->GetStringList("columns", {}));
     ARROW_ASSIGN_OR_RAISE(std::string compression, n->GetString("compression", "auto"));
-    if (compression == "auto") {
-      o.compression = TfRecordCompression::kAuto;
-    } else if (compression == "none") {
-      o.compression = TfRecordCompression::kNone;
-    } else if (compression == "gzip") {
-      o.compression = TfRecordCompression::kGzip;
-    } else if (compression == "zlib") {
-      o.compression = TfRecordCompression::kZlib;
-    } else {
+    auto parsed_compression = TfRecordCompressionFromName(compression);
+    if (!parsed_compression) {
       return n->OptionError("compression", "'" + compression +
                                                "' is not one of auto, none, gzip, zlib");
     }
+    o.compression = *parsed_compression;
     ARROW_ASSIGN_OR_RAISE(std::string rt, n->GetString("record_type", "example"));
-    if (rt == "example") {
-      o.record_type = RecordType::kExample;
-    } else if (rt == "sequence_example") {
-      o.record_type = RecordType::kSequenceExample;
-    } else {
+    auto record_type = RecordTypeFromName(rt);
+    if (!record_type) {
       return n->OptionError("record_type", "'" + rt + "' is not example or sequence_example");
     }
+    o.record_type = *record_type;
     ARROW_ASSIGN_OR_RAISE(o.skip_corrupt, n->GetBool("skip_corrupt", false));
     ARROW_ASSIGN_OR_RAISE(o.batch_rows, n->GetInt("batch_rows", o.batch_rows));
     if (o.batch_rows <= 0) return n->OptionError("batch_rows", "expected a positive number");
@@ -354,12 +346,9 @@ arrow::Result<std::shared_ptr<Source>> OpenSourceFromConfig(ConfigNode* n) {
   }
   TableSourceOptions o;
   o.paths = paths;
-  if (format == "parquet") {
-    o.format = TableFormat::kParquet;
-  } else if (format == "csv") {
-    o.format = TableFormat::kCsv;
-  } else if (format == "json") {
-    o.format = TableFormat::kJsonLines;
+  auto table_format = TableFormatFromName(format);
+  if (table_format) {
+    o.format = *table_format;
   } else {
     return n->OptionError("format", "'" + format +
                                         "' is not a source format; expected parquet, csv, "
@@ -390,27 +379,21 @@ arrow::Result<WriteOptions> WriteOptionsFromConfig(ConfigNode* n) {
                                         "or csv");
   }
   ARROW_ASSIGN_OR_RAISE(std::string compression, n->GetString("compression", "none"));
-  if (compression == "none") {
-    o.compression = TfRecordCompression::kNone;
-  } else if (compression == "gzip") {
-    o.compression = TfRecordCompression::kGzip;
-  } else if (compression == "zlib") {
-    o.compression = TfRecordCompression::kZlib;
-  } else {
+  auto sink_compression = TfRecordCompressionFromName(compression);
+  if (!sink_compression || *sink_compression == TfRecordCompression::kAuto) {
     return n->OptionError("compression",
                           "'" + compression + "' is not one of none, gzip, zlib");
   }
+  o.compression = *sink_compression;
   if (o.format != OutputFormat::kTfRecord && o.compression != TfRecordCompression::kNone) {
     return n->OptionError("compression", "applies to format tfrecord only");
   }
   ARROW_ASSIGN_OR_RAISE(std::string rt, n->GetString("record_type", "example"));
-  if (rt == "example") {
-    o.record_type = RecordType::kExample;
-  } else if (rt == "sequence_example") {
-    o.record_type = RecordType::kSequenceExample;
-  } else {
+  auto sink_record_type = RecordTypeFromName(rt);
+  if (!sink_record_type) {
     return n->OptionError("record_type", "'" + rt + "' is not example or sequence_example");
   }
+  o.record_type = *sink_record_type;
   ARROW_ASSIGN_OR_RAISE(o.shards, n->GetInt("shards", 0));
   ARROW_ASSIGN_OR_RAISE(o.max_rows_per_file, n->GetInt("max_rows_per_file", 0));
   ARROW_ASSIGN_OR_RAISE(o.max_bytes_per_file, n->GetByteSize("max_bytes_per_file", 0));
