@@ -11,5 +11,4 @@ done
 [ -x bench/binary_files_vs_cat.sh ] && bash bench/binary_files_vs_cat.sh "$BUILD"
 TF_CPP_MIN_LOG_LEVEL=2 .venv/bin/python bench/tfrecord_write_vs_tf.py --build "$BUILD"
 .venv/bin/python bench/grouped_vs_pandas.py --build "$BUILD"
-.venv/bin/python bench/grouped_vs_pandas.py --build "$BUILD"
 .venv/bin/python bench/windows_vs_pandas.py --build "$BUILD"
