@@ -60,6 +60,26 @@ inline std::shared_ptr<arrow::RecordBatch> MakeBatch(int64_t first, int64_t n) {
 }
 
 /// A Source over in-memory batches; partition i is named "part-<i>".
+// A source over in-memory batches of any schema; partition i holds parts[i] and is
+// named "p<i>".
+class BatchesSource : public Source {
+ public:
+  BatchesSource(std::shared_ptr<arrow::Schema> schema,
+                std::vector<std::vector<std::shared_ptr<arrow::RecordBatch>>> parts)
+      : schema_(std::move(schema)), parts_(std::move(parts)) {}
+  std::shared_ptr<arrow::Schema> schema() const override { return schema_; }
+  int64_t num_partitions() const override { return static_cast<int64_t>(parts_.size()); }
+  std::string partition_name(int64_t i) const override { return "p" + std::to_string(i); }
+  arrow::Result<std::shared_ptr<arrow::RecordBatchReader>> OpenPartition(
+      int64_t i) const override {
+    return arrow::RecordBatchReader::Make(parts_[i], schema_);
+  }
+
+ private:
+  std::shared_ptr<arrow::Schema> schema_;
+  std::vector<std::vector<std::shared_ptr<arrow::RecordBatch>>> parts_;
+};
+
 class VectorSource : public Source {
  public:
   explicit VectorSource(

@@ -18,25 +18,8 @@ namespace {
 
 namespace fs = std::filesystem;
 using ::testing::HasSubstr;
+using ::dlprep::exec::testing::BatchesSource;
 
-// A source over in-memory batches of any schema; partition i is "p<i>".
-class BatchesSource : public Source {
- public:
-  BatchesSource(std::shared_ptr<arrow::Schema> schema,
-                std::vector<std::vector<std::shared_ptr<arrow::RecordBatch>>> parts)
-      : schema_(std::move(schema)), parts_(std::move(parts)) {}
-  std::shared_ptr<arrow::Schema> schema() const override { return schema_; }
-  int64_t num_partitions() const override { return static_cast<int64_t>(parts_.size()); }
-  std::string partition_name(int64_t i) const override { return "p" + std::to_string(i); }
-  arrow::Result<std::shared_ptr<arrow::RecordBatchReader>> OpenPartition(
-      int64_t i) const override {
-    return arrow::RecordBatchReader::Make(parts_[i], schema_);
-  }
-
- private:
-  std::shared_ptr<arrow::Schema> schema_;
-  std::vector<std::vector<std::shared_ptr<arrow::RecordBatch>>> parts_;
-};
 
 std::shared_ptr<arrow::Schema> EventSchema() {
   return arrow::schema({arrow::field("k", arrow::int64()),

@@ -14,6 +14,7 @@
 
 namespace dlprep::features {
 namespace {
+using ::dlprep::exec::testing::BatchesSource;
 
 using ::testing::ElementsAre;
 using ::testing::ElementsAreArray;
@@ -21,24 +22,6 @@ using ::testing::HasSubstr;
 
 constexpr int64_t D = 86400;
 
-// A source over in-memory batches; partition i holds parts[i].
-class BatchesSource : public Source {
- public:
-  BatchesSource(std::shared_ptr<arrow::Schema> schema,
-                std::vector<std::vector<std::shared_ptr<arrow::RecordBatch>>> parts)
-      : schema_(std::move(schema)), parts_(std::move(parts)) {}
-  std::shared_ptr<arrow::Schema> schema() const override { return schema_; }
-  int64_t num_partitions() const override { return static_cast<int64_t>(parts_.size()); }
-  std::string partition_name(int64_t i) const override { return "p" + std::to_string(i); }
-  arrow::Result<std::shared_ptr<arrow::RecordBatchReader>> OpenPartition(
-      int64_t i) const override {
-    return arrow::RecordBatchReader::Make(parts_[i], schema_);
-  }
-
- private:
-  std::shared_ptr<arrow::Schema> schema_;
-  std::vector<std::vector<std::shared_ptr<arrow::RecordBatch>>> parts_;
-};
 
 // One input event; the key is int64 unless `skey` is set.
 struct Event {
