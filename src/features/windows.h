@@ -2,6 +2,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <limits>
 #include <memory>
 #include <string>
@@ -88,6 +89,15 @@ class WindowsOperator : public GroupedOperator,
   arrow::Result<std::shared_ptr<arrow::Table>> Apply(
       const arrow::Table& group) const override;
 
+  /// Huge keys (over --max-group-bytes) are streamed: events arrive in time order and
+  /// only those of the current window and later are kept, so one key's history may be
+  /// far larger than memory. The output equals Apply()'s.
+  bool supports_streaming() const override { return true; }
+  arrow::Status ApplyStream(
+      arrow::RecordBatchReader* group,
+      const std::function<arrow::Status(std::shared_ptr<arrow::RecordBatch>)>& emit)
+      const override;
+
   /// The map-side step `windows.prepare`: projects the input to the columns Apply()
   /// reads, turns the time and label columns into int64 epoch seconds, the category
   /// into an int16 code column (kCategoryCodeColumn; -1: null or not listed) and drops
@@ -110,6 +120,10 @@ class WindowsOperator : public GroupedOperator,
   explicit WindowsOperator(WindowOptions options);
 
   enum class Agg { kSum, kMean, kMin, kMax };
+  class Emitter;
+
+  /// Windows of a key whose first step starts at `origin`.
+  int64_t NumWindows(int64_t origin, bool churned, int64_t churn) const;
 
   WindowOptions options_;
   std::vector<Agg> aggs_;
