@@ -770,6 +770,7 @@ arrow::Status ResponseDecoder::Decode(std::string_view body, int64_t n,
   auto error = impl_->parser.parse(body.data(), body.size(), /*realloc_if_needed=*/true)
                    .get(doc);
   if (error) {
+    out->clear();
     return arrow::Status::Invalid("the response is not valid JSON (",
                                   simdjson::error_message(error), ")");
   }
