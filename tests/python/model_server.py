@@ -194,6 +194,11 @@ class _Server(ThreadingHTTPServer):
     request_queue_size = 128  # many client connections open at once
     daemon_threads = True
 
+    def handle_error(self, request, client_address):
+        # A client that timed out and closed its connection is expected here.
+        if not isinstance(sys.exc_info()[1], (BrokenPipeError, ConnectionResetError)):
+            super().handle_error(request, client_address)
+
 
 class ModelServer:
     """The server on 127.0.0.1 at an ephemeral port, served from a background thread.
