@@ -318,7 +318,8 @@ class HttpScorer : public StatefulOperator {
     shared_->stats->batches_failed += 1;
   }
 
-  // Handles a finished transfer; returns the chunk to send again, or -1.
+  // Handles a finished transfer of `slot`: the chunk is done, failed, or back in
+  // `pending` with the time of its next attempt.
   void Finish(Slot* slot, CURLcode rc, std::set<int>* pending) {
     const HttpScoreOptions& o = shared_->options;
     HttpStats& stats = *shared_->stats;
