@@ -87,9 +87,8 @@ arrow::Result<std::string> PipelineFileText(const ScoreHttpFlags& f,
   if (f.output.format == "tfrecord") sink["compression"] = f.output.compression;
   sink["shards"] = f.output.shards;
   sink["overwrite"] = f.output.overwrite;
-  nlohmann::ordered_json doc = {{"source", source},
-                                {"steps", {{{"score_http", step}}}},
-                                {"sink", sink}};
+  nlohmann::ordered_json doc = {
+      {"source", source}, {"steps", {{{"score_http", step}}}}, {"sink", sink}};
   return "# dlprep score-http as a pipeline file (JSON is YAML): dlprep run FILE\n" +
          doc.dump(2) + "\n";
 }
@@ -161,8 +160,8 @@ arrow::Status RunScoreHttp(const ScoreHttpFlags& f) {
   auto run = pipeline.Run(options);
   stats["http"] = nlohmann::json::parse(http_stats->ToJson());
   if (!run.ok()) {
-    return finish(run.status().WithMessage(run.status().message(), "; nothing was written to '",
-                                           f.output.output_dir, "'"));
+    return finish(run.status().WithMessage(
+        run.status().message(), "; nothing was written to '", f.output.output_dir, "'"));
   }
   progress.Finish();
   if (errors != nullptr) {
@@ -200,8 +199,9 @@ arrow::Status RunScoreHttp(const ScoreHttpFlags& f) {
 void AddScoreHttpCommand(CLI::App* root, std::vector<Command>* commands) {
   auto f = std::make_shared<ScoreHttpFlags>();
   CLI::App* app = root->add_subcommand(
-      "score-http", "Batch inference through a model server over HTTP (KServe v2, TF "
-                    "Serving, JSON records): batched, concurrent, retried");
+      "score-http",
+      "Batch inference through a model server over HTTP (KServe v2, TF "
+      "Serving, JSON records): batched, concurrent, retried");
   app->add_option("--url", f->url, "Endpoint every request is POSTed to")->required();
   app->add_option("--protocol", f->protocol,
                   "kserve-v2 (Open Inference Protocol), tfserving ({\"instances\"}) or "
@@ -214,7 +214,8 @@ void AddScoreHttpCommand(CLI::App* root, std::vector<Command>* commands) {
   app->add_option("--outputs", f->outputs,
                   "Output columns NAME[:TYPE][[]|[d0,d1]], TYPE float32 (default), "
                   "float64, int64 or string; [] for a list per row (default: score)");
-  app->add_option("--batch-size", f->batch_size, "Rows per request")->capture_default_str();
+  app->add_option("--batch-size", f->batch_size, "Rows per request")
+      ->capture_default_str();
   app->add_option("--concurrency", f->concurrency, "Requests in flight per worker")
       ->capture_default_str();
   app->add_option("--timeout", f->timeout_s, "Seconds a request may take in all")
@@ -243,8 +244,9 @@ void AddScoreHttpCommand(CLI::App* root, std::vector<Command>* commands) {
   AddInputFlags(app, &f->input, /*binary_options=*/false);
   AddOutputFlags(app, &f->output, "parquet");
   AddRunFlags(app, &f->run);
-  app->add_flag("--fail-on-error", f->fail_on_error,
-                "Fail the job when a row cannot be scored (default: report it and go on)");
+  app->add_flag(
+      "--fail-on-error", f->fail_on_error,
+      "Fail the job when a row cannot be scored (default: report it and go on)");
   app->add_option("--errors", f->errors_path,
                   "Keep the rows that could not be scored, with the HTTP status or error "
                   "and a body excerpt, in this JSON-lines file (written when the job "

@@ -71,18 +71,30 @@ bool IsNumericOrBool(arrow::Type::type id) {
 // KServe v2 datatype of an Arrow value type.
 const char* V2Datatype(arrow::Type::type id) {
   switch (id) {
-    case arrow::Type::FLOAT: return "FP32";
-    case arrow::Type::DOUBLE: return "FP64";
-    case arrow::Type::INT8: return "INT8";
-    case arrow::Type::INT16: return "INT16";
-    case arrow::Type::INT32: return "INT32";
-    case arrow::Type::INT64: return "INT64";
-    case arrow::Type::UINT8: return "UINT8";
-    case arrow::Type::UINT16: return "UINT16";
-    case arrow::Type::UINT32: return "UINT32";
-    case arrow::Type::UINT64: return "UINT64";
-    case arrow::Type::BOOL: return "BOOL";
-    default: return "BYTES";
+    case arrow::Type::FLOAT:
+      return "FP32";
+    case arrow::Type::DOUBLE:
+      return "FP64";
+    case arrow::Type::INT8:
+      return "INT8";
+    case arrow::Type::INT16:
+      return "INT16";
+    case arrow::Type::INT32:
+      return "INT32";
+    case arrow::Type::INT64:
+      return "INT64";
+    case arrow::Type::UINT8:
+      return "UINT8";
+    case arrow::Type::UINT16:
+      return "UINT16";
+    case arrow::Type::UINT32:
+      return "UINT32";
+    case arrow::Type::UINT64:
+      return "UINT64";
+    case arrow::Type::BOOL:
+      return "BOOL";
+    default:
+      return "BYTES";
   }
 }
 
@@ -99,9 +111,12 @@ arrow::Result<Protocol> ParseProtocol(std::string_view text) {
 
 const char* ProtocolName(Protocol protocol) {
   switch (protocol) {
-    case Protocol::kKServeV2: return "kserve-v2";
-    case Protocol::kTfServing: return "tfserving";
-    case Protocol::kRecords: return "records";
+    case Protocol::kKServeV2:
+      return "kserve-v2";
+    case Protocol::kTfServing:
+      return "tfserving";
+    case Protocol::kRecords:
+      return "records";
   }
   return "?";
 }
@@ -109,10 +124,18 @@ const char* ProtocolName(Protocol protocol) {
 std::shared_ptr<arrow::Field> OutputSpec::field() const {
   std::shared_ptr<arrow::DataType> t;
   switch (type) {
-    case Type::kFloat32: t = arrow::float32(); break;
-    case Type::kFloat64: t = arrow::float64(); break;
-    case Type::kInt64: t = arrow::int64(); break;
-    case Type::kString: t = arrow::utf8(); break;
+    case Type::kFloat32:
+      t = arrow::float32();
+      break;
+    case Type::kFloat64:
+      t = arrow::float64();
+      break;
+    case Type::kInt64:
+      t = arrow::int64();
+      break;
+    case Type::kString:
+      t = arrow::utf8();
+      break;
   }
   if (!is_list) return arrow::field(name, t);
   auto f = arrow::field(name, arrow::list(t));
@@ -229,11 +252,21 @@ struct RequestEncoder::Column {
       case arrow::Type::DOUBLE:
         w->Double(static_cast<const arrow::DoubleArray&>(a).Value(i));
         return;
-      case arrow::Type::INT8: w->Int(static_cast<const arrow::Int8Array&>(a).Value(i)); return;
-      case arrow::Type::INT16: w->Int(static_cast<const arrow::Int16Array&>(a).Value(i)); return;
-      case arrow::Type::INT32: w->Int(static_cast<const arrow::Int32Array&>(a).Value(i)); return;
-      case arrow::Type::INT64: w->Int(static_cast<const arrow::Int64Array&>(a).Value(i)); return;
-      case arrow::Type::UINT8: w->UInt(static_cast<const arrow::UInt8Array&>(a).Value(i)); return;
+      case arrow::Type::INT8:
+        w->Int(static_cast<const arrow::Int8Array&>(a).Value(i));
+        return;
+      case arrow::Type::INT16:
+        w->Int(static_cast<const arrow::Int16Array&>(a).Value(i));
+        return;
+      case arrow::Type::INT32:
+        w->Int(static_cast<const arrow::Int32Array&>(a).Value(i));
+        return;
+      case arrow::Type::INT64:
+        w->Int(static_cast<const arrow::Int64Array&>(a).Value(i));
+        return;
+      case arrow::Type::UINT8:
+        w->UInt(static_cast<const arrow::UInt8Array&>(a).Value(i));
+        return;
       case arrow::Type::UINT16:
         w->UInt(static_cast<const arrow::UInt16Array&>(a).Value(i));
         return;
@@ -258,14 +291,16 @@ struct RequestEncoder::Column {
   }
 
   // Writes elements [begin, end) nested by `dims` (row-major), or flat when empty.
-  void WriteNested(int64_t begin, const int64_t* dims, size_t ndims, JsonWriter* w) const {
+  void WriteNested(int64_t begin, const int64_t* dims, size_t ndims,
+                   JsonWriter* w) const {
     w->BeginArray();
     if (ndims == 1) {
       for (int64_t k = 0; k < dims[0]; ++k) Write(begin + k, w);
     } else {
       int64_t inner = 1;
       for (size_t d = 1; d < ndims; ++d) inner *= dims[d];
-      for (int64_t k = 0; k < dims[0]; ++k) WriteNested(begin + k * inner, dims + 1, ndims - 1, w);
+      for (int64_t k = 0; k < dims[0]; ++k)
+        WriteNested(begin + k * inner, dims + 1, ndims - 1, w);
     }
     w->EndArray();
   }
@@ -297,10 +332,12 @@ RequestEncoder::RequestEncoder(Protocol protocol, std::vector<Column> columns)
 RequestEncoder::~RequestEncoder() = default;
 
 arrow::Result<std::unique_ptr<RequestEncoder>> RequestEncoder::Make(
-    Protocol protocol, const std::vector<std::string>& names, const arrow::Schema& schema) {
+    Protocol protocol, const std::vector<std::string>& names,
+    const arrow::Schema& schema) {
   if (names.empty()) {
-    return arrow::Status::Invalid("option --column: no input column given; name the "
-                                  "column(s) to send to the model");
+    return arrow::Status::Invalid(
+        "option --column: no input column given; name the "
+        "column(s) to send to the model");
   }
   std::vector<Column> columns;
   for (const auto& name : names) {
@@ -326,8 +363,7 @@ arrow::Result<std::unique_ptr<RequestEncoder>> RequestEncoder::Make(
         auto shape = field->metadata()->Get("dlprep.shape");
         if (shape.ok() && !ParseShape(*shape, &c.shape)) {
           return arrow::Status::TypeError("column '", name, "': dlprep.shape metadata '",
-                                          *shape,
-                                          "' is not a shape such as [101,64]");
+                                          *shape, "' is not a shape such as [101,64]");
         }
       }
     } else if (!IsNumericOrBool(c.outer) && c.outer != arrow::Type::STRING &&
@@ -338,7 +374,8 @@ arrow::Result<std::unique_ptr<RequestEncoder>> RequestEncoder::Make(
     }
     columns.push_back(std::move(c));
   }
-  return std::unique_ptr<RequestEncoder>(new RequestEncoder(protocol, std::move(columns)));
+  return std::unique_ptr<RequestEncoder>(
+      new RequestEncoder(protocol, std::move(columns)));
 }
 
 arrow::Status RequestEncoder::Prepare(const arrow::RecordBatch& batch,
@@ -365,7 +402,8 @@ arrow::Status RequestEncoder::Prepare(const arrow::RecordBatch& batch,
     why.clear();
     for (auto& c : columns_) {
       if (c.array->IsNull(r)) {
-        if (v2) why = "column '" + c.name + "' is null (a kserve-v2 tensor cannot hold null)";
+        if (v2)
+          why = "column '" + c.name + "' is null (a kserve-v2 tensor cannot hold null)";
         if (!why.empty()) break;
         continue;
       }
@@ -514,14 +552,20 @@ using simdjson::dom::element_type;
 
 const char* TypeName(element_type t) {
   switch (t) {
-    case element_type::ARRAY: return "an array";
-    case element_type::OBJECT: return "an object";
+    case element_type::ARRAY:
+      return "an array";
+    case element_type::OBJECT:
+      return "an object";
     case element_type::INT64:
     case element_type::UINT64:
-    case element_type::DOUBLE: return "a number";
-    case element_type::STRING: return "a string";
-    case element_type::BOOL: return "a bool";
-    case element_type::NULL_VALUE: return "null";
+    case element_type::DOUBLE:
+      return "a number";
+    case element_type::STRING:
+      return "a string";
+    case element_type::BOOL:
+      return "a bool";
+    case element_type::NULL_VALUE:
+      return "null";
   }
   return "?";
 }
@@ -567,8 +611,8 @@ arrow::Status AppendLeaf(const OutputSpec& spec, element e, DecodedColumn* col) 
       d = e.get_double().value_unsafe();
       if (spec.type == OutputSpec::Type::kInt64) {
         if (d != std::floor(d) || std::fabs(d) > 9.2e18) {
-          return arrow::Status::Invalid("output '", spec.name, "': expected an integer, got ",
-                                        d);
+          return arrow::Status::Invalid("output '", spec.name,
+                                        "': expected an integer, got ", d);
         }
         i = static_cast<int64_t>(d);
       }
@@ -591,9 +635,12 @@ arrow::Status AppendLeaf(const OutputSpec& spec, element e, DecodedColumn* col) 
 
 int64_t ValueCount(const OutputSpec& spec, const DecodedColumn& col) {
   switch (spec.type) {
-    case OutputSpec::Type::kString: return static_cast<int64_t>(col.strings.size());
-    case OutputSpec::Type::kInt64: return static_cast<int64_t>(col.ints.size());
-    default: return static_cast<int64_t>(col.doubles.size());
+    case OutputSpec::Type::kString:
+      return static_cast<int64_t>(col.strings.size());
+    case OutputSpec::Type::kInt64:
+      return static_cast<int64_t>(col.ints.size());
+    default:
+      return static_cast<int64_t>(col.doubles.size());
   }
 }
 
@@ -605,9 +652,14 @@ void AppendNull(const OutputSpec& spec, DecodedColumn* col) {
     return;
   }
   switch (spec.type) {
-    case OutputSpec::Type::kString: col->strings.emplace_back(); break;
-    case OutputSpec::Type::kInt64: col->ints.push_back(0); break;
-    default: col->doubles.push_back(0);
+    case OutputSpec::Type::kString:
+      col->strings.emplace_back();
+      break;
+    case OutputSpec::Type::kInt64:
+      col->ints.push_back(0);
+      break;
+    default:
+      col->doubles.push_back(0);
   }
 }
 
@@ -615,16 +667,19 @@ void AppendNull(const OutputSpec& spec, DecodedColumn* col) {
 arrow::Status AppendRow(const OutputSpec& spec, const element* leaves, int64_t count,
                         int64_t row, DecodedColumn* col) {
   if (!spec.is_list && count != 1) {
-    return arrow::Status::Invalid("output '", spec.name, "': row ", row, " has ", count,
-                                  " values; a scalar output needs 1 (declare it as a list, "
-                                  "e.g. ", spec.name, ":float32[])");
+    return arrow::Status::Invalid(
+        "output '", spec.name, "': row ", row, " has ", count,
+        " values; a scalar output needs 1 (declare it as a list, "
+        "e.g. ",
+        spec.name, ":float32[])");
   }
   if (spec.is_list && !spec.shape.empty() && count != Product(spec.shape)) {
     return arrow::Status::Invalid("output '", spec.name, "': row ", row, " has ", count,
                                   " values; the declared shape ", ShapeText(spec.shape),
                                   " needs ", Product(spec.shape));
   }
-  for (int64_t k = 0; k < count; ++k) ARROW_RETURN_NOT_OK(AppendLeaf(spec, leaves[k], col));
+  for (int64_t k = 0; k < count; ++k)
+    ARROW_RETURN_NOT_OK(AppendLeaf(spec, leaves[k], col));
   col->valid.push_back(1);
   if (spec.is_list) col->offsets.push_back(ValueCount(spec, *col));
   return arrow::Status::OK();
@@ -662,8 +717,8 @@ struct ResponseDecoder::Impl {
       }
       leaves.clear();
       Flatten(v, &leaves);
-      ARROW_RETURN_NOT_OK(AppendRow(spec, leaves.data(), static_cast<int64_t>(leaves.size()),
-                                    row, &(*out)[o]));
+      ARROW_RETURN_NOT_OK(AppendRow(
+          spec, leaves.data(), static_cast<int64_t>(leaves.size()), row, &(*out)[o]));
     }
     return arrow::Status::OK();
   }
@@ -709,7 +764,8 @@ struct ResponseDecoder::Impl {
         found = arr.at(0).value_unsafe();
         have = true;
       }
-      if (!have) return arrow::Status::Invalid("the response has no output '", spec.name, "'");
+      if (!have)
+        return arrow::Status::Invalid("the response has no output '", spec.name, "'");
       auto shape = found["shape"];
       if (shape.error() || !shape.value_unsafe().is_array()) {
         return arrow::Status::Invalid("output '", spec.name, "' has no \"shape\" array");
@@ -725,8 +781,8 @@ struct ResponseDecoder::Impl {
       }
       if (dims.empty() || dims[0] != n) {
         return arrow::Status::Invalid("wrong number of rows: output '", spec.name,
-                                      "' has shape ", ShapeText(dims), " for a request of ",
-                                      n, " rows");
+                                      "' has shape ", ShapeText(dims),
+                                      " for a request of ", n, " rows");
       }
       auto data = found["data"];
       if (data.error()) {
@@ -746,7 +802,8 @@ struct ResponseDecoder::Impl {
           AppendNull(spec, &(*out)[o]);
           continue;
         }
-        ARROW_RETURN_NOT_OK(AppendRow(spec, leaves.data() + r * per_row, per_row, r, &(*out)[o]));
+        ARROW_RETURN_NOT_OK(
+            AppendRow(spec, leaves.data() + r * per_row, per_row, r, &(*out)[o]));
       }
     }
     return arrow::Status::OK();
@@ -767,8 +824,8 @@ arrow::Status ResponseDecoder::Decode(std::string_view body, int64_t n,
     if (impl_->outputs[o].is_list) (*out)[o].offsets.push_back(0);
   }
   element doc;
-  auto error = impl_->parser.parse(body.data(), body.size(), /*realloc_if_needed=*/true)
-                   .get(doc);
+  auto error =
+      impl_->parser.parse(body.data(), body.size(), /*realloc_if_needed=*/true).get(doc);
   if (error) {
     out->clear();
     return arrow::Status::Invalid("the response is not valid JSON (",
@@ -809,10 +866,18 @@ arrow::Result<std::vector<std::shared_ptr<arrow::Array>>> BuildOutputArrays(
     const OutputSpec& spec = outputs[o];
     std::unique_ptr<arrow::ArrayBuilder> values;
     switch (spec.type) {
-      case OutputSpec::Type::kFloat32: values = std::make_unique<arrow::FloatBuilder>(); break;
-      case OutputSpec::Type::kFloat64: values = std::make_unique<arrow::DoubleBuilder>(); break;
-      case OutputSpec::Type::kInt64: values = std::make_unique<arrow::Int64Builder>(); break;
-      case OutputSpec::Type::kString: values = std::make_unique<arrow::StringBuilder>(); break;
+      case OutputSpec::Type::kFloat32:
+        values = std::make_unique<arrow::FloatBuilder>();
+        break;
+      case OutputSpec::Type::kFloat64:
+        values = std::make_unique<arrow::DoubleBuilder>();
+        break;
+      case OutputSpec::Type::kInt64:
+        values = std::make_unique<arrow::Int64Builder>();
+        break;
+      case OutputSpec::Type::kString:
+        values = std::make_unique<arrow::StringBuilder>();
+        break;
     }
     // Appends values [b, e) of `col`.
     auto append_values = [&](arrow::ArrayBuilder* builder, const DecodedColumn& col,
@@ -821,15 +886,16 @@ arrow::Result<std::vector<std::shared_ptr<arrow::Array>>> BuildOutputArrays(
         case OutputSpec::Type::kFloat32: {
           auto* fb = static_cast<arrow::FloatBuilder*>(builder);
           ARROW_RETURN_NOT_OK(fb->Reserve(e - b));
-          for (int64_t k = b; k < e; ++k) fb->UnsafeAppend(static_cast<float>(col.doubles[k]));
+          for (int64_t k = b; k < e; ++k)
+            fb->UnsafeAppend(static_cast<float>(col.doubles[k]));
           return arrow::Status::OK();
         }
         case OutputSpec::Type::kFloat64:
           return static_cast<arrow::DoubleBuilder*>(builder)->AppendValues(
               col.doubles.data() + b, e - b);
         case OutputSpec::Type::kInt64:
-          return static_cast<arrow::Int64Builder*>(builder)->AppendValues(col.ints.data() + b,
-                                                                           e - b);
+          return static_cast<arrow::Int64Builder*>(builder)->AppendValues(
+              col.ints.data() + b, e - b);
         case OutputSpec::Type::kString: {
           auto* sb = static_cast<arrow::StringBuilder*>(builder);
           for (int64_t k = b; k < e; ++k) ARROW_RETURN_NOT_OK(sb->Append(col.strings[k]));

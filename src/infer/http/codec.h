@@ -86,11 +86,11 @@ class RequestEncoder {
 
 /// Values decoded from one response for one output column, `n` rows.
 struct DecodedColumn {
-  std::vector<double> doubles;      // kFloat32 / kFloat64
-  std::vector<int64_t> ints;        // kInt64
-  std::vector<std::string> strings; // kString
-  std::vector<uint8_t> valid;       // per row; 0: JSON null
-  std::vector<int64_t> offsets;     // lists: n + 1 offsets into the values
+  std::vector<double> doubles;       // kFloat32 / kFloat64
+  std::vector<int64_t> ints;         // kInt64
+  std::vector<std::string> strings;  // kString
+  std::vector<uint8_t> valid;        // per row; 0: JSON null
+  std::vector<int64_t> offsets;      // lists: n + 1 offsets into the values
 };
 
 /// Parses response bodies with simdjson into DecodedColumns. Any deviation from the

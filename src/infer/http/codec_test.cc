@@ -14,7 +14,8 @@ namespace {
 
 std::shared_ptr<arrow::Array> Floats(const std::vector<std::vector<float>>& rows,
                                      const std::vector<bool>& valid = {}) {
-  arrow::ListBuilder b(arrow::default_memory_pool(), std::make_shared<arrow::FloatBuilder>());
+  arrow::ListBuilder b(arrow::default_memory_pool(),
+                       std::make_shared<arrow::FloatBuilder>());
   auto* vb = static_cast<arrow::FloatBuilder*>(b.value_builder());
   for (size_t r = 0; r < rows.size(); ++r) {
     if (!valid.empty() && !valid[r]) {
@@ -39,7 +40,8 @@ std::shared_ptr<arrow::Array> Strings(const std::vector<std::string>& v) {
   return b.Finish().ValueOrDie();
 }
 
-std::shared_ptr<arrow::Field> ListField(const std::string& name, const std::string& shape) {
+std::shared_ptr<arrow::Field> ListField(const std::string& name,
+                                        const std::string& shape) {
   auto f = arrow::field(name, arrow::list(arrow::float32()));
   if (!shape.empty()) {
     f = f->WithMetadata(arrow::key_value_metadata({"dlprep.shape"}, {shape}));
@@ -49,8 +51,9 @@ std::shared_ptr<arrow::Field> ListField(const std::string& name, const std::stri
 
 std::shared_ptr<arrow::RecordBatch> Batch(std::shared_ptr<arrow::Array> features,
                                           const std::string& shape = "") {
-  auto schema = arrow::schema({arrow::field("id", arrow::int64()), ListField("features", shape),
-                               arrow::field("text", arrow::utf8())});
+  auto schema =
+      arrow::schema({arrow::field("id", arrow::int64()), ListField("features", shape),
+                     arrow::field("text", arrow::utf8())});
   const int64_t n = features->length();
   std::vector<int64_t> ids;
   std::vector<std::string> texts;
@@ -75,10 +78,11 @@ std::string EncodeAll(Protocol p, const std::vector<std::string>& columns,
 
 TEST(CodecTest, KServeV2Request) {
   auto batch = Batch(Floats({{1, 2}, {0.5f, -1}, {3, 0.1f}}));
-  EXPECT_EQ(EncodeAll(Protocol::kKServeV2, {"id", "features", "text"}, *batch),
-            R"({"inputs":[{"name":"id","shape":[3],"datatype":"INT64","data":[0,1,2]},)"
-            R"({"name":"features","shape":[3,2],"datatype":"FP32","data":[1,2,0.5,-1,3,0.1]},)"
-            R"({"name":"text","shape":[3],"datatype":"BYTES","data":["a\"b\\c\n","x1","x2"]}]})");
+  EXPECT_EQ(
+      EncodeAll(Protocol::kKServeV2, {"id", "features", "text"}, *batch),
+      R"({"inputs":[{"name":"id","shape":[3],"datatype":"INT64","data":[0,1,2]},)"
+      R"({"name":"features","shape":[3,2],"datatype":"FP32","data":[1,2,0.5,-1,3,0.1]},)"
+      R"({"name":"text","shape":[3],"datatype":"BYTES","data":["a\"b\\c\n","x1","x2"]}]})");
 }
 
 TEST(CodecTest, KServeV2UsesDlprepShape) {
@@ -114,9 +118,10 @@ TEST(CodecTest, BadRowsFailAloneAndTheRestIsSent) {
   EXPECT_NE(errors.messages[2].find("has 3 values where the batch's first row has 2"),
             std::string::npos)
       << errors.messages[2];
-  EXPECT_EQ(body,
-            R"({"inputs":[{"name":"id","shape":[3],"datatype":"INT64","data":[0,2,5]},)"
-            R"({"name":"features","shape":[3,2],"datatype":"FP32","data":[1,2,3,4,8,9]}]})");
+  EXPECT_EQ(
+      body,
+      R"({"inputs":[{"name":"id","shape":[3],"datatype":"INT64","data":[0,2,5]},)"
+      R"({"name":"features","shape":[3,2],"datatype":"FP32","data":[1,2,3,4,8,9]}]})");
 
   // tfserving and records write a null row as null; ragged lists are fine there.
   RowErrors rec_errors;
@@ -127,7 +132,8 @@ TEST(CodecTest, BadRowsFailAloneAndTheRestIsSent) {
 }
 
 TEST(CodecTest, ShapeMismatchAndNullElementsFailTheRow) {
-  arrow::ListBuilder b(arrow::default_memory_pool(), std::make_shared<arrow::FloatBuilder>());
+  arrow::ListBuilder b(arrow::default_memory_pool(),
+                       std::make_shared<arrow::FloatBuilder>());
   auto* vb = static_cast<arrow::FloatBuilder*>(b.value_builder());
   ASSERT_TRUE(b.Append().ok());
   ASSERT_TRUE(vb->AppendValues({1.f, 2.f}).ok());
@@ -151,9 +157,12 @@ TEST(CodecTest, RejectsMissingAndUnsupportedColumns) {
   auto missing = RequestEncoder::Make(Protocol::kKServeV2, {"x"}, *schema);
   EXPECT_TRUE(missing.status().IsTypeError());
   EXPECT_NE(missing.status().message().find("no column 'x'"), std::string::npos);
-  EXPECT_TRUE(RequestEncoder::Make(Protocol::kKServeV2, {"b"}, *schema).status().IsTypeError());
-  EXPECT_TRUE(RequestEncoder::Make(Protocol::kKServeV2, {"l"}, *schema).status().IsTypeError());
-  EXPECT_TRUE(RequestEncoder::Make(Protocol::kKServeV2, {}, *schema).status().IsInvalid());
+  EXPECT_TRUE(
+      RequestEncoder::Make(Protocol::kKServeV2, {"b"}, *schema).status().IsTypeError());
+  EXPECT_TRUE(
+      RequestEncoder::Make(Protocol::kKServeV2, {"l"}, *schema).status().IsTypeError());
+  EXPECT_TRUE(
+      RequestEncoder::Make(Protocol::kKServeV2, {}, *schema).status().IsInvalid());
 }
 
 TEST(CodecTest, ParsesOutputSpecs) {
@@ -167,7 +176,8 @@ TEST(CodecTest, ParsesOutputSpecs) {
   EXPECT_EQ(s->shape, (std::vector<int64_t>{4, 2}));
   EXPECT_EQ(s->field()->metadata()->Get("dlprep.shape").ValueOrDie(), "[4,2]");
   EXPECT_EQ(ParseOutputSpec("l:string[]")->ToString(), "l:string[]");
-  for (const char* bad : {"", ":float32", "x:float16", "x:float32[", "x:int64[0]", "x:int64[a]"}) {
+  for (const char* bad :
+       {"", ":float32", "x:float16", "x:float32[", "x:int64[0]", "x:int64[a]"}) {
     EXPECT_TRUE(ParseOutputSpec(bad).status().IsInvalid()) << bad;
   }
 }
@@ -194,7 +204,9 @@ TEST(CodecTest, DecodesKServeV2Outputs) {
   // Nested data is flattened; one declared output takes the only one, whatever its name.
   ResponseDecoder one(Protocol::kKServeV2, Specs({"y:int64[]"}));
   ASSERT_TRUE(one.Decode(R"({"outputs":[{"name":"out0","shape":[2,3],"datatype":"INT64",
-      "data":[[1,2,3],[4,5,6]]}]})", 2, &out).ok());
+      "data":[[1,2,3],[4,5,6]]}]})",
+                         2, &out)
+                  .ok());
   EXPECT_EQ(out[0].ints, (std::vector<int64_t>{1, 2, 3, 4, 5, 6}));
   EXPECT_EQ(out[0].offsets, (std::vector<int64_t>{0, 3, 6}));
 }
@@ -210,19 +222,23 @@ void ExpectError(ResponseDecoder* d, const std::string& body, int64_t n,
 
 TEST(CodecTest, KServeV2ResponseErrors) {
   ResponseDecoder d(Protocol::kKServeV2, Specs({"score", "pair:float32[]"}));
-  ExpectError(&d, R"({"outputs":[{"name":"score","shape":[2],"data":[1,2]},)"
-                  R"({"name":"pair","shape":[2,1],"data":[1,2]}]})",
+  ExpectError(&d,
+              R"({"outputs":[{"name":"score","shape":[2],"data":[1,2]},)"
+              R"({"name":"pair","shape":[2,1],"data":[1,2]}]})",
               3, "wrong number of rows");
   ExpectError(&d, R"({"outputs":[{"name":"score","shape":[2],"data":[1,2]}]})", 2,
               "no output 'pair'");
-  ExpectError(&d, R"({"outputs":[{"name":"score","shape":[2],"data":[1]},)"
-                  R"({"name":"pair","shape":[2,1],"data":[1,2]}]})",
+  ExpectError(&d,
+              R"({"outputs":[{"name":"score","shape":[2],"data":[1]},)"
+              R"({"name":"pair","shape":[2,1],"data":[1,2]}]})",
               2, "has 1 values; its shape [2] needs 2");
-  ExpectError(&d, R"({"outputs":[{"name":"score","shape":[2,2],"data":[1,2,3,4]},)"
-                  R"({"name":"pair","shape":[2,1],"data":[1,2]}]})",
+  ExpectError(&d,
+              R"({"outputs":[{"name":"score","shape":[2,2],"data":[1,2,3,4]},)"
+              R"({"name":"pair","shape":[2,1],"data":[1,2]}]})",
               2, "a scalar output needs 1");
-  ExpectError(&d, R"({"outputs":[{"name":"score","shape":[2],"data":["a","b"]},)"
-                  R"({"name":"pair","shape":[2,1],"data":[1,2]}]})",
+  ExpectError(&d,
+              R"({"outputs":[{"name":"score","shape":[2],"data":["a","b"]},)"
+              R"({"name":"pair","shape":[2,1],"data":[1,2]}]})",
               2, "expected a number, got a string");
   ExpectError(&d, R"({"outputs": [{"name": "score", "data": [1, 2)", 2, "not valid JSON");
   ExpectError(&d, R"({"error":"model failed"})", 2, "no \"outputs\" array");
@@ -240,7 +256,8 @@ TEST(CodecTest, DecodesTfServingPredictions) {
   ExpectError(&d, R"({"predictions":[[1,2]]})", 1, "a scalar output needs 1");
 
   ResponseDecoder two(Protocol::kTfServing, Specs({"a:int64", "b:string"}));
-  ASSERT_TRUE(two.Decode(R"({"predictions":[{"a":1,"b":"x"},{"b":"y","a":2.0}]})", 2, &out).ok());
+  ASSERT_TRUE(
+      two.Decode(R"({"predictions":[{"a":1,"b":"x"},{"b":"y","a":2.0}]})", 2, &out).ok());
   EXPECT_EQ(out[0].ints, (std::vector<int64_t>{1, 2}));
   EXPECT_EQ(out[1].strings, (std::vector<std::string>{"x", "y"}));
   ExpectError(&two, R"({"predictions":[{"a":1}]})", 1, "no output 'b'");

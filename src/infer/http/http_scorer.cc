@@ -151,7 +151,8 @@ struct Chunk {
 class HttpScorer : public StatefulOperator {
  public:
   explicit HttpScorer(std::shared_ptr<Shared> shared)
-      : shared_(std::move(shared)), decoder_(shared_->options.protocol, shared_->outputs) {}
+      : shared_(std::move(shared)),
+        decoder_(shared_->options.protocol, shared_->outputs) {}
 
   ~HttpScorer() override { Cleanup(); }
 
@@ -165,10 +166,9 @@ class HttpScorer : public StatefulOperator {
     arrow::FieldVector fields = input.fields();
     for (const auto& spec : shared_->outputs) {
       if (input.GetFieldIndex(spec.name) >= 0) {
-        return arrow::Status::Invalid("option --outputs: the input already has a column '",
-                                      spec.name,
-                                      "'; name the output differently (e.g. --outputs ",
-                                      spec.name, "_pred)");
+        return arrow::Status::Invalid(
+            "option --outputs: the input already has a column '", spec.name,
+            "'; name the output differently (e.g. --outputs ", spec.name, "_pred)");
       }
       fields.push_back(spec.field());
     }
@@ -182,18 +182,22 @@ class HttpScorer : public StatefulOperator {
     stop_ = context.stop_requested;
     rng_.seed(o.seed + static_cast<uint64_t>(context.worker_index));
     multi_ = curl_multi_init();
-    if (multi_ == nullptr) return arrow::Status::IOError("score_http: curl_multi_init failed");
-    curl_multi_setopt(multi_, CURLMOPT_MAX_HOST_CONNECTIONS, static_cast<long>(o.concurrency));
+    if (multi_ == nullptr)
+      return arrow::Status::IOError("score_http: curl_multi_init failed");
+    curl_multi_setopt(multi_, CURLMOPT_MAX_HOST_CONNECTIONS,
+                      static_cast<long>(o.concurrency));
     curl_multi_setopt(multi_, CURLMOPT_MAXCONNECTS, static_cast<long>(o.concurrency));
     headers_ = curl_slist_append(headers_, "Content-Type: application/json");
     headers_ = curl_slist_append(headers_, "Accept: application/json");
     headers_ = curl_slist_append(headers_, "Expect:");  // no 100-continue round trip
-    for (const auto& h : shared_->header_lines) headers_ = curl_slist_append(headers_, h.c_str());
+    for (const auto& h : shared_->header_lines)
+      headers_ = curl_slist_append(headers_, h.c_str());
     slots_.resize(static_cast<size_t>(o.concurrency));
     for (auto& s : slots_) {
       s = std::make_unique<Slot>();
       CURL* e = curl_easy_init();
-      if (e == nullptr) return arrow::Status::IOError("score_http: curl_easy_init failed");
+      if (e == nullptr)
+        return arrow::Status::IOError("score_http: curl_easy_init failed");
       s->easy = e;
       curl_easy_setopt(e, CURLOPT_URL, o.url.c_str());
       curl_easy_setopt(e, CURLOPT_POST, 1L);
@@ -220,8 +224,8 @@ class HttpScorer : public StatefulOperator {
     const HttpScoreOptions& o = shared_->options;
     HttpStats& stats = *shared_->stats;
     if (encoder_ == nullptr) {
-      ARROW_ASSIGN_OR_RAISE(encoder_, RequestEncoder::Make(o.protocol, o.columns,
-                                                           *batch->schema()));
+      ARROW_ASSIGN_OR_RAISE(
+          encoder_, RequestEncoder::Make(o.protocol, o.columns, *batch->schema()));
       ARROW_ASSIGN_OR_RAISE(out_schema_, OutputSchema(*batch->schema()));
     }
     RowErrors encode_errors;
@@ -247,7 +251,8 @@ class HttpScorer : public StatefulOperator {
     int64_t scored = 0;
     for (const Chunk& c : chunks_) {
       if (c.failed) {
-        for (int64_t k = 0; k < c.n; ++k) failed.emplace_back(ok_rows_[c.begin + k], c.error);
+        for (int64_t k = 0; k < c.n; ++k)
+          failed.emplace_back(ok_rows_[c.begin + k], c.error);
         continue;
       }
       parts.push_back(&c.result);
@@ -352,9 +357,10 @@ class HttpScorer : public StatefulOperator {
       case RetryDecision::Kind::kSucceeded: {
         arrow::Status st = decoder_.Decode(slot->response, c.n, &c.result);
         if (!st.ok()) {
-          Fail(&c, "unusable response (HTTP " + std::to_string(a.status) + ") from " + o.url +
-                       " to a request of " + std::to_string(c.n) + " rows: " + st.message() +
-                       "; body " + Excerpt(slot->response, shared_->secrets));
+          Fail(&c, "unusable response (HTTP " + std::to_string(a.status) + ") from " +
+                       o.url + " to a request of " + std::to_string(c.n) +
+                       " rows: " + st.message() + "; body " +
+                       Excerpt(slot->response, shared_->secrets));
           return;
         }
         c.done = true;
@@ -383,7 +389,8 @@ class HttpScorer : public StatefulOperator {
     std::set<int> pending;
     for (size_t k = 0; k < chunks_.size(); ++k) pending.insert(static_cast<int>(k));
     std::vector<Slot*> free_slots;
-    for (auto it = slots_.rbegin(); it != slots_.rend(); ++it) free_slots.push_back(it->get());
+    for (auto it = slots_.rbegin(); it != slots_.rend(); ++it)
+      free_slots.push_back(it->get());
     int in_flight = 0;
     while (!pending.empty() || in_flight > 0) {
       if (StopRequested()) {
@@ -408,7 +415,8 @@ class HttpScorer : public StatefulOperator {
             next = k;
             break;
           }
-          wait_s = std::min(wait_s, std::chrono::duration<double>(c.not_before - now).count());
+          wait_s =
+              std::min(wait_s, std::chrono::duration<double>(c.not_before - now).count());
         }
         if (next < 0) break;
         const double limited = shared_->limiter.TryAcquire(now);
@@ -482,7 +490,8 @@ arrow::Result<StatefulOperatorFactory> MakeHttpScorer(const HttpScoreOptions& op
                                   "' is not an http:// or https:// URL");
   }
   if (o.columns.empty()) {
-    return arrow::Status::Invalid("option --column: name at least one input column to send");
+    return arrow::Status::Invalid(
+        "option --column: name at least one input column to send");
   }
   if (o.batch_size < 1) {
     return arrow::Status::Invalid("option --batch-size: ", o.batch_size, " must be >= 1");
@@ -492,16 +501,18 @@ arrow::Result<StatefulOperatorFactory> MakeHttpScorer(const HttpScoreOptions& op
                                   " must be between 1 and 1024");
   }
   if (!(o.timeout_s > 0) || !(o.connect_timeout_s > 0)) {
-    return arrow::Status::Invalid("options --timeout and --connect-timeout must be > 0 "
-                                  "seconds");
+    return arrow::Status::Invalid(
+        "options --timeout and --connect-timeout must be > 0 "
+        "seconds");
   }
   if (!(o.rate_limit >= 0)) {
     return arrow::Status::Invalid("option --rate-limit: must be >= 0 (0: unlimited)");
   }
   if (o.retry.retries < 0 || !(o.retry.backoff_s >= 0) || !(o.retry.max_backoff_s >= 0) ||
       !(o.retry.max_wait_s >= 0)) {
-    return arrow::Status::Invalid("options --retries, --backoff, --max-backoff and "
-                                  "--max-wait must be >= 0");
+    return arrow::Status::Invalid(
+        "options --retries, --backoff, --max-backoff and "
+        "--max-wait must be >= 0");
   }
   auto shared = std::make_shared<Shared>(o.rate_limit);
   shared->options = o;
@@ -513,7 +524,8 @@ arrow::Result<StatefulOperatorFactory> MakeHttpScorer(const HttpScoreOptions& op
     ARROW_ASSIGN_OR_RAISE(auto spec, ParseOutputSpec(text));
     for (const auto& other : shared->outputs) {
       if (other.name == spec.name) {
-        return arrow::Status::Invalid("option --outputs: '", spec.name, "' is named twice");
+        return arrow::Status::Invalid("option --outputs: '", spec.name,
+                                      "' is named twice");
       }
     }
     shared->outputs.push_back(std::move(spec));

@@ -64,12 +64,12 @@ struct HttpStats {
   std::atomic<int64_t> retries{0};            // attempts that spent a retry
   std::atomic<int64_t> retry_after_waits{0};  // attempts after a Retry-After wait
   std::atomic<int64_t> rows_scored{0};
-  std::atomic<int64_t> rows_failed{0};        // rows reported in RowErrors
-  std::atomic<int64_t> batches_failed{0};     // requests (batches) that finally failed
-  std::atomic<int64_t> bytes_sent{0};         // request bodies
-  std::atomic<int64_t> bytes_received{0};     // response bodies
-  std::atomic<int64_t> http_errors{0};        // non-2xx responses seen, any attempt
-  std::atomic<int64_t> transport_errors{0};   // attempts without a response
+  std::atomic<int64_t> rows_failed{0};       // rows reported in RowErrors
+  std::atomic<int64_t> batches_failed{0};    // requests (batches) that finally failed
+  std::atomic<int64_t> bytes_sent{0};        // request bodies
+  std::atomic<int64_t> bytes_received{0};    // response bodies
+  std::atomic<int64_t> http_errors{0};       // non-2xx responses seen, any attempt
+  std::atomic<int64_t> transport_errors{0};  // attempts without a response
   /// {"requests": .., "retries": .., ...}.
   std::string ToJson() const;
 };
@@ -89,8 +89,7 @@ struct HttpStats {
 /// types: never retried, never half-used), makes each of its rows fail with the HTTP
 /// status or transport error and an excerpt of the body. Process() returns Cancelled
 /// promptly (in-flight transfers are aborted) once OperatorContext::stop_requested.
-arrow::Result<StatefulOperatorFactory> MakeHttpScorer(const HttpScoreOptions& options,
-                                                      std::shared_ptr<HttpStats>* stats =
-                                                          nullptr);
+arrow::Result<StatefulOperatorFactory> MakeHttpScorer(
+    const HttpScoreOptions& options, std::shared_ptr<HttpStats>* stats = nullptr);
 
 }  // namespace dlprep::http

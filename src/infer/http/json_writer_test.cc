@@ -46,8 +46,9 @@ TEST(JsonWriterTest, EscapesStrings) {
   w.String(controls);
   w.String("caf\xc3\xa9 \xe2\x82\xac");  // UTF-8 passes through
   w.EndArray();
-  EXPECT_EQ(out, "[\"plain\",\"q\\\"b\\\\s/\",\"nl\\n cr\\r tab\\t bs\\b ff\\f nul\\u0000"
-                 "\\u0001\\u001f\",\"caf\xc3\xa9 \xe2\x82\xac\"]");
+  EXPECT_EQ(out,
+            "[\"plain\",\"q\\\"b\\\\s/\",\"nl\\n cr\\r tab\\t bs\\b ff\\f nul\\u0000"
+            "\\u0001\\u001f\",\"caf\xc3\xa9 \xe2\x82\xac\"]");
 }
 
 TEST(JsonWriterTest, EscapesKeys) {

@@ -10,8 +10,8 @@
 namespace dlprep::http {
 
 double BackoffSeconds(const RetryOptions& options, int k, double jitter01) {
-  const double d =
-      std::min(options.max_backoff_s, options.backoff_s * std::ldexp(1.0, std::min(k, 60)));
+  const double d = std::min(options.max_backoff_s,
+                            options.backoff_s * std::ldexp(1.0, std::min(k, 60)));
   return d * (0.5 + 0.5 * jitter01);
 }
 
@@ -30,9 +30,9 @@ RetryDecision DecideRetry(const RetryOptions& options, const AttemptResult& atte
     if (state->waited_s + charge > options.max_wait_s) {
       d.kind = RetryDecision::Kind::kFail;
       d.reason = "the server asked to retry after " + std::to_string(std::lround(wait)) +
-                 " s, beyond --max-wait (" + std::to_string(std::lround(options.max_wait_s)) +
-                 " s per batch, " + std::to_string(std::lround(state->waited_s)) +
-                 " s already waited)";
+                 " s, beyond --max-wait (" +
+                 std::to_string(std::lround(options.max_wait_s)) + " s per batch, " +
+                 std::to_string(std::lround(state->waited_s)) + " s already waited)";
       return d;
     }
     state->waited_s += charge;

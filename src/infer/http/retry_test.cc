@@ -28,8 +28,8 @@ TEST(RetryTest, RetriesTransientFailuresUntilSpent) {
   RetryOptions o;
   o.retries = 2;
   o.backoff_s = 0.1;
-  for (const AttemptResult& a : {Status(500), Status(502), Status(503), Status(504),
-                                 Status(429), Transport()}) {
+  for (const AttemptResult& a :
+       {Status(500), Status(502), Status(503), Status(504), Status(429), Transport()}) {
     RetryState s;
     auto d1 = DecideRetry(o, a, 1.0, &s);
     ASSERT_EQ(d1.kind, RetryDecision::Kind::kRetry);
