@@ -182,6 +182,14 @@ class GroupedOperator {
   virtual arrow::Result<std::shared_ptr<arrow::Table>> Apply(
       const arrow::Table& group) const = 0;
 
+  /// Optional map-side step, run on every input batch in phase 1 (on the workers,
+  /// before rows are partitioned, held and spilled): keep only the columns Apply()
+  /// reads, encode strings as small codes, convert units, drop rows Apply() would
+  /// ignore. Its output must keep the key columns (names and types) and the sort
+  /// column (name; its type may change); OutputSchema() and Apply() then see its
+  /// output. Statistics show it as a batch stage of its own. Null (the default): none.
+  virtual std::shared_ptr<BatchOperator> PreGroup() const { return nullptr; }
+
   /// Whether ApplyStream() is implemented; groups too large to hold in memory are then
   /// streamed instead of refused.
   virtual bool supports_streaming() const { return false; }

@@ -5,6 +5,9 @@
 #include <utility>
 
 #include <arrow/api.h>
+#include <arrow/compute/api.h>
+#include <arrow/compute/initialize.h>
+#include <arrow/util/bitmap_ops.h>
 #include <nlohmann/json.hpp>
 
 namespace dlprep::features {
@@ -80,6 +83,7 @@ int64_t RawTime(const arrow::Array& a, int64_t i) {
 
 struct Columns {
   int key = -1, time = -1, category = -1, label = -1;
+  bool category_is_code = false;  // `category` is PreGroup()'s int16 code column
   std::vector<int> values;
   int64_t time_divisor = 1, label_divisor = 1;
 };
@@ -108,7 +112,11 @@ arrow::Result<Columns> ResolveColumns(const WindowOptions& o, const arrow::Schem
                                     "' must be a timestamp or int64 epoch seconds, got ",
                                     s.field(c.time)->type()->ToString());
   }
-  if (!o.category.empty()) {
+  const int code = s.GetFieldIndex(WindowsOperator::kCategoryCodeColumn);
+  if (!o.category.empty() && code >= 0 && s.field(code)->type()->id() == arrow::Type::INT16) {
+    c.category = code;
+    c.category_is_code = true;
+  } else if (!o.category.empty()) {
     ARROW_ASSIGN_OR_RAISE(c.category, find(o.category, "--category"));
     if (!IsString(*s.field(c.category)->type())) {
       return arrow::Status::TypeError("windows: --category column '", o.category,
@@ -168,10 +176,124 @@ arrow::Result<int64_t> ParseDuration(std::string_view text, std::string_view opt
   return n * unit;
 }
 
+namespace {
+
+// PreGroup(): one pass over each input batch on the workers, so that the shuffle holds
+// fixed-width columns only and Apply() does no string lookups or unit conversions.
+class PrepareOp : public BatchOperator {
+ public:
+  PrepareOp(std::shared_ptr<const WindowsOperator> parent,
+            std::function<void(int64_t)> count_dropped)
+      : parent_(std::move(parent)), count_dropped_(std::move(count_dropped)) {}
+
+  std::string name() const override { return "windows.prepare"; }
+
+  arrow::Result<std::shared_ptr<arrow::Schema>> OutputSchema(
+      const arrow::Schema& input) const override {
+    ARROW_ASSIGN_OR_RAISE(Columns c, ResolveColumns(parent_->options(), input));
+    arrow::FieldVector fields = {input.field(c.key),
+                                 arrow::field(input.field(c.time)->name(), arrow::int64())};
+    if (c.category >= 0) {
+      fields.push_back(arrow::field(WindowsOperator::kCategoryCodeColumn, arrow::int16(),
+                                    /*nullable=*/false));
+    }
+    if (c.label >= 0) {
+      fields.push_back(arrow::field(input.field(c.label)->name(), arrow::int64()));
+    }
+    for (int v : c.values) fields.push_back(input.field(v));
+    return arrow::schema(std::move(fields));
+  }
+
+  arrow::Result<std::shared_ptr<arrow::RecordBatch>> Process(
+      const std::shared_ptr<arrow::RecordBatch>& batch) const override {
+    ARROW_ASSIGN_OR_RAISE(auto schema, OutputSchema(*batch->schema()));
+    ARROW_ASSIGN_OR_RAISE(Columns c, ResolveColumns(parent_->options(), *batch->schema()));
+    const int64_t n = batch->num_rows();
+    std::vector<std::shared_ptr<arrow::Array>> columns = {batch->column(c.key)};
+    ARROW_ASSIGN_OR_RAISE(auto time, ToSeconds(*batch->column(c.time), c.time_divisor));
+    columns.push_back(time);
+    if (c.category >= 0) {
+      const arrow::Array& ca = *batch->column(c.category);
+      ARROW_ASSIGN_OR_RAISE(auto buf, arrow::AllocateBuffer(n * sizeof(int16_t)));
+      auto* out = reinterpret_cast<int16_t*>(buf->mutable_data());
+      // Events of one category often come in runs: remember the last lookup.
+      std::string_view last;
+      int16_t last_code = -1;
+      bool have_last = false;
+      for (int64_t i = 0; i < n; ++i) {
+        if (ca.IsNull(i)) {
+          out[i] = -1;
+          continue;
+        }
+        std::string_view v = StringValue(ca, i);
+        if (!have_last || v != last) {
+          last = v;
+          last_code = static_cast<int16_t>(parent_->CategoryIndex(v));
+          have_last = true;
+        }
+        out[i] = last_code;
+      }
+      columns.push_back(std::make_shared<arrow::Int16Array>(n, std::move(buf)));
+    }
+    if (c.label >= 0) {
+      ARROW_ASSIGN_OR_RAISE(auto label, ToSeconds(*batch->column(c.label), c.label_divisor));
+      columns.push_back(label);
+    }
+    for (int v : c.values) columns.push_back(batch->column(v));
+    auto out = arrow::RecordBatch::Make(std::move(schema), n, std::move(columns));
+    const int64_t null_times = batch->column(c.time)->null_count();
+    if (null_times == 0) return out;
+    count_dropped_(null_times);
+    ARROW_ASSIGN_OR_RAISE(auto valid, arrow::compute::IsValid(batch->column(c.time)));
+    ARROW_ASSIGN_OR_RAISE(arrow::Datum kept, arrow::compute::Filter(out, valid));
+    return kept.record_batch();
+  }
+
+ private:
+  // Epoch seconds (floored) of a timestamp or int64 column, nulls kept.
+  static arrow::Result<std::shared_ptr<arrow::Array>> ToSeconds(const arrow::Array& a,
+                                                                int64_t divisor) {
+    const auto& data = *a.data();
+    if (divisor == 1 && a.type_id() == arrow::Type::INT64) return a.Slice(0);
+    const int64_t n = a.length();
+    ARROW_ASSIGN_OR_RAISE(auto buf, arrow::AllocateBuffer(n * sizeof(int64_t)));
+    auto* out = reinterpret_cast<int64_t*>(buf->mutable_data());
+    const int64_t* in = data.GetValues<int64_t>(1);
+    for (int64_t i = 0; i < n; ++i) out[i] = FloorDiv(in[i], divisor);
+    std::shared_ptr<arrow::Buffer> validity;
+    if (a.null_count() > 0) {
+      ARROW_ASSIGN_OR_RAISE(validity, arrow::internal::CopyBitmap(
+                                          arrow::default_memory_pool(),
+                                          data.buffers[0]->data(), data.offset, n));
+    }
+    return std::make_shared<arrow::Int64Array>(n, std::move(buf), std::move(validity),
+                                                a.null_count());
+  }
+
+  std::shared_ptr<const WindowsOperator> parent_;
+  std::function<void(int64_t)> count_dropped_;
+};
+
+}  // namespace
+
+std::shared_ptr<BatchOperator> WindowsOperator::PreGroup() const {
+  auto self = shared_from_this();
+  return std::make_shared<PrepareOp>(
+      self, [self](int64_t n) { self->dropped_rows_.fetch_add(n); });
+}
+
+int32_t WindowsOperator::CategoryIndex(std::string_view category) const {
+  auto it = category_index_.find(category);
+  return it == category_index_.end() ? -1 : it->second;
+}
+
 WindowsOperator::WindowsOperator(WindowOptions options) : options_(std::move(options)) {}
 
 arrow::Result<std::shared_ptr<WindowsOperator>> WindowsOperator::Make(
     WindowOptions options) {
+  // PreGroup() filters with Arrow compute functions.
+  static const arrow::Status compute_ready = arrow::compute::Initialize();
+  ARROW_RETURN_NOT_OK(compute_ready);
   if (options.key.empty()) return arrow::Status::Invalid("windows: --key is required");
   if (options.time.empty()) return arrow::Status::Invalid("windows: --time is required");
   const std::pair<const char*, int64_t> durations[] = {{"--window", options.window_s},
@@ -202,6 +324,10 @@ arrow::Result<std::shared_ptr<WindowsOperator>> WindowsOperator::Make(
   if (!options.category.empty() && options.categories.empty()) {
     return arrow::Status::Invalid("windows: --categories must list the categories of "
                                   "--category column '", options.category, "'");
+  }
+  if (options.categories.size() > 32767) {
+    return arrow::Status::Invalid("windows: --categories lists ", options.categories.size(),
+                                  " categories; at most 32767 are supported");
   }
   if (options.category.empty() && !options.categories.empty()) {
     return arrow::Status::Invalid("windows: --categories given without --category");
@@ -312,7 +438,10 @@ arrow::Result<std::shared_ptr<arrow::Table>> WindowsOperator::Apply(
   const size_t num_cats = options_.categories.size();
   const size_t V = c.values.size();
   std::vector<int32_t> cat(c.category >= 0 ? m : 0, -1);
-  if (c.category >= 0) {
+  if (c.category_is_code) {
+    const auto& codes = static_cast<const arrow::Int16Array&>(*batch->column(c.category));
+    for (int64_t e = 0; e < m; ++e) cat[e] = codes.Value(events[e].second);
+  } else if (c.category >= 0) {
     const arrow::Array& ca = *batch->column(c.category);
     for (int64_t e = 0; e < m; ++e) {
       int64_t row = events[e].second;

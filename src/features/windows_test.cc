@@ -249,6 +249,43 @@ TEST(WindowsTest, DirectApplyMatchesPipeline) {
   EXPECT_EQ(rows[0].f[0], 2.0f);
 }
 
+TEST(WindowsTest, PreGroupEncodesCategoriesAndTimesAndApplyAcceptsIt) {
+  auto op = MakeOp(BaseOptions());
+  auto pre = op->PreGroup();
+  ASSERT_NE(pre, nullptr);
+  // Millisecond timestamps, a null time and an extra column the shuffle does not need.
+  auto events = HandEvents();
+  events.push_back({1, std::nullopt, "a", 1.0, std::nullopt});
+  auto raw = MakeEvents(events, /*string_key=*/false,
+                        arrow::timestamp(arrow::TimeUnit::MILLI, "UTC"));
+  ASSERT_OK_AND_ASSIGN(raw, raw->AddColumn(raw->num_columns(), "extra",
+                                           raw->column(3)));
+  ASSERT_OK_AND_ASSIGN(auto schema, pre->OutputSchema(*raw->schema()));
+  EXPECT_EQ(schema->ToString(),
+            "k: int64\nts: int64\n__dlprep_windows_category: int16 not null\n"
+            "churn: int64\namount: double");
+  ASSERT_OK_AND_ASSIGN(auto prepared, pre->Process(raw));
+  EXPECT_EQ(prepared->num_rows(), 7);  // the null time is dropped and counted
+  EXPECT_EQ(op->dropped_rows(), 1);
+  auto codes = std::static_pointer_cast<arrow::Int16Array>(prepared->column(2));
+  std::vector<int16_t> got(codes->raw_values(), codes->raw_values() + codes->length());
+  EXPECT_EQ(got, (std::vector<int16_t>{0, 1, 0, -1, 1, 1, 0}));  // "c" is not listed
+  auto secs = std::static_pointer_cast<arrow::Int64Array>(prepared->column(1));
+  EXPECT_EQ(secs->Value(2), 86);  // 86400 ms, floored to seconds
+  // Apply() on prepared rows equals Apply() on the raw rows.
+  ASSERT_OK_AND_ASSIGN(auto t_pre, arrow::Table::FromRecordBatches({prepared->Slice(0, 4)}));
+  ASSERT_OK_AND_ASSIGN(auto t_raw, arrow::Table::FromRecordBatches({raw->Slice(0, 4)}));
+  ASSERT_OK_AND_ASSIGN(auto from_pre, op->Apply(*t_pre));
+  ASSERT_OK_AND_ASSIGN(auto from_raw, op->Apply(*t_raw));
+  auto a = Rows(*from_pre), b = Rows(*from_raw);
+  ASSERT_EQ(a.size(), 4u);
+  ASSERT_EQ(a.size(), b.size());
+  for (size_t i = 0; i < a.size(); ++i) {
+    EXPECT_EQ(a[i].start, b[i].start);
+    EXPECT_EQ(a[i].f, b[i].f);
+  }
+}
+
 TEST(WindowsTest, EventsOnWindowAndStepBoundaries) {
   auto o = BaseOptions();
   o.category.clear();
