@@ -33,6 +33,11 @@ struct OperatorContext {
   int num_workers = 1;
   /// Threads the operator may use itself (an intra-op thread pool, e.g. libtorch).
   int threads_per_worker = 1;
+  /// Returns true once the run is cancelled (Ctrl-C) or failing elsewhere. An operator
+  /// whose Process() can block for long (waiting on a server) polls it and returns
+  /// Status::Cancelled soon after it turns true. May be empty (never stops); callable
+  /// from the worker's thread while the run lasts.
+  std::function<bool()> stop_requested;
 };
 
 /// Per-row failures reported by StatefulOperator::Process(): the rows of the input batch

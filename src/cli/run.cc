@@ -13,6 +13,7 @@
 #include "exec/error_sink.h"
 #include "exec/pipeline_file.h"
 #include "features/steps.h"
+#include "infer/http/steps.h"
 
 namespace dlprep::cli {
 
@@ -38,6 +39,8 @@ arrow::Status RunPipelineFile(const PipelineFileFlags& f) {
     return st.ok() ? ws : st;
   };
   arrow::Status registered = features::RegisterFeatureSteps();
+  if (!registered.ok() && !registered.IsAlreadyExists()) return finish(registered);
+  registered = http::RegisterHttpSteps();
   if (!registered.ok() && !registered.IsAlreadyExists()) return finish(registered);
   auto loaded = exec::LoadPipelineFile(f.pipeline);
   if (!loaded.ok()) return finish(loaded.status());
@@ -129,7 +132,9 @@ void AddRunCommand(CLI::App* root, std::vector<Command>* commands) {
       "  sink: {format: tfrecord, path: out/tfr, compression: gzip, shards: 4}\n"
       "Steps: select {columns}, rename {columns: {old: new}}, cast {columns: {x: float32}},\n"
       "filter {expr}, regex_extract {column, pattern, output, on_mismatch: null|error},\n"
-      "split {key, fractions, seed, output}, join {source, on, max_bytes}.\n"
+      "split {key, fractions, seed, output}, join {source, on, max_bytes},\n"
+      "windows {...} (dlprep windows --dry-run), score_http {url, protocol, columns,\n"
+      "outputs, batch_size, concurrency, ...} (dlprep score-http --dry-run).\n"
       "Relative paths are relative to the pipeline file's folder.\n\n"
       "Examples:\n"
       "  dlprep run examples/pipelines/labels.yaml --workers 4 --stats stats.json\n"

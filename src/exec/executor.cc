@@ -373,6 +373,7 @@ class RunState {
     context.worker_index = w->index;
     context.num_workers = workers_;
     context.threads_per_worker = std::max(1, options_.threads_per_worker);
+    context.stop_requested = [this] { return stop_.load() || CancelRequested(); };
     arrow::Status st = w->instances[i]->Open(context);
     w->stats[i + 1].opens += 1;
     if (!st.ok()) {
