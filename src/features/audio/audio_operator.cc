@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iterator>
+#include <limits>
 
 #include <arrow/api.h>
 
@@ -70,12 +71,34 @@ std::shared_ptr<arrow::KeyValueMetadata> ShapeMeta(int64_t frames, int64_t width
                                                       std::to_string(width) + "]"});
 }
 
-// Appends a float tensor (list<float32>) row.
-arrow::Status AppendList(arrow::ListBuilder* list, arrow::FloatBuilder* values,
-                         const float* data, int64_t n) {
-  ARROW_RETURN_NOT_OK(list->Append());
-  return values->AppendValues(data, n);
-}
+// A list<float32> column built in place: features are computed straight into
+// `values`, which becomes the Arrow buffer without a copy.
+struct FloatLists {
+  std::vector<int32_t> offsets{0};
+  std::vector<float> values;
+
+  // Room for one more row of n values; returns where to write them.
+  arrow::Result<float*> Add(int64_t n) {
+    const int64_t end = static_cast<int64_t>(values.size()) + n;
+    if (end > std::numeric_limits<int32_t>::max()) {
+      return arrow::Status::CapacityError(
+          "audio: more than 2^31 feature values in one output batch; lower --max-seconds "
+          "or the number of files per batch");
+    }
+    values.resize(end);
+    offsets.push_back(static_cast<int32_t>(end));
+    return values.data() + end - n;
+  }
+
+  std::shared_ptr<arrow::Array> Finish() {
+    const int64_t rows = static_cast<int64_t>(offsets.size()) - 1;
+    const int64_t n = static_cast<int64_t>(values.size());
+    auto items = std::make_shared<arrow::FloatArray>(n, arrow::Buffer::FromVector(std::move(values)));
+    return std::make_shared<arrow::ListArray>(arrow::list(arrow::float32()), rows,
+                                              arrow::Buffer::FromVector(std::move(offsets)),
+                                              items);
+  }
+};
 
 class AudioOperator : public StatefulOperator {
  public:
@@ -119,7 +142,7 @@ class AudioOperator : public StatefulOperator {
   std::unique_ptr<Resampler> resampler_;
   std::unique_ptr<StatefulOperator> label_op_;
   // Per-worker scratch, reused across rows and batches.
-  std::vector<float> decoded_, interleaved_, resampled_, mixed_, log_mel_, mfcc_;
+  std::vector<float> decoded_, interleaved_, resampled_, mixed_;
 };
 
 struct AudioOperator::Builders {
@@ -127,12 +150,7 @@ struct AudioOperator::Builders {
   arrow::Int32Builder augment, sample_rate;
   arrow::FloatBuilder snr_db;
   arrow::Int64Builder num_samples;
-  std::shared_ptr<arrow::FloatBuilder> mel_values = std::make_shared<arrow::FloatBuilder>();
-  std::shared_ptr<arrow::FloatBuilder> mfcc_values = std::make_shared<arrow::FloatBuilder>();
-  std::shared_ptr<arrow::FloatBuilder> audio_values = std::make_shared<arrow::FloatBuilder>();
-  arrow::ListBuilder mel{arrow::default_memory_pool(), mel_values};
-  arrow::ListBuilder mfcc{arrow::default_memory_pool(), mfcc_values};
-  arrow::ListBuilder audio{arrow::default_memory_pool(), audio_values};
+  FloatLists mel, mfcc, audio;
 };
 
 arrow::Status AudioOperator::EmitRow(Builders* b, std::string_view path,
@@ -141,9 +159,16 @@ arrow::Status AudioOperator::EmitRow(Builders* b, std::string_view path,
   const SpectrogramOptions& so = f_->options().spectrogram;
   const int64_t n = static_cast<int64_t>(samples.size());
   const int64_t frames = NumFrames(n, so.hop_length);
-  log_mel_.resize(frames * so.n_mels);
-  mfcc_.resize(frames * so.n_mfcc);
-  extractor_->Compute(samples.data(), n, log_mel_.data(), so.n_mfcc > 0 ? mfcc_.data() : nullptr);
+  ARROW_ASSIGN_OR_RAISE(float* mel, b->mel.Add(frames * so.n_mels));
+  float* mfcc = nullptr;
+  if (so.n_mfcc > 0) {
+    ARROW_ASSIGN_OR_RAISE(mfcc, b->mfcc.Add(frames * so.n_mfcc));
+  }
+  extractor_->Compute(samples.data(), n, mel, mfcc);
+  if (f_->options().waveform) {
+    ARROW_ASSIGN_OR_RAISE(float* audio, b->audio.Add(n));
+    std::copy(samples.begin(), samples.end(), audio);
+  }
   ARROW_RETURN_NOT_OK(b->path.Append(path.data(), static_cast<int32_t>(path.size())));
   if (!f_->options().label_regex.empty()) {
     ARROW_RETURN_NOT_OK(label != nullptr ? b->label.Append(*label) : b->label.AppendNull());
@@ -152,17 +177,7 @@ arrow::Status AudioOperator::EmitRow(Builders* b, std::string_view path,
   ARROW_RETURN_NOT_OK(augment == 0 ? b->snr_db.AppendNull()
                                    : b->snr_db.Append(static_cast<float>(snr_db)));
   ARROW_RETURN_NOT_OK(b->sample_rate.Append(static_cast<int32_t>(so.sample_rate)));
-  ARROW_RETURN_NOT_OK(b->num_samples.Append(n));
-  ARROW_RETURN_NOT_OK(AppendList(&b->mel, b->mel_values.get(), log_mel_.data(),
-                                 static_cast<int64_t>(log_mel_.size())));
-  if (so.n_mfcc > 0) {
-    ARROW_RETURN_NOT_OK(AppendList(&b->mfcc, b->mfcc_values.get(), mfcc_.data(),
-                                   static_cast<int64_t>(mfcc_.size())));
-  }
-  if (f_->options().waveform) {
-    ARROW_RETURN_NOT_OK(AppendList(&b->audio, b->audio_values.get(), samples.data(), n));
-  }
-  return arrow::Status::OK();
+  return b->num_samples.Append(n);
 }
 
 arrow::Result<std::shared_ptr<arrow::RecordBatch>> AudioOperator::Process(
@@ -195,8 +210,8 @@ arrow::Result<std::shared_ptr<arrow::RecordBatch>> AudioOperator::Process(
   const int64_t expected_rows = batch->num_rows() * (1 + o.copies);
   ARROW_RETURN_NOT_OK(b.path.Reserve(expected_rows));
   if (f_->clip_samples() > 0) {
-    ARROW_RETURN_NOT_OK(b.mel_values->Reserve(expected_rows * f_->fixed_frames() *
-                                              o.spectrogram.n_mels));
+    b.mel.values.reserve(expected_rows * f_->fixed_frames() * o.spectrogram.n_mels);
+    b.mfcc.values.reserve(expected_rows * f_->fixed_frames() * o.spectrogram.n_mfcc);
   }
   std::string label_value;
   for (int64_t i = 0; i < batch->num_rows(); ++i) {
@@ -261,9 +276,9 @@ arrow::Result<std::shared_ptr<arrow::RecordBatch>> AudioOperator::Process(
   ARROW_RETURN_NOT_OK(finish(&b.snr_db));
   ARROW_RETURN_NOT_OK(finish(&b.sample_rate));
   ARROW_RETURN_NOT_OK(finish(&b.num_samples));
-  ARROW_RETURN_NOT_OK(finish(&b.mel));
-  if (o.spectrogram.n_mfcc > 0) ARROW_RETURN_NOT_OK(finish(&b.mfcc));
-  if (o.waveform) ARROW_RETURN_NOT_OK(finish(&b.audio));
+  cols.push_back(b.mel.Finish());
+  if (o.spectrogram.n_mfcc > 0) cols.push_back(b.mfcc.Finish());
+  if (o.waveform) cols.push_back(b.audio.Finish());
   const int64_t rows = cols.front()->length();
   return arrow::RecordBatch::Make(schema, rows, std::move(cols));
 }

@@ -96,6 +96,11 @@ struct SpectrogramTables {
   std::vector<float> dct;  ///< [n_mfcc, n_mels] row-major orthonormal DCT-II
 };
 
+/// In place: x -> 10*log10(max(1e-10, x)) (librosa power_to_db with ref=1, amin=1e-10,
+/// before top_db clipping), within a few float ulps of std::log10. Returns the largest
+/// result (-inf when n == 0).
+float PowerToDb(float* values, int64_t n);
+
 /// Frames of a centered STFT of `num_samples` samples: 1 + num_samples / hop_length.
 int64_t NumFrames(int64_t num_samples, int hop_length);
 
