@@ -181,8 +181,11 @@ arrow::Status AudioOperator::EmitRow(Builders* b, std::string_view path,
 }
 
 arrow::Result<std::shared_ptr<arrow::RecordBatch>> AudioOperator::Process(
-    const std::shared_ptr<arrow::RecordBatch>& input, RowErrors* row_errors) {
+    const std::shared_ptr<arrow::RecordBatch>& input, RowErrors* sorted_errors) {
   const AudioOptions& o = f_->options();
+  // Label and decoding errors are collected apart, then handed over by ascending row.
+  RowErrors errors;
+  RowErrors* row_errors = &errors;
   ARROW_ASSIGN_OR_RAISE(auto schema, f_->OutputSchema(*input->schema()));
   // Labels first: the regex step drops (and reports) the rows whose path does not match;
   // `kept` maps its output rows back to rows of `input`.
@@ -279,6 +282,11 @@ arrow::Result<std::shared_ptr<arrow::RecordBatch>> AudioOperator::Process(
   cols.push_back(b.mel.Finish());
   if (o.spectrogram.n_mfcc > 0) cols.push_back(b.mfcc.Finish());
   if (o.waveform) cols.push_back(b.audio.Finish());
+  std::vector<size_t> order(errors.rows.size());
+  for (size_t i = 0; i < order.size(); ++i) order[i] = i;
+  std::stable_sort(order.begin(), order.end(),
+                   [&](size_t a, size_t b) { return errors.rows[a] < errors.rows[b]; });
+  for (size_t i : order) sorted_errors->Add(errors.rows[i], std::move(errors.messages[i]));
   const int64_t rows = cols.front()->length();
   return arrow::RecordBatch::Make(schema, rows, std::move(cols));
 }

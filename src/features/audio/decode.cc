@@ -40,10 +40,10 @@ sf_count_t VioRead(void* ptr, sf_count_t count, void* user) {
 sf_count_t VioWrite(const void*, sf_count_t, void*) { return 0; }
 sf_count_t VioTell(void* user) { return static_cast<MemoryFile*>(user)->pos; }
 
-std::string FormatName(int format, int command) {
+std::string FormatName(int format) {
   SF_FORMAT_INFO fi{};
   fi.format = format;
-  if (sf_command(nullptr, command, &fi, sizeof(fi)) != 0 || fi.name == nullptr) {
+  if (sf_command(nullptr, SFC_GET_FORMAT_INFO, &fi, sizeof(fi)) != 0 || fi.name == nullptr) {
     char buf[32];
     std::snprintf(buf, sizeof(buf), "0x%x", format);
     return buf;
@@ -90,8 +90,8 @@ arrow::Status DecodeMono(const uint8_t* data, int64_t size, double max_seconds,
   info->sample_rate = sfi.samplerate;
   info->channels = sfi.channels;
   info->frames = sfi.frames;
-  info->format = FormatName(sfi.format & SF_FORMAT_TYPEMASK, SFC_GET_FORMAT_MAJOR) + " / " +
-                 FormatName(sfi.format & SF_FORMAT_SUBMASK, SFC_GET_FORMAT_SUBTYPE);
+  info->format = FormatName(sfi.format & SF_FORMAT_TYPEMASK) + " / " +
+                 FormatName(sfi.format & SF_FORMAT_SUBMASK);
   if (!Supported(sfi.format)) {
     return arrow::Status::Invalid("unsupported audio format ", info->format,
                                   " (supported: WAV PCM 8/16/24/32-bit or float, FLAC, "
