@@ -2,7 +2,9 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <cstring>
+#include <memory>
 
 #include <sndfile.h>
 #include <soxr.h>
@@ -70,6 +72,22 @@ bool Supported(int format) {
   }
 }
 
+// A WAV whose data chunk announces more bytes than the file holds was cut short;
+// libsndfile notes it in its log ("data : 32000 (should be 15978)") and reads what is
+// there. Returns the message for such a file, else "". Streaming writers that leave the
+// size unset (0 or 0xFFFFFFFF) are not truncated.
+std::string WavTruncation(SNDFILE* snd) {
+  char log[2048];
+  sf_command(snd, SFC_GET_LOG_INFO, log, sizeof(log));
+  const char* line = std::strstr(log, "\ndata : ");
+  if (line == nullptr) return "";
+  unsigned long long announced = 0, actual = 0;
+  if (std::sscanf(line, "\ndata : %llu (should be %llu)", &announced, &actual) != 2) return "";
+  if (announced <= actual || announced == 0 || announced >= 0xFFFFFFFFull) return "";
+  return "truncated: the WAV data chunk announces " + std::to_string(announced) +
+         " bytes but the file holds " + std::to_string(actual);
+}
+
 struct SndfileCloser {
   void operator()(SNDFILE* f) const { sf_close(f); }
 };
@@ -96,6 +114,11 @@ arrow::Status DecodeMono(const uint8_t* data, int64_t size, double max_seconds,
     return arrow::Status::Invalid("unsupported audio format ", info->format,
                                   " (supported: WAV PCM 8/16/24/32-bit or float, FLAC, "
                                   "OGG/Vorbis)");
+  }
+  const int major = sfi.format & SF_FORMAT_TYPEMASK;
+  if (major == SF_FORMAT_WAV || major == SF_FORMAT_WAVEX || major == SF_FORMAT_RF64) {
+    std::string truncated = WavTruncation(snd.get());
+    if (!truncated.empty()) return arrow::Status::Invalid(truncated);
   }
   if (sfi.samplerate <= 0 || sfi.channels <= 0) {
     return arrow::Status::Invalid("invalid header: sample rate ", sfi.samplerate, ", ",

@@ -80,6 +80,13 @@ TEST(DecodeMono, BadInputIsAnInvalidStatusWithTheReason) {
   st = Decode(wav.substr(0, 30), &mono, &info);  // cut inside the header
   EXPECT_TRUE(st.IsInvalid()) << st.ToString();
 
+  st = Decode(wav.substr(0, 44 + 700), &mono, &info);  // cut inside the data
+  EXPECT_TRUE(st.IsInvalid());
+  EXPECT_NE(st.message().find("truncated: the WAV data chunk announces 2000 bytes but the "
+                              "file holds 700"),
+            std::string::npos)
+      << st.message();
+
   st = Decode(Wav16(16000, 1, {}), &mono, &info);
   EXPECT_TRUE(st.IsInvalid());
   EXPECT_NE(st.message().find("no audio samples"), std::string::npos) << st.message();
