@@ -127,8 +127,10 @@ arrow::Status DecodeMono(const uint8_t* data, int64_t size, double max_seconds,
   if (sfi.frames <= 0) return arrow::Status::Invalid("no audio samples (", info->format, ")");
   const double seconds = static_cast<double>(sfi.frames) / sfi.samplerate;
   if (max_seconds > 0 && seconds > max_seconds) {
-    return arrow::Status::Invalid("too long: ", seconds, " s of audio exceeds --max-seconds ",
-                                  max_seconds);
+    char msg[128];
+    std::snprintf(msg, sizeof(msg), "too long: %g s of audio exceeds --max-seconds %g",
+                  seconds, max_seconds);
+    return arrow::Status::Invalid(msg);
   }
   const int ch = sfi.channels;
   const size_t total = static_cast<size_t>(sfi.frames) * ch;
