@@ -90,7 +90,7 @@ void BM_LogMel1s(benchmark::State& state) {
   std::vector<float> w = dlprep::audio::PaddedHannWindow(n_fft, win);
   std::vector<float> x(rate + n_fft, 0.0f), sig = Noise(rate);
   std::copy(sig.begin(), sig.end(), x.begin() + n_fft / 2);
-  std::vector<float> p(n_fft / 2 + 1), out(101 * n_mels);
+  std::vector<float> p(mel.padded_bins(), 0.0f), out(101 * n_mels);
   const int b = (n_fft - win) / 2;
   for (auto _ : state) {
     for (int f = 0; f < 101; ++f) {

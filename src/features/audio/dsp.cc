@@ -73,25 +73,35 @@ MelFilterbank::MelFilterbank(double sample_rate, int n_fft, int n_mels, double f
       }
     }
     start_[m] = first < 0 ? 0 : first;
+    w.resize((w.size() + kLanes - 1) / kLanes * kLanes, 0.0f);
     weights_[m] = std::move(w);
   }
 }
 
 void MelFilterbank::Apply(const float* power, float* out) const {
+  // Each filter's weights are zero-padded to a multiple of kLanes and summed in kLanes
+  // partial sums, so the inner loop vectorizes without a remainder; `power` has
+  // kLanes readable values past n_bins() (see padded_bins()).
   const int n = n_mels();
   for (int m = 0; m < n; ++m) {
     const float* p = power + start_[m];
-    const std::vector<float>& w = weights_[m];
-    float acc = 0.0f;
-    for (size_t k = 0; k < w.size(); ++k) acc += w[k] * p[k];
-    out[m] = acc;
+    const float* w = weights_[m].data();
+    const size_t len = weights_[m].size();
+    float acc[kLanes] = {};
+    for (size_t k = 0; k < len; k += kLanes) {
+      for (int j = 0; j < kLanes; ++j) acc[j] += w[k + j] * p[k + j];
+    }
+    float sum = 0.0f;
+    for (int j = 0; j < kLanes; ++j) sum += acc[j];
+    out[m] = sum;
   }
 }
 
 std::vector<float> MelFilterbank::Dense() const {
   std::vector<float> d(static_cast<size_t>(n_mels()) * n_bins_, 0.0f);
   for (int m = 0; m < n_mels(); ++m) {
-    for (size_t k = 0; k < weights_[m].size(); ++k) {
+    for (size_t k = 0; k < weights_[m].size() && start_[m] + k < static_cast<size_t>(n_bins_);
+         ++k) {
       d[static_cast<size_t>(m) * n_bins_ + start_[m] + k] = weights_[m][k];
     }
   }
@@ -247,7 +257,7 @@ float PowerToDb(float* values, int64_t n) {
 
 LogMelExtractor::LogMelExtractor(std::shared_ptr<const SpectrogramTables> tables)
     : tables_(std::move(tables)), fft_(tables_->options.n_fft) {
-  power_.resize(tables_->options.n_fft / 2 + 1);
+  power_.assign(tables_->mel.padded_bins(), 0.0f);
 }
 
 void LogMelExtractor::Compute(const float* samples, int64_t n, float* log_mel, float* mfcc) {

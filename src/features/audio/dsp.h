@@ -31,13 +31,16 @@ class MelFilterbank {
 
   int n_mels() const { return static_cast<int>(start_.size()); }
   int n_bins() const { return n_bins_; }
-  /// out[m] = sum_k weight[m][k] * power[k] for m in [0, n_mels); `power` has n_bins()
-  /// entries.
+  /// Size of the `power` buffer Apply() reads: n_bins() plus zero padding.
+  int padded_bins() const { return n_bins_ + kLanes; }
+  /// out[m] = sum_k weight[m][k] * power[k] for m in [0, n_mels); `power` has
+  /// padded_bins() entries, those past n_bins() zero.
   void Apply(const float* power, float* out) const;
   /// The dense [n_mels, n_bins] matrix (row-major), for tests.
   std::vector<float> Dense() const;
 
  private:
+  static constexpr int kLanes = 8;
   int n_bins_;
   std::vector<int> start_;
   std::vector<std::vector<float>> weights_;

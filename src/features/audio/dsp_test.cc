@@ -64,8 +64,8 @@ TEST(MelFilterbank, ApplyIsTheDenseProduct) {
   std::vector<float> d = mel.Dense();
   std::mt19937 rng(3);
   std::uniform_real_distribution<float> u(0, 10);
-  std::vector<float> p(mel.n_bins());
-  for (auto& x : p) x = u(rng);
+  std::vector<float> p(mel.padded_bins(), 0.0f);
+  for (int k = 0; k < mel.n_bins(); ++k) p[k] = u(rng);
   std::vector<float> out(64);
   mel.Apply(p.data(), out.data());
   for (int m = 0; m < 64; ++m) {
