@@ -12,3 +12,4 @@ done
 TF_CPP_MIN_LOG_LEVEL=2 .venv/bin/python bench/tfrecord_write_vs_tf.py --build "$BUILD"
 .venv/bin/python bench/grouped_vs_pandas.py --build "$BUILD"
 .venv/bin/python bench/windows_vs_pandas.py --build "$BUILD"
+.venv/bin/python bench/audio_vs_librosa.py --build "$BUILD"
