@@ -133,25 +133,33 @@ arrow::Status DecodeMono(const uint8_t* data, int64_t size, double max_seconds,
     return arrow::Status::Invalid(msg);
   }
   const int ch = sfi.channels;
-  const size_t total = static_cast<size_t>(sfi.frames) * ch;
-  float* dst;
-  if (ch == 1) {
-    mono->resize(sfi.frames);
-    dst = mono->data();
-  } else {
-    scratch->resize(total);
-    dst = scratch->data();
-  }
-  sf_count_t got = sf_readf_float(snd.get(), dst, sfi.frames);
-  if (sf_error(snd.get()) != SF_ERR_NO_ERROR) {
-    return arrow::Status::Invalid("decoding failed after ", got, " of ", sfi.frames,
-                                  " frames: ", sf_strerror(snd.get()));
+  if (ch > 1024) return arrow::Status::Invalid("invalid header: ", ch, " channels");
+  // Read in blocks, so that a header announcing more frames than the file holds cannot
+  // make us allocate for them; what was announced and not decoded is a truncated file.
+  std::vector<float>* buf = ch == 1 ? mono : scratch;
+  constexpr sf_count_t kBlock = 1 << 16;
+  sf_count_t got = 0;
+  buf->resize(static_cast<size_t>(std::min<sf_count_t>(sfi.frames, kBlock * 16)) * ch);
+  while (got < sfi.frames) {
+    const sf_count_t want = std::min(kBlock, sfi.frames - got);
+    if (static_cast<size_t>((got + want) * ch) > buf->size()) {
+      buf->resize(std::max(buf->size() * 2, static_cast<size_t>((got + want) * ch)));
+    }
+    const sf_count_t n = sf_readf_float(snd.get(), buf->data() + got * ch, want);
+    if (n > 0) got += n;
+    if (sf_error(snd.get()) != SF_ERR_NO_ERROR) {
+      return arrow::Status::Invalid("decoding failed after ", got, " of ", sfi.frames,
+                                    " frames: ", sf_strerror(snd.get()));
+    }
+    if (n < want) break;
   }
   if (got < sfi.frames) {
     return arrow::Status::Invalid("truncated: the header announces ", sfi.frames,
                                   " frames but only ", got, " could be decoded (",
                                   info->format, ")");
   }
+  buf->resize(static_cast<size_t>(got) * ch);
+  const float* dst = buf->data();
   if (ch > 1) {
     mono->resize(sfi.frames);
     float* m = mono->data();
