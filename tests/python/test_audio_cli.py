@@ -411,3 +411,13 @@ def test_non_binary_input_is_refused(dlprep, tmp_path):
     proc = dlprep("run", tmp_path / "p.yaml", check=False)
     assert proc.returncode == 1
     assert "audio: expected a string column 'path'" in proc.stderr
+
+
+def test_example_pipeline_file(dlprep, tmp_path, speech):
+    import shutil
+    shutil.copy(ROOT / "examples" / "pipelines" / "speech.yaml", tmp_path)
+    shutil.copytree(speech, tmp_path / "data" / "speech")
+    dlprep("run", tmp_path / "speech.yaml", "--workers", "2", "-q")
+    m = read_manifest(tmp_path / "out" / "speech")
+    assert m["rows"] == 12 * 3
+    assert m["features"]["log_mel"]["shape"] == [101, 64]
