@@ -130,6 +130,8 @@ void AddRunCommand(CLI::App* root, std::vector<Command>* commands) {
       "Steps: select {columns}, rename {columns: {old: new}}, cast {columns: {x: float32}},\n"
       "filter {expr}, regex_extract {column, pattern, output, on_mismatch: null|error},\n"
       "split {key, fractions, seed, output}, join {source, on, max_bytes}.\n"
+      "Featurizers: windows {key, time, ...}, audio {sample_rate, clip_seconds, n_mels,\n"
+      "mfcc, label_regex, noise, copies, snr_db, seed, ...} (see README).\n"
       "Relative paths are relative to the pipeline file's folder.\n\n"
       "Examples:\n"
       "  dlprep run examples/pipelines/labels.yaml --workers 4 --stats stats.json\n"
