@@ -1,9 +1,9 @@
-// Chooses the FFT library of dlprep audio: the packaged candidates, KissFFT (kiss_fftr,
-// BSD-3) and FFTW3 single precision (a plan per size, FFTW_ESTIMATE and FFTW_MEASURE;
-// GPL-2+), on real transforms of the sizes speech features use, and on a whole log-mel
-// spectrogram of 1 s at 16 kHz (window, FFT, power, mel, dB; dlprep's own code
-// around each FFT) with each. Prints the
-// FFTW/KissFFT time ratios at the end.
+// Chooses the FFT library of dlprep audio: the packaged candidates, KissFFT (BSD-3) and
+// FFTW3 single precision (a plan per size, FFTW_ESTIMATE and FFTW_MEASURE; GPL-2+), on
+// real transforms (kiss_fftr, r2c) of the sizes speech features use, on two real frames
+// per complex transform (what dlprep does; items are frames), on a whole log-mel
+// spectrogram of 1 s at 16 kHz (window, r2c FFT, power, mel, dB) with each, and on
+// dlprep's own LogMelExtractor as built. Prints FFTW/KissFFT CPU time ratios at the end.
 #include <cmath>
 #include <cstdio>
 #include <map>
@@ -12,6 +12,7 @@
 #include <vector>
 
 #include <benchmark/benchmark.h>
+#include <kiss_fft.h>
 #include <kiss_fftr.h>
 #include <fftw3.h>
 
@@ -68,6 +69,74 @@ struct Fftw {
 using FftwEstimate = Fftw<FFTW_ESTIMATE>;
 using FftwMeasure = Fftw<FFTW_MEASURE>;
 
+// Two real frames per complex transform (what dlprep does): z = a + i*b, then
+// A[k] = (Z[k] + conj Z[n-k]) / 2, B[k] = (Z[k] - conj Z[n-k]) / 2i.
+template <class C>
+void SplitPair(const C& z, int n, float* pa, float* pb) {
+  for (int k = 0; k <= n / 2; ++k) {
+    const int m = k == 0 ? 0 : n - k;
+    const float xr = z.re(k), xi = z.im(k), yr = z.re(m), yi = z.im(m);
+    const float ar = xr + yr, ai = xi - yi, br = xr - yr, bi = xi + yi;
+    pa[k] = 0.25f * (ar * ar + ai * ai);
+    pb[k] = 0.25f * (br * br + bi * bi);
+  }
+}
+
+struct KissPair {
+  explicit KissPair(int n) : n(n), in(n), out(n) { cfg = kiss_fft_alloc(n, 0, nullptr, nullptr); }
+  ~KissPair() { kiss_fft_free(cfg); }
+  float* input() { return reinterpret_cast<float*>(in.data()); }
+  float re(int k) const { return out[k].r; }
+  float im(int k) const { return out[k].i; }
+  void Power2(float* pa, float* pb) {
+    kiss_fft(cfg, in.data(), out.data());
+    SplitPair(*this, n, pa, pb);
+  }
+  int n;
+  kiss_fft_cfg cfg;
+  std::vector<kiss_fft_cpx> in, out;
+};
+
+struct FftwPair {
+  explicit FftwPair(int n) : n(n) {
+    in = fftwf_alloc_complex(n);
+    out = fftwf_alloc_complex(n);
+    plan = fftwf_plan_dft_1d(n, in, out, FFTW_FORWARD, FFTW_ESTIMATE);
+    for (int i = 0; i < n; ++i) in[i][0] = in[i][1] = 0;
+  }
+  ~FftwPair() {
+    fftwf_destroy_plan(plan);
+    fftwf_free(in);
+    fftwf_free(out);
+  }
+  float* input() { return reinterpret_cast<float*>(in); }
+  float re(int k) const { return out[k][0]; }
+  float im(int k) const { return out[k][1]; }
+  void Power2(float* pa, float* pb) {
+    fftwf_execute(plan);
+    SplitPair(*this, n, pa, pb);
+  }
+  int n;
+  fftwf_complex* in;
+  fftwf_complex* out;
+  fftwf_plan plan;
+};
+
+// Per frame: half of one paired transform.
+template <class F>
+void BM_PairFft(benchmark::State& state) {
+  const int n = static_cast<int>(state.range(0));
+  F fft(n);
+  std::vector<float> x = Noise(2 * n), pa(n / 2 + 1), pb(n / 2 + 1);
+  for (auto _ : state) {
+    std::copy(x.begin(), x.end(), fft.input());
+    fft.Power2(pa.data(), pb.data());
+    benchmark::DoNotOptimize(pa.data());
+    benchmark::DoNotOptimize(pb.data());
+  }
+  state.SetItemsProcessed(2 * state.iterations());
+}
+
 template <class F>
 void BM_RealFft(benchmark::State& state) {
   const int n = static_cast<int>(state.range(0));
@@ -106,8 +175,25 @@ void BM_LogMel1s(benchmark::State& state) {
   state.SetItemsProcessed(state.iterations());
 }
 
+// dlprep's own LogMelExtractor (two frames per complex FFT, the backend it was built
+// with), 1 s at 16 kHz with the defaults.
+void BM_DlprepLogMel1s(benchmark::State& state) {
+  auto tables = std::make_shared<const dlprep::audio::SpectrogramTables>(
+      dlprep::audio::SpectrogramOptions());
+  dlprep::audio::LogMelExtractor ex(tables);
+  std::vector<float> x = Noise(16000), out(101 * 64);
+  for (auto _ : state) {
+    ex.Compute(x.data(), 16000, out.data(), nullptr);
+    benchmark::DoNotOptimize(out.data());
+  }
+  state.SetLabel(dlprep::audio::RealFftPair::backend());
+}
+BENCHMARK(BM_DlprepLogMel1s)->Name("logmel_1s_dlprep");
+
 BENCHMARK(BM_RealFft<Kiss>)->Name("fft/kissfft")->Arg(256)->Arg(512)->Arg(1024)->Arg(2048);
 BENCHMARK(BM_LogMel1s<Kiss>)->Name("logmel_1s/kissfft");
+BENCHMARK(BM_PairFft<KissPair>)->Name("fft_pair/kissfft")->Arg(256)->Arg(512)->Arg(1024)->Arg(2048);
+BENCHMARK(BM_PairFft<FftwPair>)->Name("fft_pair/fftw_estimate")->Arg(256)->Arg(512)->Arg(1024)->Arg(2048);
 BENCHMARK(BM_RealFft<FftwEstimate>)->Name("fft/fftw_estimate")->Arg(256)->Arg(512)->Arg(1024)->Arg(2048);
 BENCHMARK(BM_RealFft<FftwMeasure>)->Name("fft/fftw_measure")->Arg(256)->Arg(512)->Arg(1024)->Arg(2048);
 BENCHMARK(BM_LogMel1s<FftwEstimate>)->Name("logmel_1s/fftw_estimate");

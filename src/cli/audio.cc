@@ -116,7 +116,7 @@ arrow::Status RunAudio(AudioFlags f) {
   stats["clips"] = result->rows_read;
   stats["failed_clips"] = result->row_errors;
   stats["rows"] = result->rows_written;
-  stats["fft"] = audio::RealFft::backend();
+  stats["fft"] = audio::RealFftPair::backend();
   stats["noise_files"] = featurizer->noise_paths().size();
   stats["status"] = "ok";
   if (!f.common.quiet) {

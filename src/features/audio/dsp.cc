@@ -10,7 +10,7 @@
 #ifdef DLPREP_AUDIO_FFTW
 #include <fftw3.h>
 #else
-#include <kiss_fftr.h>
+#include <kiss_fft.h>
 #endif
 
 namespace dlprep::audio {
@@ -116,62 +116,74 @@ std::mutex& PlanMutex() {
 }
 }  // namespace
 
-struct RealFft::Impl {
+struct RealFftPair::Impl {
+  fftwf_complex* in = nullptr;
   fftwf_complex* out = nullptr;
   fftwf_plan plan = nullptr;
 };
 
-RealFft::RealFft(int n) : n_(n), impl_(std::make_unique<Impl>()) {
+RealFftPair::RealFftPair(int n) : n_(n), impl_(std::make_unique<Impl>()) {
   std::lock_guard<std::mutex> lock(PlanMutex());  // the FFTW planner is not thread-safe
-  input_ = fftwf_alloc_real(n);
-  impl_->out = fftwf_alloc_complex(n / 2 + 1);
-  std::memset(input_, 0, sizeof(float) * n);
+  impl_->in = fftwf_alloc_complex(n);
+  impl_->out = fftwf_alloc_complex(n);
   // FFTW_ESTIMATE: the same plan every time, so results never depend on timing.
-  impl_->plan = fftwf_plan_dft_r2c_1d(n, input_, impl_->out, FFTW_ESTIMATE);
+  impl_->plan = fftwf_plan_dft_1d(n, impl_->in, impl_->out, FFTW_FORWARD, FFTW_ESTIMATE);
+  input_ = reinterpret_cast<float*>(impl_->in);
+  output_ = reinterpret_cast<const float*>(impl_->out);
+  std::memset(input_, 0, sizeof(float) * 2 * n);
 }
 
-RealFft::~RealFft() {
+RealFftPair::~RealFftPair() {
   std::lock_guard<std::mutex> lock(PlanMutex());
   fftwf_destroy_plan(impl_->plan);
   fftwf_free(impl_->out);
-  fftwf_free(input_);
+  fftwf_free(impl_->in);
 }
 
-void RealFft::PowerSpectrum(float* power) {
-  fftwf_execute(impl_->plan);
-  const int nb = n_ / 2 + 1;
-  const fftwf_complex* o = impl_->out;
-  for (int k = 0; k < nb; ++k) power[k] = o[k][0] * o[k][0] + o[k][1] * o[k][1];
-}
-
-const char* RealFft::backend() { return "fftw3f"; }
+const char* RealFftPair::backend() { return "fftw3f"; }
 
 #else
 
-struct RealFft::Impl {
-  kiss_fftr_cfg cfg = nullptr;
-  std::vector<kiss_fft_cpx> out;
-  std::vector<float> in;
+struct RealFftPair::Impl {
+  kiss_fft_cfg cfg = nullptr;
+  std::vector<kiss_fft_cpx> in, out;
 };
 
-RealFft::RealFft(int n) : n_(n), impl_(std::make_unique<Impl>()) {
-  impl_->cfg = kiss_fftr_alloc(n, 0, nullptr, nullptr);
-  impl_->out.resize(n / 2 + 1);
-  impl_->in.assign(n, 0.0f);
-  input_ = impl_->in.data();
+RealFftPair::RealFftPair(int n) : n_(n), impl_(std::make_unique<Impl>()) {
+  impl_->cfg = kiss_fft_alloc(n, 0, nullptr, nullptr);
+  impl_->in.assign(n, kiss_fft_cpx{0.0f, 0.0f});
+  impl_->out.resize(n);
+  input_ = reinterpret_cast<float*>(impl_->in.data());
+  output_ = reinterpret_cast<const float*>(impl_->out.data());
 }
 
-RealFft::~RealFft() { kiss_fftr_free(impl_->cfg); }
+RealFftPair::~RealFftPair() { kiss_fft_free(impl_->cfg); }
 
-void RealFft::PowerSpectrum(float* power) {
-  kiss_fftr(impl_->cfg, input_, impl_->out.data());
-  const int nb = n_ / 2 + 1;
-  const kiss_fft_cpx* o = impl_->out.data();
-  for (int k = 0; k < nb; ++k) power[k] = o[k].r * o[k].r + o[k].i * o[k].i;
-}
-
-const char* RealFft::backend() { return "kissfft"; }
+const char* RealFftPair::backend() { return "kissfft"; }
 #endif
+
+void RealFftPair::PowerSpectra(float* power_a, float* power_b) {
+#ifdef DLPREP_AUDIO_FFTW
+  fftwf_execute(impl_->plan);
+#else
+  kiss_fft(impl_->cfg, impl_->in.data(), impl_->out.data());
+#endif
+  const float* z = output_;
+  const int half = n_ / 2;
+  // k = 0 and k = n/2: Z[n-k] is Z[k] itself, so A = Re Z and B = Im Z.
+  for (int k : {0, half}) {
+    power_a[k] = z[2 * k] * z[2 * k];
+    power_b[k] = z[2 * k + 1] * z[2 * k + 1];
+  }
+  // 0 < k < n/2: Z[k] and Z[n-k].
+  for (int k = 1; k < half; ++k) {
+    const float xr = z[2 * k], xi = z[2 * k + 1];
+    const float yr = z[2 * (n_ - k)], yi = z[2 * (n_ - k) + 1];
+    const float ar = xr + yr, ai = xi - yi, br = xr - yr, bi = xi + yi;
+    power_a[k] = 0.25f * (ar * ar + ai * ai);
+    power_b[k] = 0.25f * (br * br + bi * bi);
+  }
+}
 
 std::string ValidateSpectrogramOptions(const SpectrogramOptions& o) {
   auto s = [](double v) { return std::to_string(v); };
@@ -257,7 +269,8 @@ float PowerToDb(float* values, int64_t n) {
 
 LogMelExtractor::LogMelExtractor(std::shared_ptr<const SpectrogramTables> tables)
     : tables_(std::move(tables)), fft_(tables_->options.n_fft) {
-  power_.assign(tables_->mel.padded_bins(), 0.0f);
+  power_a_.assign(tables_->mel.padded_bins(), 0.0f);
+  power_b_.assign(tables_->mel.padded_bins(), 0.0f);
 }
 
 void LogMelExtractor::Compute(const float* samples, int64_t n, float* log_mel, float* mfcc) {
@@ -273,14 +286,29 @@ void LogMelExtractor::Compute(const float* samples, int64_t n, float* log_mel, f
   if (n > 0) std::memcpy(padded_.data() + pad, samples, sizeof(float) * n);
   std::fill(padded_.begin() + pad + n, padded_.begin() + padded_len, 0.0f);
 
-  float* in = fft_.input();  // outside [window_begin, window_end) it stays zero
+  // Frames go through the FFT two at a time (the second of an odd last pair is zeros,
+  // and its spectrum unused). Outside [window_begin, window_end) the input stays zero.
+  float* in = fft_.interleaved();
   const float* w = t.window.data();
   const int wb = t.window_begin, we = t.window_end;
-  for (int64_t f = 0; f < frames; ++f) {
-    const float* x = padded_.data() + f * hop;
-    for (int i = wb; i < we; ++i) in[i] = x[i] * w[i];
-    fft_.PowerSpectrum(power_.data());
-    t.mel.Apply(power_.data(), log_mel + f * nm);
+  for (int64_t f = 0; f < frames; f += 2) {
+    const float* xa = padded_.data() + f * hop;
+    const bool pair = f + 1 < frames;
+    if (pair) {
+      const float* xb = xa + hop;
+      for (int i = wb; i < we; ++i) {
+        in[2 * i] = xa[i] * w[i];
+        in[2 * i + 1] = xb[i] * w[i];
+      }
+    } else {
+      for (int i = wb; i < we; ++i) {
+        in[2 * i] = xa[i] * w[i];
+        in[2 * i + 1] = 0.0f;
+      }
+    }
+    fft_.PowerSpectra(power_a_.data(), power_b_.data());
+    t.mel.Apply(power_a_.data(), log_mel + f * nm);
+    if (pair) t.mel.Apply(power_b_.data(), log_mel + (f + 1) * nm);
   }
   const float max_db = PowerToDb(log_mel, frames * nm);
   if (t.options.top_db >= 0) {

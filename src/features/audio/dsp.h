@@ -46,29 +46,36 @@ class MelFilterbank {
   std::vector<std::vector<float>> weights_;
 };
 
-/// A real-to-complex FFT of one size, with its own aligned buffers and plan. The backend
-/// is chosen at build time (KissFFT, BSD-3, by default; FFTW3 single precision with
-/// -DDLPREP_AUDIO_FFTW=ON, which makes the binaries GPL). Not thread-safe: one instance
-/// per thread. Creating an FFTW plan is serialized process-wide with a mutex.
-class RealFft {
+/// Power spectra of two real frames of n samples at once: one complex FFT of
+/// z = a + i*b, from which A[k] = (Z[k] + conj(Z[n-k])) / 2 and
+/// B[k] = (Z[k] - conj(Z[n-k])) / 2i. With FFTW's estimated plans a complex transform
+/// of n points costs about a third of two real ones (bench/audio_fft_benchmark.cc).
+/// The backend is chosen at build time: FFTW3 single precision by default (GPL), or
+/// KissFFT (BSD-3) with -DDLPREP_AUDIO_FFTW=OFF. Not thread-safe: one instance per
+/// thread. Creating an FFTW plan is serialized process-wide with a mutex (the FFTW
+/// planner is not thread-safe); plans use FFTW_ESTIMATE, so every run computes the same
+/// bits.
+class RealFftPair {
  public:
-  explicit RealFft(int n);
-  ~RealFft();
-  RealFft(const RealFft&) = delete;
-  RealFft& operator=(const RealFft&) = delete;
+  explicit RealFftPair(int n);
+  ~RealFftPair();
+  RealFftPair(const RealFftPair&) = delete;
+  RealFftPair& operator=(const RealFftPair&) = delete;
 
   int size() const { return n_; }
-  /// The n input samples; fill, then call PowerSpectrum().
-  float* input() { return input_; }
-  /// |X[k]|^2 for k in [0, n/2] into `power` (n/2 + 1 values).
-  void PowerSpectrum(float* power);
-  /// Name of the backend ("kissfft" or "fftw3f").
+  /// 2n floats, the two frames interleaved: a[0], b[0], a[1], b[1], ... Zero after
+  /// construction; values written stay until overwritten.
+  float* interleaved() { return input_; }
+  /// |A[k]|^2 and |B[k]|^2 for k in [0, n/2] (n/2 + 1 values each).
+  void PowerSpectra(float* power_a, float* power_b);
+  /// Name of the backend ("fftw3f" or "kissfft").
   static const char* backend();
 
  private:
   struct Impl;
   int n_;
   float* input_ = nullptr;
+  const float* output_ = nullptr;  // n complex values, interleaved re, im
   std::unique_ptr<Impl> impl_;
 };
 
@@ -124,9 +131,9 @@ class LogMelExtractor {
 
  private:
   std::shared_ptr<const SpectrogramTables> tables_;
-  RealFft fft_;
+  RealFftPair fft_;
   std::vector<float> padded_;
-  std::vector<float> power_;
+  std::vector<float> power_a_, power_b_;
 };
 
 }  // namespace dlprep::audio

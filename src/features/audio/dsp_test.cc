@@ -82,32 +82,68 @@ TEST(MelFilterbank, ApplyIsTheDenseProduct) {
   }
 }
 
-TEST(RealFft, CosineAtABinAndParseval) {
+TEST(RealFftPair, CosinesAtBinsAndParsevalForBothFrames) {
   const int n = 512;
-  RealFft fft(n);
-  for (int i = 0; i < n; ++i) fft.input()[i] = static_cast<float>(std::cos(2 * kPi * 5 * i / n));
-  std::vector<float> p(n / 2 + 1);
-  fft.PowerSpectrum(p.data());
-  EXPECT_NEAR(p[5], (n / 2.0) * (n / 2.0), 1e-2 * n);
+  RealFftPair fft(n);
+  float* in = fft.interleaved();
+  for (int i = 0; i < n; ++i) {
+    in[2 * i] = static_cast<float>(std::cos(2 * kPi * 5 * i / n));             // frame a
+    in[2 * i + 1] = static_cast<float>(0.5 * std::sin(2 * kPi * 40 * i / n));  // frame b
+  }
+  std::vector<float> pa(n / 2 + 1), pb(n / 2 + 1);
+  fft.PowerSpectra(pa.data(), pb.data());
+  EXPECT_NEAR(pa[5], (n / 2.0) * (n / 2.0), 1e-2 * n);
+  EXPECT_NEAR(pb[40], (n / 4.0) * (n / 4.0), 1e-2 * n);
   for (int k = 0; k <= n / 2; ++k) {
     if (k != 5) {
-      EXPECT_LT(p[k], 1e-6 * n * n) << k;
+      EXPECT_LT(pa[k], 1e-6 * n * n) << k;  // nothing of b leaks into a ...
+    }
+    if (k != 40) {
+      EXPECT_LT(pb[k], 1e-6 * n * n) << k;  // ... nor of a into b
     }
   }
-  // Parseval for a random real signal: sum x^2 = (|X0|^2 + 2 sum |Xk|^2 + |X_{n/2}|^2) / n.
+  // Parseval for two random real frames: sum x^2 = (P0 + 2 sum Pk + P_{n/2}) / n.
   std::mt19937 rng(7);
   std::normal_distribution<float> g;
-  double energy = 0;
+  double ea = 0, eb = 0;
   for (int i = 0; i < n; ++i) {
-    fft.input()[i] = g(rng);
-    energy += fft.input()[i] * fft.input()[i];
+    in[2 * i] = g(rng);
+    in[2 * i + 1] = 3 * g(rng);
+    ea += in[2 * i] * in[2 * i];
+    eb += in[2 * i + 1] * in[2 * i + 1];
   }
-  fft.PowerSpectrum(p.data());
-  double spec = p[0] + p[n / 2];
-  for (int k = 1; k < n / 2; ++k) spec += 2 * p[k];
-  EXPECT_NEAR(spec / n, energy, 1e-4 * energy);
-  EXPECT_TRUE(std::string(RealFft::backend()) == "fftw3f" ||
-              std::string(RealFft::backend()) == "kissfft");
+  fft.PowerSpectra(pa.data(), pb.data());
+  double sa = pa[0] + pa[n / 2], sb = pb[0] + pb[n / 2];
+  for (int k = 1; k < n / 2; ++k) {
+    sa += 2 * pa[k];
+    sb += 2 * pb[k];
+  }
+  EXPECT_NEAR(sa / n, ea, 1e-4 * ea);
+  EXPECT_NEAR(sb / n, eb, 1e-4 * eb);
+  EXPECT_TRUE(std::string(RealFftPair::backend()) == "fftw3f" ||
+              std::string(RealFftPair::backend()) == "kissfft");
+}
+
+TEST(LogMelExtractor, OddAndEvenFrameCountsAgree) {
+  // Frame f's features do not depend on which frame shares its FFT: the first 10
+  // frames of a 10-frame and an 11-frame clip are equal within float rounding.
+  SpectrogramOptions o;
+  o.top_db = -1;
+  auto tables = std::make_shared<const SpectrogramTables>(o);
+  LogMelExtractor ex(tables);
+  std::mt19937 rng(5);
+  std::normal_distribution<float> g;
+  std::vector<float> x(1760);
+  for (auto& v : x) v = 0.1f * g(rng);
+  std::vector<float> m10(NumFrames(1440, 160) * 64), m11(NumFrames(1600, 160) * 64);
+  ASSERT_EQ(NumFrames(1440, 160), 10);
+  ASSERT_EQ(NumFrames(1600, 160), 11);
+  ex.Compute(x.data(), 1600, m11.data(), nullptr);
+  // The same samples up to 1440, then zeros, give the same first 7 frames (frames 7+
+  // see the cut).
+  std::vector<float> y(x.begin(), x.begin() + 1440);
+  ex.Compute(y.data(), 1440, m10.data(), nullptr);
+  for (int i = 0; i < 7 * 64; ++i) EXPECT_NEAR(m10[i], m11[i], 1e-3) << i;
 }
 
 TEST(PowerToDb, MatchesLog10AndClampsAtAmin) {
