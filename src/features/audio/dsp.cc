@@ -10,7 +10,7 @@
 #ifdef DLPREP_AUDIO_FFTW
 #include <fftw3.h>
 #else
-#include <kiss_fft.h>
+#include <kiss_fftr.h>
 #endif
 
 namespace dlprep::audio {
@@ -144,30 +144,40 @@ const char* RealFftPair::backend() { return "fftw3f"; }
 
 #else
 
+// KissFFT's real transform is faster than its complex one of the same size, so the
+// KissFFT build runs kiss_fftr on each frame instead of pairing them.
 struct RealFftPair::Impl {
-  kiss_fft_cfg cfg = nullptr;
-  std::vector<kiss_fft_cpx> in, out;
+  kiss_fftr_cfg cfg = nullptr;
+  std::vector<float> in, frame;
+  std::vector<kiss_fft_cpx> out;
 };
 
 RealFftPair::RealFftPair(int n) : n_(n), impl_(std::make_unique<Impl>()) {
-  impl_->cfg = kiss_fft_alloc(n, 0, nullptr, nullptr);
-  impl_->in.assign(n, kiss_fft_cpx{0.0f, 0.0f});
-  impl_->out.resize(n);
-  input_ = reinterpret_cast<float*>(impl_->in.data());
-  output_ = reinterpret_cast<const float*>(impl_->out.data());
+  impl_->cfg = kiss_fftr_alloc(n, 0, nullptr, nullptr);
+  impl_->in.assign(2 * n, 0.0f);
+  impl_->frame.assign(n, 0.0f);
+  impl_->out.resize(n / 2 + 1);
+  input_ = impl_->in.data();
 }
 
-RealFftPair::~RealFftPair() { kiss_fft_free(impl_->cfg); }
+RealFftPair::~RealFftPair() { kiss_fftr_free(impl_->cfg); }
 
 const char* RealFftPair::backend() { return "kissfft"; }
-#endif
 
 void RealFftPair::PowerSpectra(float* power_a, float* power_b) {
-#ifdef DLPREP_AUDIO_FFTW
-  fftwf_execute(impl_->plan);
-#else
-  kiss_fft(impl_->cfg, impl_->in.data(), impl_->out.data());
+  for (int which = 0; which < 2; ++which) {
+    for (int i = 0; i < n_; ++i) impl_->frame[i] = input_[2 * i + which];
+    kiss_fftr(impl_->cfg, impl_->frame.data(), impl_->out.data());
+    float* p = which == 0 ? power_a : power_b;
+    const kiss_fft_cpx* o = impl_->out.data();
+    for (int k = 0; k <= n_ / 2; ++k) p[k] = o[k].r * o[k].r + o[k].i * o[k].i;
+  }
+}
 #endif
+
+#ifdef DLPREP_AUDIO_FFTW
+void RealFftPair::PowerSpectra(float* power_a, float* power_b) {
+  fftwf_execute(impl_->plan);
   const float* z = output_;
   const int half = n_ / 2;
   // k = 0 and k = n/2: Z[n-k] is Z[k] itself, so A = Re Z and B = Im Z.
@@ -184,6 +194,7 @@ void RealFftPair::PowerSpectra(float* power_a, float* power_b) {
     power_b[k] = 0.25f * (br * br + bi * bi);
   }
 }
+#endif
 
 std::string ValidateSpectrogramOptions(const SpectrogramOptions& o) {
   auto s = [](double v) { return std::to_string(v); };

@@ -49,7 +49,8 @@ class MelFilterbank {
 /// Power spectra of two real frames of n samples at once: one complex FFT of
 /// z = a + i*b, from which A[k] = (Z[k] + conj(Z[n-k])) / 2 and
 /// B[k] = (Z[k] - conj(Z[n-k])) / 2i. With FFTW's estimated plans a complex transform
-/// of n points costs about a third of two real ones (bench/audio_fft_benchmark.cc).
+/// of n points costs less than two real ones (bench/audio_fft_benchmark.cc); the
+/// KissFFT build, whose real transform is the faster, transforms each frame alone.
 /// The backend is chosen at build time: FFTW3 single precision by default (GPL), or
 /// KissFFT (BSD-3) with -DDLPREP_AUDIO_FFTW=OFF. Not thread-safe: one instance per
 /// thread. Creating an FFTW plan is serialized process-wide with a mutex (the FFTW
