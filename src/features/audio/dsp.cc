@@ -117,27 +117,30 @@ std::mutex& PlanMutex() {
 }  // namespace
 
 struct RealFftPair::Impl {
-  fftwf_complex* in = nullptr;
-  fftwf_complex* out = nullptr;
+  float* buf = nullptr;  // 4n floats: input re, input im, output re, output im
   fftwf_plan plan = nullptr;
 };
 
 RealFftPair::RealFftPair(int n) : n_(n), impl_(std::make_unique<Impl>()) {
   std::lock_guard<std::mutex> lock(PlanMutex());  // the FFTW planner is not thread-safe
-  impl_->in = fftwf_alloc_complex(n);
-  impl_->out = fftwf_alloc_complex(n);
-  // FFTW_ESTIMATE: the same plan every time, so results never depend on timing.
-  impl_->plan = fftwf_plan_dft_1d(n, impl_->in, impl_->out, FFTW_FORWARD, FFTW_ESTIMATE);
-  input_ = reinterpret_cast<float*>(impl_->in);
-  output_ = reinterpret_cast<const float*>(impl_->out);
-  std::memset(input_, 0, sizeof(float) * 2 * n);
+  impl_->buf = fftwf_alloc_real(4 * static_cast<size_t>(n));
+  float* b = impl_->buf;
+  // Split arrays (FFTW's guru interface): the frames go in as the real and imaginary
+  // parts, contiguous, and Z[n-k] is read backwards from contiguous arrays; both loops
+  // vectorize. FFTW_ESTIMATE: the same plan every time, so results never depend on
+  // timing.
+  fftw_iodim dim{n, 1, 1};
+  impl_->plan = fftwf_plan_guru_split_dft(1, &dim, 0, nullptr, b, b + n, b + 2 * n, b + 3 * n,
+                                          FFTW_ESTIMATE);
+  input_a_ = b;
+  input_b_ = b + n;
+  std::memset(b, 0, sizeof(float) * 4 * n);
 }
 
 RealFftPair::~RealFftPair() {
   std::lock_guard<std::mutex> lock(PlanMutex());
   fftwf_destroy_plan(impl_->plan);
-  fftwf_free(impl_->out);
-  fftwf_free(impl_->in);
+  fftwf_free(impl_->buf);
 }
 
 const char* RealFftPair::backend() { return "fftw3f"; }
@@ -148,16 +151,16 @@ const char* RealFftPair::backend() { return "fftw3f"; }
 // KissFFT build runs kiss_fftr on each frame instead of pairing them.
 struct RealFftPair::Impl {
   kiss_fftr_cfg cfg = nullptr;
-  std::vector<float> in, frame;
+  std::vector<float> in;
   std::vector<kiss_fft_cpx> out;
 };
 
 RealFftPair::RealFftPair(int n) : n_(n), impl_(std::make_unique<Impl>()) {
   impl_->cfg = kiss_fftr_alloc(n, 0, nullptr, nullptr);
-  impl_->in.assign(2 * n, 0.0f);
-  impl_->frame.assign(n, 0.0f);
+  impl_->in.assign(2 * static_cast<size_t>(n), 0.0f);
   impl_->out.resize(n / 2 + 1);
-  input_ = impl_->in.data();
+  input_a_ = impl_->in.data();
+  input_b_ = impl_->in.data() + n;
 }
 
 RealFftPair::~RealFftPair() { kiss_fftr_free(impl_->cfg); }
@@ -166,8 +169,7 @@ const char* RealFftPair::backend() { return "kissfft"; }
 
 void RealFftPair::PowerSpectra(float* power_a, float* power_b) {
   for (int which = 0; which < 2; ++which) {
-    for (int i = 0; i < n_; ++i) impl_->frame[i] = input_[2 * i + which];
-    kiss_fftr(impl_->cfg, impl_->frame.data(), impl_->out.data());
+    kiss_fftr(impl_->cfg, which == 0 ? input_a_ : input_b_, impl_->out.data());
     float* p = which == 0 ? power_a : power_b;
     const kiss_fft_cpx* o = impl_->out.data();
     for (int k = 0; k <= n_ / 2; ++k) p[k] = o[k].r * o[k].r + o[k].i * o[k].i;
@@ -178,17 +180,16 @@ void RealFftPair::PowerSpectra(float* power_a, float* power_b) {
 #ifdef DLPREP_AUDIO_FFTW
 void RealFftPair::PowerSpectra(float* power_a, float* power_b) {
   fftwf_execute(impl_->plan);
-  const float* z = output_;
+  const float* __restrict re = impl_->buf + 2 * n_;
+  const float* __restrict im = impl_->buf + 3 * n_;
   const int half = n_ / 2;
   // k = 0 and k = n/2: Z[n-k] is Z[k] itself, so A = Re Z and B = Im Z.
   for (int k : {0, half}) {
-    power_a[k] = z[2 * k] * z[2 * k];
-    power_b[k] = z[2 * k + 1] * z[2 * k + 1];
+    power_a[k] = re[k] * re[k];
+    power_b[k] = im[k] * im[k];
   }
-  // 0 < k < n/2: Z[k] and Z[n-k].
   for (int k = 1; k < half; ++k) {
-    const float xr = z[2 * k], xi = z[2 * k + 1];
-    const float yr = z[2 * (n_ - k)], yi = z[2 * (n_ - k) + 1];
+    const float xr = re[k], xi = im[k], yr = re[n_ - k], yi = im[n_ - k];
     const float ar = xr + yr, ai = xi - yi, br = xr - yr, bi = xi + yi;
     power_a[k] = 0.25f * (ar * ar + ai * ai);
     power_b[k] = 0.25f * (br * br + bi * bi);
@@ -299,23 +300,19 @@ void LogMelExtractor::Compute(const float* samples, int64_t n, float* log_mel, f
 
   // Frames go through the FFT two at a time (the second of an odd last pair is zeros,
   // and its spectrum unused). Outside [window_begin, window_end) the input stays zero.
-  float* in = fft_.interleaved();
+  float* ina = fft_.input_a();
+  float* inb = fft_.input_b();
   const float* w = t.window.data();
   const int wb = t.window_begin, we = t.window_end;
   for (int64_t f = 0; f < frames; f += 2) {
     const float* xa = padded_.data() + f * hop;
     const bool pair = f + 1 < frames;
+    for (int i = wb; i < we; ++i) ina[i] = xa[i] * w[i];
     if (pair) {
       const float* xb = xa + hop;
-      for (int i = wb; i < we; ++i) {
-        in[2 * i] = xa[i] * w[i];
-        in[2 * i + 1] = xb[i] * w[i];
-      }
+      for (int i = wb; i < we; ++i) inb[i] = xb[i] * w[i];
     } else {
-      for (int i = wb; i < we; ++i) {
-        in[2 * i] = xa[i] * w[i];
-        in[2 * i + 1] = 0.0f;
-      }
+      std::fill(inb + wb, inb + we, 0.0f);
     }
     fft_.PowerSpectra(power_a_.data(), power_b_.data());
     t.mel.Apply(power_a_.data(), log_mel + f * nm);

@@ -64,9 +64,10 @@ class RealFftPair {
   RealFftPair& operator=(const RealFftPair&) = delete;
 
   int size() const { return n_; }
-  /// 2n floats, the two frames interleaved: a[0], b[0], a[1], b[1], ... Zero after
-  /// construction; values written stay until overwritten.
-  float* interleaved() { return input_; }
+  /// The two frames, n floats each. Zero after construction; values written stay until
+  /// overwritten.
+  float* input_a() { return input_a_; }
+  float* input_b() { return input_b_; }
   /// |A[k]|^2 and |B[k]|^2 for k in [0, n/2] (n/2 + 1 values each).
   void PowerSpectra(float* power_a, float* power_b);
   /// Name of the backend ("fftw3f" or "kissfft").
@@ -75,8 +76,8 @@ class RealFftPair {
  private:
   struct Impl;
   int n_;
-  float* input_ = nullptr;
-  const float* output_ = nullptr;  // n complex values, interleaved re, im
+  float* input_a_ = nullptr;
+  float* input_b_ = nullptr;
   std::unique_ptr<Impl> impl_;
 };
 

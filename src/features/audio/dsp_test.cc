@@ -85,10 +85,11 @@ TEST(MelFilterbank, ApplyIsTheDenseProduct) {
 TEST(RealFftPair, CosinesAtBinsAndParsevalForBothFrames) {
   const int n = 512;
   RealFftPair fft(n);
-  float* in = fft.interleaved();
+  float* a = fft.input_a();
+  float* b = fft.input_b();
   for (int i = 0; i < n; ++i) {
-    in[2 * i] = static_cast<float>(std::cos(2 * kPi * 5 * i / n));             // frame a
-    in[2 * i + 1] = static_cast<float>(0.5 * std::sin(2 * kPi * 40 * i / n));  // frame b
+    a[i] = static_cast<float>(std::cos(2 * kPi * 5 * i / n));
+    b[i] = static_cast<float>(0.5 * std::sin(2 * kPi * 40 * i / n));
   }
   std::vector<float> pa(n / 2 + 1), pb(n / 2 + 1);
   fft.PowerSpectra(pa.data(), pb.data());
@@ -107,10 +108,10 @@ TEST(RealFftPair, CosinesAtBinsAndParsevalForBothFrames) {
   std::normal_distribution<float> g;
   double ea = 0, eb = 0;
   for (int i = 0; i < n; ++i) {
-    in[2 * i] = g(rng);
-    in[2 * i + 1] = 3 * g(rng);
-    ea += in[2 * i] * in[2 * i];
-    eb += in[2 * i + 1] * in[2 * i + 1];
+    a[i] = g(rng);
+    b[i] = 3 * g(rng);
+    ea += a[i] * a[i];
+    eb += b[i] * b[i];
   }
   fft.PowerSpectra(pa.data(), pb.data());
   double sa = pa[0] + pa[n / 2], sb = pb[0] + pb[n / 2];
