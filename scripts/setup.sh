@@ -11,6 +11,7 @@ APT_PACKAGES=(
   libgtest-dev libgmock-dev libbenchmark-dev
   libcli11-dev libyaml-cpp-dev nlohmann-json3-dev zlib1g-dev
   libcurl4-openssl-dev libsimdjson-dev libssl-dev
+  libsndfile1-dev libsoxr-dev libfftw3-dev libkissfft-dev espeak-ng
 )
 PY_REQUIREMENTS="$root/scripts/requirements.txt"
 
