@@ -20,5 +20,10 @@ void AddFilesCommand(CLI::App* root, std::vector<Command>* commands);
 void AddGenCommand(CLI::App* root, std::vector<Command>* commands);
 void AddWindowsCommand(CLI::App* root, std::vector<Command>* commands);
 void AddRunCommand(CLI::App* root, std::vector<Command>* commands);
+void AddScoreCommand(CLI::App* root, std::vector<Command>* commands);
+
+/// Registers the pipeline-file step `score`: the TorchScript backend's step, or, in a
+/// build without libtorch, a step that fails saying so.
+arrow::Status RegisterScoreStep();
 
 }  // namespace dlprep::cli

@@ -39,6 +39,8 @@ arrow::Status RunPipelineFile(const PipelineFileFlags& f) {
   };
   arrow::Status registered = features::RegisterFeatureSteps();
   if (!registered.ok() && !registered.IsAlreadyExists()) return finish(registered);
+  registered = RegisterScoreStep();
+  if (!registered.ok() && !registered.IsAlreadyExists()) return finish(registered);
   auto loaded = exec::LoadPipelineFile(f.pipeline);
   if (!loaded.ok()) return finish(loaded.status());
   exec::PipelineFile file = *std::move(loaded);
@@ -129,7 +131,9 @@ void AddRunCommand(CLI::App* root, std::vector<Command>* commands) {
       "  sink: {format: tfrecord, path: out/tfr, compression: gzip, shards: 4}\n"
       "Steps: select {columns}, rename {columns: {old: new}}, cast {columns: {x: float32}},\n"
       "filter {expr}, regex_extract {column, pattern, output, on_mismatch: null|error},\n"
-      "split {key, fractions, seed, output}, join {source, on, max_bytes}.\n"
+      "split {key, fractions, seed, output}, join {source, on, max_bytes},\n"
+      "windows {...} (see dlprep windows), score {model, columns, shapes, batch_size,\n"
+      "argmax, softmax, output_names, keep, device, threads_per_worker}.\n"
       "Relative paths are relative to the pipeline file's folder.\n\n"
       "Examples:\n"
       "  dlprep run examples/pipelines/labels.yaml --workers 4 --stats stats.json\n"

@@ -1,0 +1,115 @@
+"""dlprep score vs the scalar-iterator pandas UDF pattern (issue 6, benchmark b).
+
+Same TorchScript model (an MLP over [40, 32] inputs, 1280 -> 256 -> 10, made with
+Debian's torch 1.13), same Parquet input, same output (scores + prediction as Parquet),
+same thread budget: dlprep with --workers W --threads-per-worker 1 against the UDF
+pattern (bench/torch/pandas_udf_score.py) with torch.set_num_threads(W), for W = 1, 2.
+Both times are whole processes: reading the input, the model, writing Parquet. Outputs
+are compared value by value. Prints medians and ratios.
+
+The UDF side needs torch + pyarrow + pandas in one Python; Debian's torch is in
+/usr/bin/python3, pyarrow only in pip, so this script makes .venv-torch
+(python3 -m venv --system-site-packages, plus scripts/requirements-torch-bench.txt).
+
+    .venv/bin/python bench/score_vs_pandas_udf.py --build build [--rows 65536]
+"""
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+ROOT = Path(__file__).resolve().parents[1]
+VENV = ROOT / ".venv-torch"
+
+
+def torch_venv():
+    py = VENV / "bin" / "python"
+    req = ROOT / "scripts" / "requirements-torch-bench.txt"
+    stamp = VENV / ".requirements"
+    if not py.exists():
+        subprocess.run(["/usr/bin/python3", "-m", "venv", "--system-site-packages", str(VENV)],
+                       check=True)
+    if not stamp.exists() or stamp.read_text() != req.read_text():
+        subprocess.run([str(py), "-m", "pip", "install", "-q", "-r", str(req)], check=True)
+        stamp.write_text(req.read_text())
+    return str(py)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--build", default="build")
+    ap.add_argument("--rows", type=int, default=65536)
+    ap.add_argument("--batch-size", type=int, default=256)
+    ap.add_argument("--repeats", type=int, default=3)
+    args = ap.parse_args()
+    dlprep = str(Path(args.build).resolve() / "dlprep")
+    py = torch_venv()
+    tmp = Path(tempfile.mkdtemp(prefix="score_bench_"))
+    try:
+        model = tmp / "mlp.pt"
+        subprocess.run(["/usr/bin/python3", str(ROOT / "tests/python/torch_models.py"),
+                        "make", "mlp", str(model)], check=True)
+        rng = np.random.default_rng(0)
+        x = rng.standard_normal((args.rows, 1280), dtype=np.float32)
+        offsets = pa.array(np.arange(args.rows + 1, dtype=np.int32) * 1280)
+        col = pa.ListArray.from_arrays(offsets, pa.array(x.reshape(-1)))
+        schema = pa.schema([pa.field("id", pa.int64()),
+                            pa.field("x", col.type, metadata={"dlprep.shape": "[40,32]"})])
+        table = pa.Table.from_arrays([pa.array(np.arange(args.rows)), col], schema=schema)
+        (tmp / "in").mkdir()
+        inp = tmp / "in" / "part-0.parquet"
+        pq.write_table(table, inp, row_group_size=8192, compression="none")
+        print(f"score_vs_pandas_udf: {args.rows} rows of [40,32] float32 "
+              f"({inp.stat().st_size / 1e6:.0f} MB Parquet), batch {args.batch_size}, "
+              f"{args.repeats} repeats, {os.cpu_count()} cores")
+        for budget in (1, 2):
+            d_times, p_times = [], []
+            for rep in range(args.repeats):
+                out = tmp / f"d{budget}"
+                shutil.rmtree(out, ignore_errors=True)
+                t0 = time.perf_counter()
+                subprocess.run([dlprep, "score", "--model", str(model), "-i", str(inp),
+                                "--column", "x", "--batch-size", str(args.batch_size),
+                                "--argmax", "-o", str(out), "--format", "parquet",
+                                "--workers", str(budget), "--threads-per-worker", "1",
+                                "--quiet"], check=True)
+                d_times.append(time.perf_counter() - t0)
+                pout = tmp / f"p{budget}.parquet"
+                t0 = time.perf_counter()
+                r = subprocess.run([py, str(ROOT / "bench/torch/pandas_udf_score.py"),
+                                    "--model", str(model), "--input", str(inp),
+                                    "--output", str(pout), "--batch-size",
+                                    str(args.batch_size), "--threads", str(budget)],
+                                   check=True, capture_output=True, text=True)
+                p_times.append(time.perf_counter() - t0)
+            inner = json.loads(r.stdout.strip().splitlines()[-1])
+            d = pq.read_table(out)
+            p = pq.read_table(pout)
+            assert d.num_rows == p.num_rows == args.rows
+            assert d.column("id").equals(p.column("id"))
+            ds = np.asarray(d.column("scores").combine_chunks().flatten())
+            ps = np.asarray(p.column("scores").combine_chunks().flatten())
+            diff = float(np.max(np.abs(ds - ps)))
+            same_pred = d.column("prediction").equals(p.column("prediction"))
+            dm, pm = statistics.median(d_times), statistics.median(p_times)
+            print(f"  budget {budget} thread(s): dlprep {dm:.2f} s ({args.rows / dm:,.0f} rows/s, "
+                  f"{budget} worker(s) x 1 thread); pandas UDF {pm:.2f} s "
+                  f"({args.rows / pm:,.0f} rows/s; {inner['seconds']:.2f} s after Python "
+                  f"start-up); dlprep {pm / dm:.2f}x faster; max |diff| {diff:.2e}, "
+                  f"predictions {'identical' if same_pred else 'DIFFER'}")
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
