@@ -12,3 +12,10 @@ done
 TF_CPP_MIN_LOG_LEVEL=2 .venv/bin/python bench/tfrecord_write_vs_tf.py --build "$BUILD"
 .venv/bin/python bench/grouped_vs_pandas.py --build "$BUILD"
 .venv/bin/python bench/windows_vs_pandas.py --build "$BUILD"
+# TorchScript scoring (issue 6): only in a build with the backend (score_benchmark, the
+# engine-overhead benchmark, runs in the loop above).
+if "$BUILD/dlprep" score --help | grep -q "This build has no TorchScript backend"; then
+  echo "== score: skipped (this build has no TorchScript backend)"
+else
+  .venv/bin/python bench/score_vs_pandas_udf.py --build "$BUILD"
+fi

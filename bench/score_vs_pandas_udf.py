@@ -11,7 +11,7 @@ The UDF side needs torch + pyarrow + pandas in one Python; Debian's torch is in
 /usr/bin/python3, pyarrow only in pip, so this script makes .venv-torch
 (python3 -m venv --system-site-packages, plus scripts/requirements-torch-bench.txt).
 
-    .venv/bin/python bench/score_vs_pandas_udf.py --build build [--rows 65536]
+    .venv/bin/python bench/score_vs_pandas_udf.py --build build [--rows 16384]
 """
 import argparse
 import json
@@ -48,7 +48,7 @@ def torch_venv():
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--build", default="build")
-    ap.add_argument("--rows", type=int, default=65536)
+    ap.add_argument("--rows", type=int, default=16384)
     ap.add_argument("--batch-size", type=int, default=256)
     ap.add_argument("--repeats", type=int, default=3)
     args = ap.parse_args()

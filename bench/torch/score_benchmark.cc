@@ -72,7 +72,7 @@ std::string StrArg(int argc, char** argv, const char* name, const std::string& d
 }  // namespace
 
 int main(int argc, char** argv) {
-  const int64_t rows = Arg(argc, argv, "--rows", 32768);
+  const int64_t rows = Arg(argc, argv, "--rows", 8192);
   const int64_t batch = Arg(argc, argv, "--batch-size", 256);
   const int threads = static_cast<int>(Arg(argc, argv, "--threads", 1));
   const int repeats = static_cast<int>(Arg(argc, argv, "--repeats", 5));
@@ -127,28 +127,6 @@ def forward(self, x):
   at::set_num_threads(threads);
   torch::jit::Module module = torch::jit::load(model_path);
   module.eval();
-  std::vector<double> bare, engine;
-  double checksum_bare = 0, checksum_engine = 0;
-  for (int rep = 0; rep < repeats; ++rep) {
-    auto t0 = Clock::now();
-    double sum = 0;
-    {
-      c10::InferenceMode guard;
-      for (int64_t first = 0; first < rows; first += batch) {
-        const int64_t n = std::min(batch, rows - first);
-        auto x = torch::from_blob(data.data() + first * row_size,
-                                  {n, row_shape[0], row_shape[1]}, torch::kFloat32);
-        auto y = module.forward({x}).toTensor().contiguous();
-        std::vector<float> out(y.data_ptr<float>(), y.data_ptr<float>() + y.numel());
-        auto pred = y.argmax(1);
-        sum += out[0] + static_cast<double>(pred[0].item<int64_t>());
-      }
-    }
-    bare.push_back(std::chrono::duration<double>(Clock::now() - t0).count());
-    checksum_bare = sum;
-  }
-
-  // The engine: source -> score -> collected output, one worker.
   dlprep::infer::ScoreOptions o;
   o.model = model_path;
   o.columns = {"x"};
@@ -160,8 +138,27 @@ def forward(self, x):
     std::fprintf(stderr, "%s\n", factory.status().ToString().c_str());
     return 1;
   }
+  // Bare and engine runs alternate, so load from other processes hits both alike.
+  std::vector<double> bare, engine;
+  double checksum_engine = 0;
   for (int rep = 0; rep < repeats; ++rep) {
     auto t0 = Clock::now();
+    {
+      c10::InferenceMode guard;
+      for (int64_t first = 0; first < rows; first += batch) {
+        const int64_t n = std::min(batch, rows - first);
+        auto x = torch::from_blob(data.data() + first * row_size,
+                                  {n, row_shape[0], row_shape[1]}, torch::kFloat32);
+        auto y = module.forward({x}).toTensor().contiguous();
+        std::vector<float> out(y.data_ptr<float>(), y.data_ptr<float>() + y.numel());
+        auto pred = y.argmax(1);
+        std::vector<int64_t> preds(pred.data_ptr<int64_t>(),
+                                   pred.data_ptr<int64_t>() + pred.numel());
+      }
+    }
+    bare.push_back(std::chrono::duration<double>(Clock::now() - t0).count());
+    // The engine: source -> score -> collected output, one worker.
+    t0 = Clock::now();
     auto table = dlprep::Pipeline::Read(source).MapStateful(*factory).Collect({.workers = 1});
     engine.push_back(std::chrono::duration<double>(Clock::now() - t0).count());
     if (!table.ok()) {
@@ -177,7 +174,7 @@ def forward(self, x):
               checksum_engine);
   std::printf("  bare libtorch loop: median %.3f s (%.0f rows/s)\n", b, rows / b);
   std::printf("  dlprep engine:      median %.3f s (%.0f rows/s)\n", e, rows / e);
-  std::printf("  engine / bare = %.3f (overhead %.1f%%; goal <= 5%%)%s\n", e / b,
-              100.0 * (e / b - 1.0), checksum_bare == 0 ? " " : "");
+  std::printf("  engine / bare = %.3f (overhead %.1f%%; goal <= 5%%)\n", e / b,
+              100.0 * (e / b - 1.0));
   return 0;
 }

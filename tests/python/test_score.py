@@ -319,6 +319,14 @@ def test_job_errors_before_any_output(dlprep, torch_env):
     state = tmp / "state_dict.pt"
     torch_py("make", "state_dict", state)
     assert "torch.save() checkpoint, not TorchScript" in fails(state)
+    # Files from a newer PyTorch: a file-format version above 10, or an operator that
+    # libtorch 1.13 does not have.
+    msg = fails(make_model(tmp, "future_version"))
+    assert "version 11, but the maximum supported version for reading is 10" in msg
+    assert "written by a PyTorch newer than this libtorch" in msg
+    msg = fails(make_model(tmp, "future_op"))
+    assert "Unknown builtin op: aten::scaled_dot_product_attention" in msg
+    assert "newer PyTorch" in msg
     msg = fails(make_model(tmp, "rank4"))
     assert "does not accept inputs of the declared shape ('x' [2,8,4]" in msg
     msg = fails(make_model(tmp, "wide"))

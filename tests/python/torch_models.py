@@ -11,6 +11,7 @@ scores_<i> for a tuple) in output order, and OUT_DIR/names.txt listing them.
 """
 import os
 import sys
+import zipfile
 
 import numpy as np
 import torch
@@ -132,9 +133,36 @@ KINDS = {"linear": Linear, "conv": Conv, "two_inputs": TwoInputs, "tuple": Tuple
          "list_out": ListOut, "mlp": Mlp}
 
 
+def rewrite(out, edit):
+    """Saves Linear as TorchScript to `out`, with edit(name, data) applied to each
+    record of the archive: how files written by a newer PyTorch look to torch 1.13."""
+    tmp = out + ".tmp"
+    torch.jit.script(Linear().eval()).save(tmp)
+    with zipfile.ZipFile(tmp) as src, zipfile.ZipFile(out, "w") as dst:
+        for info in src.infolist():
+            dst.writestr(info.filename, edit(info.filename, src.read(info.filename)))
+    os.remove(tmp)
+
+
 def make(kind, out):
     if kind == "state_dict":
         torch.save(Linear().state_dict(), out)
+        return
+    if kind == "future_version":
+        # The archive's file-format version record says 11; libtorch 1.13 reads 1..10.
+        rewrite(out, lambda name, data: b"11\n" if name.endswith("/version") else data)
+        return
+    if kind == "future_op":
+        # Version 3 (as most files from any torch), but calling an operator that came
+        # with torch 2.0 (F.scaled_dot_product_attention).
+        def edit(name, data):
+            if name.endswith("code/__torch__.py"):
+                return data.replace(
+                    b"return (fc).forward(torch.flatten(x, 1), )",
+                    b"y = torch.scaled_dot_product_attention(x, x, x)\n"
+                    b"    return (fc).forward(torch.flatten(y, 1), )")
+            return data
+        rewrite(out, edit)
         return
     m = KINDS[kind]().eval()
     torch.jit.script(m).save(out)

@@ -515,8 +515,10 @@ class ScoreOperator : public StatefulOperator {
       if (k < out_values_.size()) values.swap(out_values_[k]);
       std::vector<int32_t> offsets(n + 1);
       for (int64_t r = 0; r <= n; ++r) offsets[r] = static_cast<int32_t>(r * size);
+      // The length first: the vector is moved into the buffer below.
+      const int64_t num_values = static_cast<int64_t>(values.size());
       auto value_array = std::make_shared<arrow::FloatArray>(
-          static_cast<int64_t>(values.size()), arrow::Buffer::FromVector(std::move(values)));
+          num_values, arrow::Buffer::FromVector(std::move(values)));
       auto list = std::make_shared<arrow::ListArray>(
           arrow::list(arrow::float32()), n, arrow::Buffer::FromVector(std::move(offsets)),
           value_array);

@@ -118,6 +118,7 @@ TEST(ScoreTest, OpenCountIsWorkersNotBatchesAndOrderIsKept) {
     EXPECT_EQ(stats.stages[1].batches_in, 30);
     EXPECT_GE(stats.stages[1].opens, 1);
     EXPECT_LE(stats.stages[1].opens, workers);
+    ASSERT_OK(table->ValidateFull());
     ASSERT_OK_AND_ASSIGN(auto b, table->CombineChunksToBatch());
     auto ids = std::static_pointer_cast<arrow::Int64Array>(b->GetColumnByName("id"));
     const float* s = Scores(*b);

@@ -107,6 +107,12 @@ arrow::Result<std::unique_ptr<TorchModel>> TorchModel::Load(const std::string& p
              "torch.jit.script(model).save(path))";
     } else if (msg.find("version") != std::string::npos) {
       hint = " (written by a PyTorch newer than this libtorch " + TorchVersion() + ")";
+    } else if (msg.find("Unknown builtin op") != std::string::npos ||
+               msg.find("Unknown type name") != std::string::npos) {
+      hint = " (an operator or type this libtorch " + TorchVersion() +
+             " does not have: the model was probably exported by a newer PyTorch; "
+             "export it with PyTorch " + TorchVersion() + " or build dlprep against a "
+             "newer libtorch)";
     }
     return arrow::Status::Invalid("model file '", path,
                                   "' could not be loaded as TorchScript: ", msg, hint);
