@@ -1,9 +1,14 @@
-// `dlprep score`: batch inference with a TorchScript model (issue 6). Built with the
-// TorchScript backend when CMake found libtorch (DLPREP_HAVE_TORCH); without it the
-// command and the `score` pipeline step exist and say that this build has no libtorch.
+// `dlprep score`: batch inference with a TorchScript model (issue 6). The backend is a
+// plugin, libdlprep_torch.so, loaded on first use (see infer::TorchBackendApi), built
+// when CMake found libtorch (DLPREP_HAVE_TORCH); without it the command and the `score`
+// pipeline step exist and say that this build has no libtorch.
+#include <dlfcn.h>
+
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <thread>
 
@@ -15,9 +20,7 @@
 #include "core/units.h"
 #include "exec/error_sink.h"
 #include "exec/pipeline_file.h"
-#ifdef DLPREP_HAVE_TORCH
 #include "infer/torchscript/score.h"
-#endif
 
 namespace dlprep::cli {
 
@@ -48,18 +51,60 @@ struct ScoreFlags {
   std::string errors_path;
 };
 
-#ifdef DLPREP_HAVE_TORCH
+// The backend's function table, loading the plugin on the first call. Thread-safe.
+arrow::Result<const infer::TorchBackendApi*> TorchBackend() {
+#ifndef DLPREP_HAVE_TORCH
+  return arrow::Status::NotImplemented(kNoTorch);
+#else
+  static std::mutex mu;
+  static const infer::TorchBackendApi* api = nullptr;
+  std::lock_guard<std::mutex> lock(mu);
+  if (api != nullptr) return api;
+  namespace fs = std::filesystem;
+  std::vector<std::string> candidates;
+  if (const char* env = std::getenv("DLPREP_TORCH_BACKEND")) candidates.push_back(env);
+  std::error_code ec;
+  fs::path exe_dir = fs::read_symlink("/proc/self/exe", ec).parent_path();
+  candidates.push_back((exe_dir / "libdlprep_torch.so").string());
+  candidates.push_back((exe_dir / ".." / "lib" / "libdlprep_torch.so").string());
+  std::string looked;
+  for (const auto& path : candidates) {
+    if (!fs::exists(path, ec)) {
+      looked += (looked.empty() ? "" : ", ") + path;
+      continue;
+    }
+    void* handle = dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL);
+    if (handle == nullptr) {
+      return arrow::Status::IOError("the TorchScript backend '", path,
+                                    "' could not be loaded: ", dlerror());
+    }
+    using Entry = const infer::TorchBackendApi* (*)();
+    auto entry = reinterpret_cast<Entry>(dlsym(handle, "dlprep_torch_backend_v1"));
+    if (entry == nullptr) {
+      return arrow::Status::IOError("'", path, "' is not a dlprep TorchScript backend (no "
+                                    "dlprep_torch_backend_v1)");
+    }
+    api = entry();
+    return api;
+  }
+  return arrow::Status::IOError(
+      "the TorchScript backend libdlprep_torch.so was not found (looked for ", looked,
+      "); it is built beside the dlprep binary and installed into lib/, or set "
+      "DLPREP_TORCH_BACKEND to its path");
+#endif
+}
 
 std::string Absolute(const std::string& path) {
   return std::filesystem::absolute(path).lexically_normal().string();
 }
 
-arrow::Result<infer::ScoreOptions> MakeScoreOptions(const ScoreFlags& f) {
+arrow::Result<infer::ScoreOptions> MakeScoreOptions(const ScoreFlags& f,
+                                                    const infer::TorchBackendApi& api) {
   infer::ScoreOptions o;
   o.model = f.model;
   o.columns = f.columns;
   for (const auto& s : f.shapes) {
-    ARROW_ASSIGN_OR_RAISE(auto shape, infer::ParseShape(s, "--shape"));
+    ARROW_ASSIGN_OR_RAISE(auto shape, api.parse_shape(s, "--shape"));
     o.shapes.push_back(shape);
   }
   o.batch_size = f.batch_size;
@@ -106,9 +151,10 @@ arrow::Result<std::string> PipelineFileText(const ScoreFlags& f,
 
 arrow::Status RunScore(const ScoreFlags& f) {
   nlohmann::json stats = {{"command", "score"}, {"model", f.model}};
-  ARROW_ASSIGN_OR_RAISE(infer::ScoreOptions o, MakeScoreOptions(f));
+  ARROW_ASSIGN_OR_RAISE(const infer::TorchBackendApi* api, TorchBackend());
+  ARROW_ASSIGN_OR_RAISE(infer::ScoreOptions o, MakeScoreOptions(f, *api));
   ARROW_ASSIGN_OR_RAISE(auto source, OpenInput(f.input));
-  ARROW_ASSIGN_OR_RAISE(auto factory, infer::MakeScoreFactory(o));
+  ARROW_ASSIGN_OR_RAISE(auto factory, api->make_score_factory(o));
   ARROW_ASSIGN_OR_RAISE(auto wopts, MakeWriteOptions(f.output));
   Pipeline pipeline = Pipeline::Read(source);
   pipeline.MapStateful(factory).Write(wopts);
@@ -148,7 +194,7 @@ arrow::Status RunScore(const ScoreFlags& f) {
                     : std::max(1, static_cast<int>(std::thread::hardware_concurrency()) /
                                       std::max(1, workers));
   stats["run"] = nlohmann::json::parse(result->ToJson());
-  stats["backend"] = infer::TorchBackendDescription();
+  stats["backend"] = api->description();
   stats["threads_per_worker"] = threads;
   stats["rows_scored"] = result->rows_written;
   stats["row_errors"] = result->row_errors;
@@ -160,7 +206,7 @@ arrow::Status RunScore(const ScoreFlags& f) {
                  static_cast<long long>(result->rows_written), f.output.output_dir.c_str(),
                  result->wall_seconds,
                  result->wall_seconds > 0 ? result->rows_written / result->wall_seconds : 0.0,
-                 workers, threads, infer::TorchBackendDescription().c_str(),
+                 workers, threads, api->description().c_str(),
                  result->row_errors > 0
                      ? (", " + std::to_string(result->row_errors) + " row error(s)").c_str()
                      : "");
@@ -171,22 +217,45 @@ arrow::Status RunScore(const ScoreFlags& f) {
   return WriteStats(f.common.stats_path, stats.dump(2));
 }
 
-#else
-
-arrow::Status RunScore(const ScoreFlags&) { return arrow::Status::NotImplemented(kNoTorch); }
-
-#endif
-
 }  // namespace
 
 arrow::Status RegisterScoreStep() {
-#ifdef DLPREP_HAVE_TORCH
-  return infer::RegisterScoreSteps();
-#else
+  // The plugin loads when a pipeline file uses the step, not when it is registered.
   return exec::RegisterStep("score", [](exec::ConfigNode* o) -> arrow::Result<PipelineStep> {
-    return o->OptionError("model", std::string("step 'score' is unavailable: ") + kNoTorch);
+    auto backend = TorchBackend();
+    if (!backend.ok()) {
+      return o->OptionError("model", "step 'score' is unavailable: " +
+                                         backend.status().message());
+    }
+    const infer::TorchBackendApi& api = **backend;
+    infer::ScoreOptions s;
+    ARROW_ASSIGN_OR_RAISE(std::string model, o->GetString("model"));
+    s.model = o->ResolvePath(model);
+    ARROW_ASSIGN_OR_RAISE(s.columns, o->GetStringList("columns"));
+    ARROW_ASSIGN_OR_RAISE(auto shapes, o->GetStringList("shapes", {}));
+    for (const auto& text : shapes) {
+      auto shape = api.parse_shape(text, "shapes");
+      if (!shape.ok()) return o->OptionError("shapes", shape.status().message());
+      s.shapes.push_back(*shape);
+    }
+    ARROW_ASSIGN_OR_RAISE(s.batch_size, o->GetInt("batch_size", 256));
+    ARROW_ASSIGN_OR_RAISE(s.argmax, o->GetBool("argmax", false));
+    ARROW_ASSIGN_OR_RAISE(s.softmax, o->GetBool("softmax", false));
+    ARROW_ASSIGN_OR_RAISE(s.output_names, o->GetStringList("output_names", {}));
+    if (o->Has("keep")) {
+      s.keep_all = false;
+      ARROW_ASSIGN_OR_RAISE(s.keep, o->GetStringList("keep"));
+    }
+    ARROW_ASSIGN_OR_RAISE(s.device, o->GetString("device", "cpu"));
+    ARROW_ASSIGN_OR_RAISE(int64_t threads, o->GetInt("threads_per_worker", 0));
+    s.threads_per_worker = static_cast<int>(threads);
+    auto factory = api.make_score_factory(s);
+    if (!factory.ok()) return o->OptionError("model", factory.status().message());
+    PipelineStep step;
+    step.kind = PipelineStep::Kind::kStateful;
+    step.stateful = *std::move(factory);
+    return step;
   });
-#endif
 }
 
 void AddScoreCommand(CLI::App* root, std::vector<Command>* commands) {

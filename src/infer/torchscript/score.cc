@@ -11,9 +11,7 @@
 #include <arrow/api.h>
 #include <arrow/array/concatenate.h>
 #include <arrow/compute/api.h>
-#include <nlohmann/json.hpp>
 
-#include "exec/pipeline_file.h"
 #include "infer/torchscript/torch_model.h"
 
 namespace dlprep::infer {
@@ -608,36 +606,11 @@ std::string TorchBackendDescription() {
   return "libtorch " + TorchVersion() + (TorchHasCuda() ? " (CUDA)" : " (CPU only)");
 }
 
-arrow::Status RegisterScoreSteps() {
-  return exec::RegisterStep("score", [](exec::ConfigNode* o) -> arrow::Result<PipelineStep> {
-    ScoreOptions s;
-    ARROW_ASSIGN_OR_RAISE(std::string model, o->GetString("model"));
-    s.model = o->ResolvePath(model);
-    ARROW_ASSIGN_OR_RAISE(s.columns, o->GetStringList("columns"));
-    ARROW_ASSIGN_OR_RAISE(auto shapes, o->GetStringList("shapes", {}));
-    for (const auto& text : shapes) {
-      auto shape = ParseShape(text, "shapes");
-      if (!shape.ok()) return o->OptionError("shapes", shape.status().message());
-      s.shapes.push_back(*shape);
-    }
-    ARROW_ASSIGN_OR_RAISE(s.batch_size, o->GetInt("batch_size", 256));
-    ARROW_ASSIGN_OR_RAISE(s.argmax, o->GetBool("argmax", false));
-    ARROW_ASSIGN_OR_RAISE(s.softmax, o->GetBool("softmax", false));
-    ARROW_ASSIGN_OR_RAISE(s.output_names, o->GetStringList("output_names", {}));
-    if (o->Has("keep")) {
-      s.keep_all = false;
-      ARROW_ASSIGN_OR_RAISE(s.keep, o->GetStringList("keep"));
-    }
-    ARROW_ASSIGN_OR_RAISE(s.device, o->GetString("device", "cpu"));
-    ARROW_ASSIGN_OR_RAISE(int64_t threads, o->GetInt("threads_per_worker", 0));
-    s.threads_per_worker = static_cast<int>(threads);
-    auto factory = MakeScoreFactory(s);
-    if (!factory.ok()) return o->OptionError("model", factory.status().message());
-    PipelineStep step;
-    step.kind = PipelineStep::Kind::kStateful;
-    step.stateful = *std::move(factory);
-    return step;
-  });
-}
-
 }  // namespace dlprep::infer
+
+extern "C" const dlprep::infer::TorchBackendApi* dlprep_torch_backend_v1() {
+  static const dlprep::infer::TorchBackendApi api = {
+      &dlprep::infer::ParseShape, &dlprep::infer::MakeScoreFactory,
+      &dlprep::infer::TorchBackendDescription};
+  return &api;
+}

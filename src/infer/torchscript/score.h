@@ -63,11 +63,22 @@ arrow::Result<std::vector<int64_t>> ParseShape(const std::string& text,
 /// Process() may hold rows back to fill a batch; Flush() scores them.
 arrow::Result<StatefulOperatorFactory> MakeScoreFactory(const ScoreOptions& options);
 
-/// Registers the pipeline-file step `score` {model, columns, shapes, batch_size,
-/// argmax, softmax, output_names, keep, device, threads_per_worker}. Call once.
-arrow::Status RegisterScoreSteps();
-
 /// "libtorch 1.13.0 (CPU only)" or "libtorch 2.4.0 (CUDA)".
 std::string TorchBackendDescription();
 
+/// The backend as the `dlprep` CLI sees it. libtorch (Debian's with its ~300 shared
+/// libraries) takes most of a second to load, so the CLI does not link it: the backend
+/// is also built as a plugin, libdlprep_torch.so, that `dlprep score` and the `score`
+/// step dlopen() when they are used; this table is what the plugin exports (as
+/// dlprep_torch_backend_v1()). Tests and benchmarks link the backend directly.
+struct TorchBackendApi {
+  arrow::Result<std::vector<int64_t>> (*parse_shape)(const std::string& text,
+                                                     const std::string& option);
+  arrow::Result<StatefulOperatorFactory> (*make_score_factory)(const ScoreOptions& options);
+  std::string (*description)();
+};
+
 }  // namespace dlprep::infer
+
+/// The plugin's entry point: the backend's function table (static storage).
+extern "C" const dlprep::infer::TorchBackendApi* dlprep_torch_backend_v1();
