@@ -392,3 +392,33 @@ sink: {{format: parquet, path: pf_out}}
     r = dlprep("run", pf, check=False)
     assert r.returncode == 1
     assert "score.yaml" in r.stderr and "nope.pt' does not exist" in r.stderr
+
+
+def test_without_a_backend_score_says_why(dlprep, tmp_path):
+    """Runs in every build: without the backend `dlprep score` and the `score` step say
+    this build has none; with it, a backend file that cannot be loaded is named."""
+    x = rng_inputs(4, (8, 4), seed=12)
+    inp = write_table(tmp_path / "in", {"x": x}, {"x": (8, 4)})
+    (tmp_path / "m.pt").write_text("placeholder")
+    pf = tmp_path / "p.yaml"
+    pf.write_text("source: {format: parquet, paths: [in]}\n"
+                  "steps:\n  - score: {model: m.pt, columns: [x]}\n"
+                  "sink: {format: parquet, path: out}\n")
+    env = dict(os.environ)
+    has_backend = "This build has no TorchScript backend" not in dlprep(
+        "score", "--help").stdout
+    if has_backend:
+        bogus = tmp_path / "libdlprep_torch.so"
+        bogus.write_text("not a shared library")
+        env["DLPREP_TORCH_BACKEND"] = str(bogus)
+        expected = f"the TorchScript backend '{bogus}' could not be loaded"
+    else:
+        expected = "this dlprep was built without the TorchScript backend"
+    r = dlprep("score", "--model", tmp_path / "m.pt", "-i", inp, "--column", "x", "-o",
+               tmp_path / "out", check=False, env=env)
+    assert r.returncode == 1
+    assert expected in r.stderr
+    r = dlprep("run", pf, check=False, env=env)
+    assert r.returncode == 1
+    assert "step 'score' is unavailable" in r.stderr and expected in r.stderr
+    assert not (tmp_path / "out").exists()
