@@ -4,6 +4,7 @@ Run with a Python that has torch (Debian's /usr/bin/python3 with python3-torch),
 the .venv (which has pyarrow but no torch); the tests exchange arrays as .npy files:
 
     python3 torch_models.py make KIND OUT.pt
+    python3 torch_models.py make-all DIR          (every KIND as DIR/<KIND>.pt)
     python3 torch_models.py ref MODEL.pt OUT_DIR IN.npy [IN.npy ...] [--softmax]
 
 `ref` writes one OUT_DIR/<name>.npy per output (name: scores / the dict keys /
@@ -194,6 +195,9 @@ def ref(model_path, out_dir, inputs, softmax):
 def main(argv):
     if argv[0] == "make":
         make(argv[1], argv[2])
+    elif argv[0] == "make-all":
+        for kind in [*KINDS, "state_dict", "future_version", "future_op"]:
+            make(kind, os.path.join(argv[1], kind + ".pt"))
     elif argv[0] == "ref":
         softmax = "--softmax" in argv
         args = [a for a in argv[1:] if a != "--softmax"]
