@@ -1,9 +1,11 @@
 #include "infer/torchscript/score.h"
 
 #include <filesystem>
+#include <thread>
 
 #include <arrow/api.h>
 #include <gtest/gtest.h>
+#include <ATen/Parallel.h>
 #include <torch/script.h>
 
 #include "dlprep/pipeline.h"
@@ -128,6 +130,34 @@ TEST(ScoreTest, OpenCountIsWorkersNotBatchesAndOrderIsKept) {
       EXPECT_EQ(s[2 * r], (r % 35) < 32 ? 16.0f : 3.0f) << r;
     }
   }
+}
+
+TEST(ScoreTest, OpenSetsTheWorkersIntraOpThreads) {
+  ScoreOptions o;
+  o.model = BatchRowsModel();
+  o.columns = {"x"};
+  ASSERT_OK_AND_ASSIGN(auto factory, MakeScoreFactory(o));
+  // Default: hardware threads / workers (at least 1), on the thread that calls Open().
+  ASSERT_OK_AND_ASSIGN(auto op, factory());
+  ASSERT_OK(op->Open(OperatorContext{.worker_index = 0, .num_workers = 2}));
+  const int cores = static_cast<int>(std::thread::hardware_concurrency());
+  EXPECT_EQ(at::get_num_threads(), std::max(1, cores / 2));
+  ASSERT_OK(op->Close());
+  o.threads_per_worker = 3;
+  ASSERT_OK_AND_ASSIGN(factory, MakeScoreFactory(o));
+  ASSERT_OK_AND_ASSIGN(op, factory());
+  ASSERT_OK(op->Open(OperatorContext{.worker_index = 0, .num_workers = 2}));
+  EXPECT_EQ(at::get_num_threads(), 3);
+  // Another thread keeps its own setting (libtorch's OpenMP threads are per thread).
+  int other = 0;
+  std::thread t([&] {
+    at::set_num_threads(1);
+    other = at::get_num_threads();
+  });
+  t.join();
+  EXPECT_EQ(other, 1);
+  EXPECT_EQ(at::get_num_threads(), 3);
+  ASSERT_OK(op->Close());
 }
 
 TEST(ScoreTest, WrongSizeAndNullRowsAreRowErrors) {
