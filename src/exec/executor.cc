@@ -642,9 +642,13 @@ arrow::Result<std::unique_ptr<Executor>> Executor::Make(std::shared_ptr<Source> 
     PlannedStep p;
     p.kind = s.kind;
     auto plan_error = [&](const arrow::Status& st) {
+      // One line: the CLI prints errors as one line.
+      std::string fields;
+      for (const auto& f : schema->fields()) {
+        fields += (fields.empty() ? "" : ", ") + f->ToString();
+      }
       return st.WithMessage("step ", i + 1, " (operator '", p.name,
-                            "') does not fit its input ", schema->ToString(), ": ",
-                            st.message());
+                            "') does not fit its input (", fields, "): ", st.message());
     };
     switch (s.kind) {
       case PipelineStep::Kind::kScalar: {

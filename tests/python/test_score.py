@@ -328,9 +328,12 @@ def test_job_errors_before_any_output(dlprep, torch_env):
     assert "Unknown builtin op: aten::scaled_dot_product_attention" in msg
     assert "newer PyTorch" in msg
     msg = fails(make_model(tmp, "rank4"))
-    assert "does not accept inputs of the declared shape ('x' [2,8,4]" in msg
+    assert "failed on a dummy batch of the declared input shape ('x' [2,8,4]" in msg
+    assert "expected input[1, 2, 8, 4] to have 1 channels" in msg
     msg = fails(make_model(tmp, "wide"))
-    assert "does not accept inputs" in msg and "cannot be multiplied" in msg
+    assert "failed on a dummy batch" in msg
+    assert "mat1 and mat2 shapes cannot be multiplied (2x32 and 100x2)" in msg
+    assert "\n" not in msg.strip(), "one line"
     assert "expected a tensor, a tuple of tensors or a dict" in fails(
         make_model(tmp, "list_out"))
     model = make_model(tmp, "linear")

@@ -196,6 +196,7 @@ def main(argv):
     if argv[0] == "make":
         make(argv[1], argv[2])
     elif argv[0] == "make-all":
+        os.makedirs(argv[1], exist_ok=True)
         for kind in [*KINDS, "state_dict", "future_version", "future_op"]:
             make(kind, os.path.join(argv[1], kind + ".pt"))
     elif argv[0] == "ref":

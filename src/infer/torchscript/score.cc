@@ -225,10 +225,13 @@ class Shared {
     }
     auto probed = probe_->Forward(views, false);
     if (!probed.ok()) {
+      std::string reason = probed.status().message();
+      const std::string prefix = "model '" + o.model + "' failed: ";
+      if (reason.rfind(prefix, 0) == 0) reason = reason.substr(prefix.size());
       return arrow::Status::Invalid("model '", o.model,
-                                    "' does not accept inputs of the declared shape (",
-                                    shapes_text, ", batch dimension first): ",
-                                    probed.status().message());
+                                    "' failed on a dummy batch of the declared input "
+                                    "shape (", shapes_text, ", batch dimension first): ",
+                                    reason);
     }
     const auto& outs = *probed;
     if (!o.output_names.empty() && o.output_names.size() != outs.size()) {
