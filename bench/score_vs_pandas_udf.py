@@ -1,7 +1,8 @@
 """dlprep score vs the scalar-iterator pandas UDF pattern (issue 6, benchmark b).
 
-Same TorchScript model (an MLP over [40, 32] inputs, 1280 -> 256 -> 10, made with
-Debian's torch 1.13), same Parquet input, same output (scores + prediction as Parquet),
+Same TorchScript models (made with Debian's torch 1.13): `mlp`, 1280 -> 256 -> 10 over
+[40, 32] inputs, where libtorch's compute dominates, and `tiny`, one 1280 -> 10 layer,
+where moving the data dominates), same Parquet input, same output (scores + prediction as Parquet),
 same thread budget: dlprep with --workers W --threads-per-worker 1 against the UDF
 pattern (bench/torch/pandas_udf_score.py) with torch.set_num_threads(W), for W = 1, 2.
 Both times are whole processes: reading the input, the model, writing Parquet. Outputs
@@ -56,9 +57,9 @@ def main():
     py = torch_venv()
     tmp = Path(tempfile.mkdtemp(prefix="score_bench_"))
     try:
-        model = tmp / "mlp.pt"
-        subprocess.run(["/usr/bin/python3", str(ROOT / "tests/python/torch_models.py"),
-                        "make", "mlp", str(model)], check=True)
+        for kind in ("mlp", "tiny"):
+            subprocess.run(["/usr/bin/python3", str(ROOT / "tests/python/torch_models.py"),
+                            "make", kind, str(tmp / f"{kind}.pt")], check=True)
         rng = np.random.default_rng(0)
         x = rng.standard_normal((args.rows, 1280), dtype=np.float32)
         offsets = pa.array(np.arange(args.rows + 1, dtype=np.int32) * 1280)
@@ -72,7 +73,8 @@ def main():
         print(f"score_vs_pandas_udf: {args.rows} rows of [40,32] float32 "
               f"({inp.stat().st_size / 1e6:.0f} MB Parquet), batch {args.batch_size}, "
               f"{args.repeats} repeats, {os.cpu_count()} cores")
-        for budget in (1, 2):
+        for kind, budget in [(k, b) for k in ("mlp", "tiny") for b in (1, 2)]:
+            model = tmp / f"{kind}.pt"
             d_times, p_times = [], []
             for rep in range(args.repeats):
                 out = tmp / f"d{budget}"
@@ -102,10 +104,11 @@ def main():
             diff = float(np.max(np.abs(ds - ps)))
             same_pred = d.column("prediction").equals(p.column("prediction"))
             dm, pm = statistics.median(d_times), statistics.median(p_times)
-            print(f"  budget {budget} thread(s): dlprep {dm:.2f} s ({args.rows / dm:,.0f} rows/s, "
-                  f"{budget} worker(s) x 1 thread); pandas UDF {pm:.2f} s "
-                  f"({args.rows / pm:,.0f} rows/s; {inner['seconds']:.2f} s after Python "
-                  f"start-up); dlprep {pm / dm:.2f}x faster; max |diff| {diff:.2e}, "
+            print(f"  {kind}, budget {budget} thread(s): dlprep {dm:.2f} s "
+                  f"({args.rows / dm:,.0f} rows/s, {budget} worker(s) x 1 thread); "
+                  f"pandas UDF {pm:.2f} s ({args.rows / pm:,.0f} rows/s; "
+                  f"{inner['seconds']:.2f} s after Python start-up); "
+                  f"UDF / dlprep = {pm / dm:.2f}; max |diff| {diff:.2e}, "
                   f"predictions {'identical' if same_pred else 'DIFFER'}")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -124,6 +124,18 @@ class Mlp(torch.nn.Module):
         return self.fc2(torch.relu(self.fc1(x.flatten(1))))
 
 
+class Tiny(torch.nn.Module):
+    """A benchmark model whose compute is small next to moving the data:
+    [B, 40, 32] -> 10 logits, one linear layer."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc = torch.nn.Linear(1280, 10)
+
+    def forward(self, x):
+        return self.fc(x.flatten(1))
+
+
 class ListOut(torch.nn.Module):
     def forward(self, x):
         return [str(x.size(0))]
@@ -131,7 +143,8 @@ class ListOut(torch.nn.Module):
 
 KINDS = {"linear": Linear, "conv": Conv, "two_inputs": TwoInputs, "tuple": TupleOut,
          "dict": DictOut, "batch_rows": BatchRows, "rank4": Rank4, "wide": Wide,
-         "list_out": ListOut, "mlp": Mlp}
+         "list_out": ListOut, "mlp": Mlp,
+         "tiny": Tiny}
 
 
 def rewrite(out, edit):
