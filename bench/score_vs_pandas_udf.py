@@ -3,8 +3,10 @@
 Same TorchScript models (made with Debian's torch 1.13): `mlp`, 1280 -> 256 -> 10 over
 [40, 32] inputs, where libtorch's compute dominates, and `tiny`, one 1280 -> 10 layer,
 where moving the data dominates), same Parquet input, same output (scores + prediction as Parquet),
-same thread budget: dlprep with --workers W --threads-per-worker 1 against the UDF
-pattern (bench/torch/pandas_udf_score.py) with torch.set_num_threads(W), for W = 1, 2.
+same thread budget: dlprep with --workers W --threads-per-worker 1 against W processes
+of the UDF pattern (bench/torch/pandas_udf_score.py, as W Spark Python workers: one
+torch thread each, the input files dealt round-robin), for W = 1, 2. The input is 8
+Parquet files so both sides can use W workers.
 Both times are whole processes: reading the input, the model, writing Parquet. Outputs
 are compared value by value. Prints medians and ratios.
 
@@ -67,11 +69,16 @@ def main():
         schema = pa.schema([pa.field("id", pa.int64()),
                             pa.field("x", col.type, metadata={"dlprep.shape": "[40,32]"})])
         table = pa.Table.from_arrays([pa.array(np.arange(args.rows)), col], schema=schema)
-        (tmp / "in").mkdir()
-        inp = tmp / "in" / "part-0.parquet"
-        pq.write_table(table, inp, row_group_size=8192, compression="none")
+        inp = tmp / "in"
+        inp.mkdir()
+        files = []
+        for f in range(8):
+            lo, hi = f * args.rows // 8, (f + 1) * args.rows // 8
+            files.append(inp / f"part-{f}.parquet")
+            pq.write_table(table.slice(lo, hi - lo), files[-1], compression="none")
+        size = sum(f.stat().st_size for f in files)
         print(f"score_vs_pandas_udf: {args.rows} rows of [40,32] float32 "
-              f"({inp.stat().st_size / 1e6:.0f} MB Parquet), batch {args.batch_size}, "
+              f"({size / 1e6:.0f} MB Parquet in 8 files), batch {args.batch_size}, "
               f"{args.repeats} repeats, {os.cpu_count()} cores")
         for kind, budget in [(k, b) for k in ("mlp", "tiny") for b in (1, 2)]:
             model = tmp / f"{kind}.pt"
@@ -86,17 +93,19 @@ def main():
                                 "--workers", str(budget), "--threads-per-worker", "1",
                                 "--quiet"], check=True)
                 d_times.append(time.perf_counter() - t0)
-                pout = tmp / f"p{budget}.parquet"
+                pouts = [tmp / f"p{budget}_{k}.parquet" for k in range(budget)]
                 t0 = time.perf_counter()
-                r = subprocess.run([py, str(ROOT / "bench/torch/pandas_udf_score.py"),
-                                    "--model", str(model), "--input", str(inp),
-                                    "--output", str(pout), "--batch-size",
-                                    str(args.batch_size), "--threads", str(budget)],
-                                   check=True, capture_output=True, text=True)
+                procs = [subprocess.Popen(
+                    [py, str(ROOT / "bench/torch/pandas_udf_score.py"), "--model",
+                     str(model), "--input", *map(str, files[k::budget]), "--output",
+                     str(pouts[k]), "--batch-size", str(args.batch_size), "--threads", "1"],
+                    stdout=subprocess.PIPE, text=True) for k in range(budget)]
+                outs = [p.communicate()[0] for p in procs]
                 p_times.append(time.perf_counter() - t0)
-            inner = json.loads(r.stdout.strip().splitlines()[-1])
+                assert all(p.returncode == 0 for p in procs)
+            inner = max(json.loads(o.strip().splitlines()[-1])["seconds"] for o in outs)
             d = pq.read_table(out)
-            p = pq.read_table(pout)
+            p = pa.concat_tables([pq.read_table(f) for f in pouts]).sort_by("id")
             assert d.num_rows == p.num_rows == args.rows
             assert d.column("id").equals(p.column("id"))
             ds = np.asarray(d.column("scores").combine_chunks().flatten())
@@ -107,7 +116,7 @@ def main():
             print(f"  {kind}, budget {budget} thread(s): dlprep {dm:.2f} s "
                   f"({args.rows / dm:,.0f} rows/s, {budget} worker(s) x 1 thread); "
                   f"pandas UDF {pm:.2f} s ({args.rows / pm:,.0f} rows/s; "
-                  f"{inner['seconds']:.2f} s after Python start-up); "
+                  f"{inner:.2f} s after Python start-up); "
                   f"UDF / dlprep = {pm / dm:.2f}; max |diff| {diff:.2e}, "
                   f"predictions {'identical' if same_pred else 'DIFFER'}")
     finally:

@@ -9,8 +9,10 @@
 
 Here the iterator is fed the way Spark feeds it: Arrow record batches of
 --batch-size rows (spark.sql.execution.arrow.maxRecordsPerBatch) converted to
-pandas; the UDF's Series are converted back to Arrow and written as Parquet. What
-is left out, in Python's favour: Spark's JVM <-> Python socket transfer.
+pandas; the UDF's Series are converted back to Arrow and written as Parquet. One
+process is one Spark Python worker (one task slot); the benchmark runs several side by
+side on different files, as Spark would. What is left out, in Python's favour: Spark's
+JVM <-> Python socket transfer.
 
 Needs torch, numpy, pandas and pyarrow in one Python: bench/score_vs_pandas_udf.py runs
 it in .venv-torch (Debian's python3-torch plus pyarrow and pandas from pip).
@@ -31,7 +33,7 @@ import torch
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", required=True)
-    ap.add_argument("--input", required=True)
+    ap.add_argument("--input", required=True, nargs="+", help="Parquet files, in order")
     ap.add_argument("--output", required=True)
     ap.add_argument("--column", default="x")
     ap.add_argument("--shape", default="40,32")
@@ -50,13 +52,13 @@ def main():
                 y = model(x).numpy()
                 yield pd.DataFrame({"scores": list(y), "prediction": y.argmax(1)})
 
-    pf = pq.ParquetFile(args.input)
     ids = []
 
     def series():
-        for batch in pf.iter_batches(batch_size=args.batch_size):
-            ids.append(batch.column("id"))
-            yield batch.column(args.column).to_pandas()
+        for path in args.input:
+            for batch in pq.ParquetFile(path).iter_batches(batch_size=args.batch_size):
+                ids.append(batch.column("id"))
+                yield batch.column(args.column).to_pandas()
 
     writer = None
     rows = 0
