@@ -19,6 +19,7 @@ void AddInspectCommand(CLI::App* root, std::vector<Command>* commands);
 void AddFilesCommand(CLI::App* root, std::vector<Command>* commands);
 void AddGenCommand(CLI::App* root, std::vector<Command>* commands);
 void AddWindowsCommand(CLI::App* root, std::vector<Command>* commands);
+void AddAudioCommand(CLI::App* root, std::vector<Command>* commands);
 void AddRunCommand(CLI::App* root, std::vector<Command>* commands);
 void AddScoreCommand(CLI::App* root, std::vector<Command>* commands);
 

@@ -27,6 +27,7 @@ int main(int argc, char** argv) {
   dlprep::cli::AddFilesCommand(&app, &commands);
   dlprep::cli::AddGenCommand(&app, &commands);
   dlprep::cli::AddWindowsCommand(&app, &commands);
+  dlprep::cli::AddAudioCommand(&app, &commands);
   dlprep::cli::AddRunCommand(&app, &commands);
   dlprep::cli::AddScoreCommand(&app, &commands);
   CLI11_PARSE(app, argc, argv);

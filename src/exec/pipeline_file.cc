@@ -165,6 +165,15 @@ arrow::Result<double> ConfigNode::GetDouble(const std::string& key) {
   return d;
 }
 
+arrow::Result<double> ConfigNode::GetDouble(const std::string& key, double def) {
+  if (!Has(key)) {
+    impl_->Get(key);
+    impl_->normalized[key] = def;
+    return def;
+  }
+  return GetDouble(key);
+}
+
 arrow::Result<bool> ConfigNode::GetBool(const std::string& key, bool def) {
   YAML::Node v = impl_->Get(key);
   bool b = def;

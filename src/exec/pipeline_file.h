@@ -70,6 +70,7 @@ class ConfigNode {
   arrow::Result<int64_t> GetInt(const std::string& key);
   arrow::Result<int64_t> GetInt(const std::string& key, int64_t def);
   arrow::Result<double> GetDouble(const std::string& key);
+  arrow::Result<double> GetDouble(const std::string& key, double def);
   arrow::Result<bool> GetBool(const std::string& key, bool def);
   /// A byte count: a number, or text such as "64MB" (see ParseByteSize).
   arrow::Result<int64_t> GetByteSize(const std::string& key, int64_t def);

@@ -8,6 +8,7 @@
 #include <arrow/type.h>
 
 #include "exec/pipeline_file.h"
+#include "features/audio/audio_operator.h"
 #include "features/windows.h"
 
 namespace dlprep::features {
@@ -33,7 +34,7 @@ arrow::Status RegisterFeatureSteps() {
   // `category` is set) and `until`, because a step does not scan the whole input first;
   // `dlprep windows --dry-run` prints them filled in. Join the labels with a `join`
   // step before it.
-  return exec::RegisterStep("windows", [](exec::ConfigNode* o) -> arrow::Result<PipelineStep> {
+  arrow::Status windows = exec::RegisterStep("windows", [](exec::ConfigNode* o) -> arrow::Result<PipelineStep> {
     WindowOptions w;
     ARROW_ASSIGN_OR_RAISE(w.key, o->GetString("key"));
     ARROW_ASSIGN_OR_RAISE(w.time, o->GetString("time"));
@@ -61,6 +62,9 @@ arrow::Status RegisterFeatureSteps() {
     s.group_sort_by = w.time;
     return s;
   });
+  // audio: the speech featurizer (features/audio), a stateful step over binary_files.
+  arrow::Status audio = audio::RegisterAudioStep();
+  return windows.ok() ? audio : windows;
 }
 
 }  // namespace dlprep::features

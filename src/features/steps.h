@@ -8,7 +8,7 @@
 
 namespace dlprep::features {
 
-/// Registers the featurizers as pipeline-file steps (`windows`). Call once before
+/// Registers the featurizers as pipeline-file steps (`windows`, `audio`). Call once before
 /// loading a pipeline file; AlreadyExists on a second call is harmless to ignore.
 arrow::Status RegisterFeatureSteps();
 

@@ -1,0 +1,225 @@
+#include "features/audio/decode.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <memory>
+
+#include <sndfile.h>
+#include <soxr.h>
+
+namespace dlprep::audio {
+
+namespace {
+
+// A file in memory, read through libsndfile's virtual I/O.
+struct MemoryFile {
+  const uint8_t* data;
+  sf_count_t size;
+  sf_count_t pos;
+};
+
+sf_count_t VioLength(void* user) { return static_cast<MemoryFile*>(user)->size; }
+
+sf_count_t VioSeek(sf_count_t offset, int whence, void* user) {
+  auto* f = static_cast<MemoryFile*>(user);
+  sf_count_t base = whence == SEEK_SET ? 0 : whence == SEEK_CUR ? f->pos : f->size;
+  sf_count_t p = base + offset;
+  if (p < 0) return -1;
+  f->pos = std::min(p, f->size);
+  return f->pos;
+}
+
+sf_count_t VioRead(void* ptr, sf_count_t count, void* user) {
+  auto* f = static_cast<MemoryFile*>(user);
+  sf_count_t n = std::max<sf_count_t>(0, std::min(count, f->size - f->pos));
+  if (n > 0) std::memcpy(ptr, f->data + f->pos, static_cast<size_t>(n));
+  f->pos += n;
+  return n;
+}
+
+sf_count_t VioWrite(const void*, sf_count_t, void*) { return 0; }
+sf_count_t VioTell(void* user) { return static_cast<MemoryFile*>(user)->pos; }
+
+std::string FormatName(int format) {
+  SF_FORMAT_INFO fi{};
+  fi.format = format;
+  if (sf_command(nullptr, SFC_GET_FORMAT_INFO, &fi, sizeof(fi)) != 0 || fi.name == nullptr) {
+    char buf[32];
+    std::snprintf(buf, sizeof(buf), "0x%x", format);
+    return buf;
+  }
+  return fi.name;
+}
+
+bool Supported(int format) {
+  const int major = format & SF_FORMAT_TYPEMASK;
+  const int sub = format & SF_FORMAT_SUBMASK;
+  switch (major) {
+    case SF_FORMAT_WAV:
+    case SF_FORMAT_WAVEX:
+    case SF_FORMAT_RF64:
+      return sub == SF_FORMAT_PCM_U8 || sub == SF_FORMAT_PCM_S8 || sub == SF_FORMAT_PCM_16 ||
+             sub == SF_FORMAT_PCM_24 || sub == SF_FORMAT_PCM_32 || sub == SF_FORMAT_FLOAT ||
+             sub == SF_FORMAT_DOUBLE;
+    case SF_FORMAT_FLAC:
+      return sub == SF_FORMAT_PCM_S8 || sub == SF_FORMAT_PCM_16 || sub == SF_FORMAT_PCM_24;
+    case SF_FORMAT_OGG:
+      return sub == SF_FORMAT_VORBIS;
+    default:
+      return false;
+  }
+}
+
+// A WAV whose data chunk announces more bytes than the file holds was cut short;
+// libsndfile notes it in its log ("data : 32000 (should be 15978)") and reads what is
+// there. Returns the message for such a file, else "". Streaming writers that leave the
+// size unset (0 or 0xFFFFFFFF) are not truncated.
+std::string WavTruncation(SNDFILE* snd) {
+  char log[2048];
+  sf_command(snd, SFC_GET_LOG_INFO, log, sizeof(log));
+  const char* line = std::strstr(log, "\ndata : ");
+  if (line == nullptr) return "";
+  unsigned long long announced = 0, actual = 0;
+  if (std::sscanf(line, "\ndata : %llu (should be %llu)", &announced, &actual) != 2) return "";
+  if (announced <= actual || announced == 0 || announced >= 0xFFFFFFFFull) return "";
+  return "truncated: the WAV data chunk announces " + std::to_string(announced) +
+         " bytes but the file holds " + std::to_string(actual);
+}
+
+struct SndfileCloser {
+  void operator()(SNDFILE* f) const { sf_close(f); }
+};
+
+}  // namespace
+
+arrow::Status DecodeMono(const uint8_t* data, int64_t size, double max_seconds,
+                         std::vector<float>* mono, std::vector<float>* scratch,
+                         AudioInfo* info) {
+  if (size == 0) return arrow::Status::Invalid("empty file (0 bytes)");
+  MemoryFile file{data, size, 0};
+  SF_VIRTUAL_IO vio{VioLength, VioSeek, VioRead, VioWrite, VioTell};
+  SF_INFO sfi{};
+  std::unique_ptr<SNDFILE, SndfileCloser> snd(sf_open_virtual(&vio, SFM_READ, &sfi, &file));
+  if (snd == nullptr) {
+    return arrow::Status::Invalid("not a readable audio file: ", sf_strerror(nullptr));
+  }
+  info->sample_rate = sfi.samplerate;
+  info->channels = sfi.channels;
+  info->frames = sfi.frames;
+  info->format = FormatName(sfi.format & SF_FORMAT_TYPEMASK) + " / " +
+                 FormatName(sfi.format & SF_FORMAT_SUBMASK);
+  if (!Supported(sfi.format)) {
+    return arrow::Status::Invalid("unsupported audio format ", info->format,
+                                  " (supported: WAV PCM 8/16/24/32-bit or float, FLAC, "
+                                  "OGG/Vorbis)");
+  }
+  const int major = sfi.format & SF_FORMAT_TYPEMASK;
+  if (major == SF_FORMAT_WAV || major == SF_FORMAT_WAVEX || major == SF_FORMAT_RF64) {
+    std::string truncated = WavTruncation(snd.get());
+    if (!truncated.empty()) return arrow::Status::Invalid(truncated);
+  }
+  if (sfi.samplerate <= 0 || sfi.channels <= 0) {
+    return arrow::Status::Invalid("invalid header: sample rate ", sfi.samplerate, ", ",
+                                  sfi.channels, " channel(s)");
+  }
+  if (sfi.frames <= 0) return arrow::Status::Invalid("no audio samples (", info->format, ")");
+  const double seconds = static_cast<double>(sfi.frames) / sfi.samplerate;
+  if (max_seconds > 0 && seconds > max_seconds) {
+    char msg[128];
+    std::snprintf(msg, sizeof(msg), "too long: %g s of audio exceeds --max-seconds %g",
+                  seconds, max_seconds);
+    return arrow::Status::Invalid(msg);
+  }
+  const int ch = sfi.channels;
+  if (ch > 1024) return arrow::Status::Invalid("invalid header: ", ch, " channels");
+  // Read in blocks, so that a header announcing more frames than the file holds cannot
+  // make us allocate for them; what was announced and not decoded is a truncated file.
+  std::vector<float>* buf = ch == 1 ? mono : scratch;
+  constexpr sf_count_t kBlock = 1 << 16;
+  sf_count_t got = 0;
+  buf->resize(static_cast<size_t>(std::min<sf_count_t>(sfi.frames, kBlock * 16)) * ch);
+  while (got < sfi.frames) {
+    const sf_count_t want = std::min(kBlock, sfi.frames - got);
+    if (static_cast<size_t>((got + want) * ch) > buf->size()) {
+      buf->resize(std::max(buf->size() * 2, static_cast<size_t>((got + want) * ch)));
+    }
+    const sf_count_t n = sf_readf_float(snd.get(), buf->data() + got * ch, want);
+    if (n > 0) got += n;
+    if (sf_error(snd.get()) != SF_ERR_NO_ERROR) {
+      return arrow::Status::Invalid("decoding failed after ", got, " of ", sfi.frames,
+                                    " frames: ", sf_strerror(snd.get()));
+    }
+    if (n < want) break;
+  }
+  if (got < sfi.frames) {
+    return arrow::Status::Invalid("truncated: the header announces ", sfi.frames,
+                                  " frames but only ", got, " could be decoded (",
+                                  info->format, ")");
+  }
+  buf->resize(static_cast<size_t>(got) * ch);
+  const float* dst = buf->data();
+  if (ch > 1) {
+    mono->resize(sfi.frames);
+    float* m = mono->data();
+    const float inv = 1.0f / static_cast<float>(ch);
+    for (sf_count_t i = 0; i < sfi.frames; ++i) {
+      const float* frame = dst + i * ch;
+      float acc = 0.0f;
+      for (int c = 0; c < ch; ++c) acc += frame[c];
+      m[i] = acc * inv;
+    }
+  }
+  return arrow::Status::OK();
+}
+
+int64_t ResampledLength(int64_t n, int in_rate, int out_rate) {
+  const double ratio = static_cast<double>(out_rate) / static_cast<double>(in_rate);
+  return static_cast<int64_t>(std::ceil(static_cast<double>(n) * ratio));
+}
+
+Resampler::~Resampler() {
+  for (auto& [rate, s] : states_) soxr_delete(s);
+}
+
+arrow::Status Resampler::Resample(const float* in, int64_t n, int in_rate,
+                                  std::vector<float>* out) {
+  const int64_t want = ResampledLength(n, in_rate, out_rate_);
+  out->assign(want, 0.0f);
+  soxr_t s;
+  auto it = states_.find(in_rate);
+  if (it != states_.end()) {
+    s = it->second;
+    soxr_clear(s);
+  } else {
+    soxr_error_t err = nullptr;
+    soxr_io_spec_t io = soxr_io_spec(SOXR_FLOAT32_I, SOXR_FLOAT32_I);
+    soxr_quality_spec_t q = soxr_quality_spec(SOXR_HQ, 0);
+    soxr_runtime_spec_t rt = soxr_runtime_spec(1);
+    s = soxr_create(in_rate, out_rate_, 1, &err, &io, &q, &rt);
+    if (err != nullptr) {
+      return arrow::Status::Invalid("soxr cannot resample ", in_rate, " Hz to ", out_rate_,
+                                    " Hz: ", err);
+    }
+    states_[in_rate] = s;
+  }
+  // soxr's own length: round(n * out / in); the rest stays zero (librosa fix_length).
+  const size_t olen = std::min<size_t>(
+      want, static_cast<size_t>(static_cast<double>(n) * out_rate_ / in_rate + 0.5));
+  size_t consumed = 0, produced = 0;
+  soxr_error_t err = nullptr;
+  while (err == nullptr && produced < olen) {
+    const bool flush = consumed >= static_cast<size_t>(n);
+    size_t idone = 0, odone = 0;
+    err = soxr_process(s, flush ? nullptr : in + consumed, flush ? 0 : n - consumed, &idone,
+                       out->data() + produced, olen - produced, &odone);
+    consumed += idone;
+    produced += odone;
+    if (flush && odone == 0) break;
+  }
+  if (err != nullptr) return arrow::Status::Invalid("soxr: ", err);
+  return arrow::Status::OK();
+}
+
+}  // namespace dlprep::audio

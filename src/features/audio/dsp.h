@@ -1,0 +1,132 @@
+#pragma once
+// The signal-processing pieces of the audio featurizer: window, real FFT, Slaney mel
+// filterbank, power_to_db and the orthonormal DCT-II, each defined to match librosa
+// 0.10 (see README, "dlprep audio"). Everything here is plain C++ on float buffers; no
+// Arrow.
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace dlprep::audio {
+
+/// Slaney mel scale (librosa `hz_to_mel(htk=False)`): linear below 1 kHz, logarithmic
+/// above.
+double HzToMel(double hz);
+/// Inverse of HzToMel (librosa `mel_to_hz(htk=False)`).
+double MelToHz(double mel);
+
+/// librosa `get_window('hann', win_length, fftbins=True)` zero-padded, centered, to
+/// `n_fft` (librosa `pad_center`). win_length <= n_fft.
+std::vector<float> PaddedHannWindow(int n_fft, int win_length);
+
+/// The Slaney-normalized mel filterbank of librosa `filters.mel(sr, n_fft, n_mels,
+/// fmin, fmax, htk=False, norm='slaney')`, computed in double and stored as float,
+/// kept sparse: filter m has weights for FFT bins [start[m], start[m] + weights[m].size()).
+/// Immutable after construction; thread-safe to share.
+class MelFilterbank {
+ public:
+  MelFilterbank(double sample_rate, int n_fft, int n_mels, double fmin, double fmax);
+
+  int n_mels() const { return static_cast<int>(start_.size()); }
+  int n_bins() const { return n_bins_; }
+  /// Size of the `power` buffer Apply() reads: n_bins() plus zero padding.
+  int padded_bins() const { return n_bins_ + kLanes; }
+  /// out[m] = sum_k weight[m][k] * power[k] for m in [0, n_mels); `power` has
+  /// padded_bins() entries, those past n_bins() zero.
+  void Apply(const float* power, float* out) const;
+  /// The dense [n_mels, n_bins] matrix (row-major), for tests.
+  std::vector<float> Dense() const;
+
+ private:
+  static constexpr int kLanes = 8;
+  int n_bins_;
+  std::vector<int> start_;
+  std::vector<std::vector<float>> weights_;
+};
+
+/// A real-to-complex FFT of one size, with its own aligned buffers and plan. The backend
+/// is chosen at build time (KissFFT, BSD-3, by default; FFTW3 single precision with
+/// -DDLPREP_AUDIO_FFTW=ON, which makes the binaries GPL). Not thread-safe: one instance
+/// per thread. Creating an FFTW plan is serialized process-wide with a mutex.
+class RealFft {
+ public:
+  explicit RealFft(int n);
+  ~RealFft();
+  RealFft(const RealFft&) = delete;
+  RealFft& operator=(const RealFft&) = delete;
+
+  int size() const { return n_; }
+  /// The n input samples; fill, then call PowerSpectrum().
+  float* input() { return input_; }
+  /// |X[k]|^2 for k in [0, n/2] into `power` (n/2 + 1 values).
+  void PowerSpectrum(float* power);
+  /// Name of the backend ("kissfft" or "fftw3f").
+  static const char* backend();
+
+ private:
+  struct Impl;
+  int n_;
+  float* input_ = nullptr;
+  std::unique_ptr<Impl> impl_;
+};
+
+/// Options of the log-mel spectrogram (librosa names).
+struct SpectrogramOptions {
+  double sample_rate = 16000;
+  int n_fft = 512;
+  int win_length = 400;
+  int hop_length = 160;
+  int n_mels = 64;
+  double fmin = 0;
+  double fmax = -1;  ///< < 0: sample_rate / 2
+  double top_db = 80;  ///< < 0: no clipping
+  int n_mfcc = 0;      ///< 0: no MFCC
+};
+
+/// Checks the options (positive sizes, win_length <= n_fft, 0 <= fmin < fmax <= rate/2,
+/// n_mfcc <= n_mels); returns "" when valid, else a message naming the option.
+std::string ValidateSpectrogramOptions(const SpectrogramOptions& o);
+
+/// What is shared by every worker: window, filterbank, DCT matrix. Immutable.
+struct SpectrogramTables {
+  explicit SpectrogramTables(const SpectrogramOptions& o);
+  SpectrogramOptions options;
+  std::vector<float> window;  ///< n_fft values, zero outside the centered win_length
+  int window_begin = 0, window_end = 0;  ///< the non-zero span of `window`
+  MelFilterbank mel;
+  std::vector<float> dct;  ///< [n_mfcc, n_mels] row-major orthonormal DCT-II
+};
+
+/// In place: x -> 10*log10(max(1e-10, x)) (librosa power_to_db with ref=1, amin=1e-10,
+/// before top_db clipping), within a few float ulps of std::log10. Returns the largest
+/// result (-inf when n == 0).
+float PowerToDb(float* values, int64_t n);
+
+/// Frames of a centered STFT of `num_samples` samples: 1 + num_samples / hop_length.
+int64_t NumFrames(int64_t num_samples, int hop_length);
+
+/// Computes log-mel spectrograms (and MFCC) of mono signals, as librosa
+/// `power_to_db(melspectrogram(y, center=True, pad_mode='constant', power=2), ref=1.0,
+/// amin=1e-10, top_db)` and `mfcc(S=that, n_mfcc, dct_type=2, norm='ortho')`, stored
+/// time-major ([frames, n_mels] and [frames, n_mfcc]). Keeps its FFT and scratch
+/// buffers between calls: one instance per thread.
+class LogMelExtractor {
+ public:
+  explicit LogMelExtractor(std::shared_ptr<const SpectrogramTables> tables);
+
+  /// Writes NumFrames(n) * n_mels values to `log_mel` and, when n_mfcc > 0,
+  /// NumFrames(n) * n_mfcc values to `mfcc`. n may be 0 (one frame of silence).
+  void Compute(const float* samples, int64_t n, float* log_mel, float* mfcc);
+
+  const SpectrogramTables& tables() const { return *tables_; }
+
+ private:
+  std::shared_ptr<const SpectrogramTables> tables_;
+  RealFft fft_;
+  std::vector<float> padded_;
+  std::vector<float> power_;
+};
+
+}  // namespace dlprep::audio
