@@ -425,3 +425,35 @@ def test_without_a_backend_score_says_why(dlprep, tmp_path):
     assert r.returncode == 1
     assert "step 'score' is unavailable" in r.stderr and expected in r.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_speech_example(dlprep, torch_env, tmp_path):
+    """examples/speech end to end (in a copy, so the checkout stays clean): the model
+    trained in Python scores the held-out voice with `dlprep score` and with the one-pass
+    WAV -> audio -> score pipeline, with the same predictions and a real accuracy."""
+    import shutil
+    import sys
+    if shutil.which("espeak-ng") is None:
+        pytest.skip("espeak-ng is not installed")
+    if "audio" not in dlprep("run", "--help").stdout:
+        pytest.skip("this build has no audio step")
+    root = HERE.parents[1]
+    ex = tmp_path / "speech"
+    shutil.copytree(root / "examples" / "speech", ex,
+                    ignore=shutil.ignore_patterns("data", "out"))
+    env = dict(os.environ, ROOT=str(root), BUILD=str(Path(dlprep.exe).parent),
+               PY=sys.executable, TORCH_PY=TORCH_PY)
+    r = subprocess.run(["bash", str(ex / "run.sh")], capture_output=True, text=True,
+                       env=env, timeout=600)
+    assert r.returncode == 0, r.stderr
+    acc = [line for line in r.stdout.splitlines() if line.startswith("accuracy:")]
+    assert len(acc) == 2
+    right, total = map(int, acc[0].split()[1].split("/"))
+    assert total == 32 and right / total >= 0.7, acc[0]
+    two_step = read_output(ex / "out" / "scores").sort_by("path")
+    one_pass = read_output(ex / "out" / "predictions").sort_by("path")
+    assert two_step.column("path").equals(one_pass.column("path"))
+    assert two_step.column("prediction").equals(one_pass.column("prediction"))
+    assert one_pass.column_names == ["path", "label", "scores", "prediction"]
+    probs = as_array(one_pass.column("scores"), (8,))
+    np.testing.assert_allclose(probs.sum(1), 1.0, atol=1e-5)  # softmax: true in score.yaml
