@@ -20,3 +20,8 @@ if "$BUILD/dlprep" score --help | grep -q "This build has no TorchScript backend
 else
   .venv/bin/python bench/score_vs_pandas_udf.py --build "$BUILD"
 fi
+# End-to-end WAV -> predictions (issue 6): needs the TorchScript backend and espeak-ng.
+if ! "$BUILD/dlprep" score --help | grep -q "This build has no TorchScript backend" &&
+   command -v espeak-ng >/dev/null; then
+  PY=.venv/bin/python bash bench/speech_score_e2e.sh "$BUILD"
+fi
