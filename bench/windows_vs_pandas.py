@@ -1,11 +1,13 @@
 """Churn windows: `dlprep windows` vs the talk's pandas grouped-map UDF.
 
 Generates events with `dlprep gen churn`, runs dlprep on all of them with 1 and 2
-workers, and runs the same featurization written as a pandas `groupby(key).apply(f)`
-function (one Python process) on the events of the first --pandas-customers customers
-(it is slow). Both outputs for those customers are compared value by value, so the
-benchmark also checks that the two agree; rates are events per second and the ratio
-is per core (dlprep on 1 worker vs pandas on 1 process).
+workers, and runs the same featurization as a pandas `groupby(key).apply(f)` function
+(one Python process) in two versions (bench/windows_udf.py): numpy-vectorised per
+window on the first --pandas-customers customers, and idiomatic pandas (groupby/agg per
+window) on the first --idiomatic-customers (they are slow). Their outputs for those
+customers are compared with dlprep's, so the benchmark also checks that they agree;
+rates are events per second and the ratio is per core (dlprep on 1 worker vs pandas in
+1 process).
 """
 import argparse
 import os
@@ -22,68 +24,37 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-DAY = 86400
-W, S, P, H = 14 * DAY, 7 * DAY, DAY, 30 * DAY
-VALUES = ["amount", "duration"]
-AGGS = ["sum", "mean", "max"]
-CATS = ["call", "data", "sms", "support", "topup"]
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from windows_udf import AGGS, P, VALUES, compare, featurize_numpy, featurize_pandas  # noqa: E402
 
 
-def pandas_windows(events, labels, until):
-    import pandas as pd
-
+def pandas_windows(events, labels, until, fn):
+    """The talk's grouped-map pattern: events.groupby(key).apply(f) in one process."""
     churn = dict(zip(labels["customer_id"], labels["churn_ts"]))
-    steps = W // P
 
-    def featurize(g):
-        t = g["ts"].to_numpy()
-        origin = (t.min() // P) * P
-        c = churn.get(g.name)
-        limit = min(until, c) if c is not None and not np.isnan(c) else until
-        rows = []
-        cat = g["event_type"].to_numpy()
-        vals = {v: g[v].to_numpy(dtype=float) for v in VALUES}
-        k = 0
-        while origin + k * S + W <= limit:
-            start = origin + k * S
-            end = start + W
-            m = (t >= start) & (t < end)
-            step = (t[m] - start) // P
-            feats = [np.bincount(step, minlength=steps)]
-            for cname in CATS:
-                feats.append(np.bincount(step[cat[m] == cname], minlength=steps))
-            for v in VALUES:
-                x = vals[v][m]
-                ok = ~np.isnan(x)
-                sums = np.bincount(step[ok], weights=x[ok], minlength=steps)
-                cnt = np.bincount(step[ok], minlength=steps)
-                for a in AGGS:
-                    if a == "sum":
-                        feats.append(sums)
-                    elif a == "mean":
-                        feats.append(np.divide(sums, cnt, out=np.zeros(steps), where=cnt > 0))
-                    else:
-                        mx = np.zeros(steps)
-                        for s in range(steps):
-                            sel = x[ok][step[ok] == s]
-                            mx[s] = sel.max() if len(sel) else 0.0
-                        feats.append(mx)
-            label = int(c is not None and not np.isnan(c) and c < end + H)
-            rows.append((g.name, start, label,
-                         np.stack(feats, axis=1).astype(np.float32).ravel()))
-            k += 1
-        return pd.DataFrame(rows, columns=["customer_id", "window_start", "label", "features"])
+    def numpy_udf(g):
+        return featurize_numpy(g.name, g["ts"].to_numpy(), g["event_type"].to_numpy(),
+                               {v: g[v].to_numpy(dtype=float) for v in VALUES},
+                               churn.get(g.name), until)
 
-    df = events
-    return df.sort_values("ts", kind="stable").groupby("customer_id").apply(featurize)
+    def pandas_udf(g):
+        return featurize_pandas(g, g.name, churn.get(g.name), until)
+
+    udf = numpy_udf if fn == "numpy" else pandas_udf
+    out = events.sort_values("ts", kind="stable").groupby("customer_id").apply(udf, include_groups=False)
+    return [row for rows in out for row in rows]
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--customers", type=int, default=25000)
     ap.add_argument("--days", type=int, default=120)
-    ap.add_argument("--pandas-customers", type=int, default=1000)
+    ap.add_argument("--pandas-customers", type=int, default=1000,
+                    help="customers featurized by the numpy-vectorised UDF")
+    ap.add_argument("--idiomatic-customers", type=int, default=200,
+                    help="customers featurized by the idiomatic pandas UDF (slow)")
     ap.add_argument("--build", default=os.path.join(ROOT, "build"))
+    ap.add_argument("--runs", type=int, default=3, help="dlprep runs per worker count")
     args = ap.parse_args()
     exe = os.path.join(args.build, "dlprep")
     work = tempfile.mkdtemp(prefix="dlprep-windows-bench-")
@@ -102,7 +73,7 @@ def main():
         times = {}
         for w in [1, 2]:
             runs = []
-            for _ in range(3):
+            for _ in range(args.runs):
                 start = time.perf_counter()
                 subprocess.run([exe, *base, "-o", os.path.join(work, f"out{w}"), "-w", str(w)],
                                check=True)
@@ -124,29 +95,32 @@ def main():
         labels = pq.read_table(os.path.join(data, "labels")).to_pandas()
         labels["churn_ts"] = [np.nan if x is None else float(int(x.timestamp())) for x in
                               pq.read_table(os.path.join(data, "labels")).column("churn_ts").to_pylist()]
-        start = time.perf_counter()
-        want = pandas_windows(sub_pd, labels, until)
-        pandas_secs = time.perf_counter() - start
-        # Compare with dlprep's rows for the same customers.
-        got = pq.read_table(os.path.join(work, "out1")).filter(
-            pc.is_in(pq.read_table(os.path.join(work, "out1")).column("customer_id"),
-                     pa.array(np.arange(1_000_000, 1_000_000 + args.pandas_customers))))
-        got_rows = sorted((r["customer_id"], int(r["window_start"].timestamp()), r["label"],
-                           tuple(np.float32(r["features"]))) for r in got.to_pylist())
-        want_rows = sorted((int(r.customer_id), int(r.window_start), int(r.label),
-                            tuple(r.features)) for r in want.itertuples())
-        same = got_rows == want_rows
+        got_tab = pq.read_table(os.path.join(work, "out1"))
+        got_tab = got_tab.filter(pc.is_in(got_tab.column("customer_id"), pa.array(
+            np.arange(1_000_000, 1_000_000 + args.pandas_customers))))
+        got_rows = [(r["customer_id"], int(r["window_start"].timestamp()), r["label"],
+                     r["features"]) for r in got_tab.to_pylist()]
         dl_rate = n_events / times[1]
-        pd_rate = sub.num_rows / pandas_secs
         print(f"{n_events} events, {args.customers} customers, {args.days} days")
         print(f"dlprep windows: 1 worker {times[1]:.2f} s ({dl_rate:,.0f} events/s), "
               f"2 workers {times[2]:.2f} s -> scaling {times[1] / times[2]:.2f}x (goal 1.8x)")
         print(f"dlprep windows with --memory-limit 1GB, 2 workers: {limited:.2f} s")
-        print(f"pandas groupby.apply on {sub.num_rows} events ({args.pandas_customers} "
-              f"customers): {pandas_secs:.2f} s ({pd_rate:,.0f} events/s)")
-        print(f"outputs for those customers identical: {same} ({len(got_rows)} windows)")
-        print(f"ratio per core dlprep/pandas: {dl_rate / pd_rate:.0f}x (goal 100x)")
-        return 0 if same else 1
+        ok = True
+        for fn, customers in [("numpy", args.pandas_customers),
+                              ("pandas", args.idiomatic_customers)]:
+            part = sub_pd[sub_pd["customer_id"] < 1_000_000 + customers]
+            start = time.perf_counter()
+            want = pandas_windows(part, labels, until, fn)
+            secs = time.perf_counter() - start
+            rate = len(part) / secs
+            mine = [r for r in got_rows if r[0] < 1_000_000 + customers]
+            same = compare(mine, want)
+            ok = ok and same
+            print(f"pandas groupby.apply, {fn} UDF, {len(part)} events ({customers} "
+                  f"customers): {secs:.2f} s ({rate:,.0f} events/s); outputs agree: {same} "
+                  f"({len(want)} windows); ratio per core dlprep/pandas: "
+                  f"{dl_rate / rate:.0f}x (goal 100x)")
+        return 0 if ok else 1
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

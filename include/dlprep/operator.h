@@ -33,6 +33,11 @@ struct OperatorContext {
   int num_workers = 1;
   /// Threads the operator may use itself (an intra-op thread pool, e.g. libtorch).
   int threads_per_worker = 1;
+  /// Returns true once the run is cancelled (Ctrl-C) or failing elsewhere. An operator
+  /// whose Process() can block for long (waiting on a server) polls it and returns
+  /// Status::Cancelled soon after it turns true. May be empty (never stops); callable
+  /// from the worker's thread while the run lasts.
+  std::function<bool()> stop_requested;
 };
 
 /// Per-row failures reported by StatefulOperator::Process(): the rows of the input batch
@@ -186,6 +191,14 @@ class GroupedOperator {
   /// of OutputSchema(), any number of rows.
   virtual arrow::Result<std::shared_ptr<arrow::Table>> Apply(
       const arrow::Table& group) const = 0;
+
+  /// Optional map-side step, run on every input batch in phase 1 (on the workers,
+  /// before rows are partitioned, held and spilled): keep only the columns Apply()
+  /// reads, encode strings as small codes, convert units, drop rows Apply() would
+  /// ignore. Its output must keep the key columns (names and types) and the sort
+  /// column (name; its type may change); OutputSchema() and Apply() then see its
+  /// output. Statistics show it as a batch stage of its own. Null (the default): none.
+  virtual std::shared_ptr<BatchOperator> PreGroup() const { return nullptr; }
 
   /// Whether ApplyStream() is implemented; groups too large to hold in memory are then
   /// streamed instead of refused.

@@ -93,8 +93,9 @@ struct TableSourceOptions {
   int64_t batch_rows = 16 * 1024;
 };
 
-/// Opens Parquet, CSV or JSON-lines data; one partition per file (per row group for
-/// large Parquet files).
+/// Opens Parquet, CSV or JSON-lines data; one partition per file, except that up to 64
+/// Parquet files are split into one partition per row group (their footers are read
+/// when opening, so a corrupt one fails here, naming it).
 arrow::Result<std::shared_ptr<Source>> OpenTableSource(const TableSourceOptions& options);
 
 /// Compression of a TFRecord file, as TensorFlow names it.

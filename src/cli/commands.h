@@ -20,6 +20,7 @@ void AddFilesCommand(CLI::App* root, std::vector<Command>* commands);
 void AddGenCommand(CLI::App* root, std::vector<Command>* commands);
 void AddWindowsCommand(CLI::App* root, std::vector<Command>* commands);
 void AddAudioCommand(CLI::App* root, std::vector<Command>* commands);
+void AddScoreHttpCommand(CLI::App* root, std::vector<Command>* commands);
 void AddRunCommand(CLI::App* root, std::vector<Command>* commands);
 void AddScoreCommand(CLI::App* root, std::vector<Command>* commands);
 

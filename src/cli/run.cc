@@ -13,6 +13,7 @@
 #include "exec/error_sink.h"
 #include "exec/pipeline_file.h"
 #include "features/steps.h"
+#include "infer/http/steps.h"
 
 namespace dlprep::cli {
 
@@ -38,6 +39,8 @@ arrow::Status RunPipelineFile(const PipelineFileFlags& f) {
     return st.ok() ? ws : st;
   };
   arrow::Status registered = features::RegisterFeatureSteps();
+  if (!registered.ok() && !registered.IsAlreadyExists()) return finish(registered);
+  registered = http::RegisterHttpSteps();
   if (!registered.ok() && !registered.IsAlreadyExists()) return finish(registered);
   registered = RegisterScoreStep();
   if (!registered.ok() && !registered.IsAlreadyExists()) return finish(registered);
@@ -135,7 +138,8 @@ void AddRunCommand(CLI::App* root, std::vector<Command>* commands) {
       "Featurizers: windows {key, time, ...}, audio {sample_rate, clip_seconds, n_mels,\n"
       "mfcc, label_regex, noise, copies, snr_db, seed, ...} (see README).\n"
       "Inference: score {model, columns, shapes, batch_size, argmax, softmax,\n"
-      "output_names, keep, device, threads_per_worker}.\n"
+      "output_names, keep, device, threads_per_worker}, score_http {url, protocol,\n"
+      "columns, outputs, batch_size, concurrency, ...} (dlprep score-http --dry-run).\n"
       "Relative paths are relative to the pipeline file's folder.\n\n"
       "Examples:\n"
       "  dlprep run examples/pipelines/labels.yaml --workers 4 --stats stats.json\n"

@@ -1,10 +1,13 @@
 // `dlprep windows`: per-key sliding windows of an event history into training examples
 // (the churn pipeline): events (+ churn labels) -> one row per window -> TFRecord.
+#include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <filesystem>
 #include <cstdio>
 #include <limits>
 #include <set>
+#include <thread>
 
 #include <arrow/api.h>
 #include <arrow/compute/api.h>
@@ -108,7 +111,10 @@ arrow::Result<int64_t> UnitsPerSecond(const arrow::DataType& type, const std::st
 
 // One pass over the time (and category) columns: the latest event time in seconds and
 // the distinct non-null categories, sorted bytewise.
-arrow::Status ScanEvents(const WindowsFlags& f, int64_t* max_time,
+// One pass over the time (and category) column of every events file: the largest event
+// time and, when `categories` is set, every distinct category. Partitions are scanned by
+// `workers` threads.
+arrow::Status ScanEvents(const WindowsFlags& f, int workers, int64_t* max_time,
                          std::set<std::string>* categories) {
   InputFlags in;
   in.paths = f.events;
@@ -116,27 +122,51 @@ arrow::Status ScanEvents(const WindowsFlags& f, int64_t* max_time,
   ARROW_ASSIGN_OR_RAISE(auto source, OpenInput(in));
   ARROW_ASSIGN_OR_RAISE(int64_t per_s,
                         UnitsPerSecond(*source->schema()->field(0)->type(), f.time));
-  *max_time = std::numeric_limits<int64_t>::min();
-  for (int64_t p = 0; p < source->num_partitions(); ++p) {
-    ARROW_ASSIGN_OR_RAISE(auto reader, source->OpenPartition(p));
-    while (true) {
-      std::shared_ptr<arrow::RecordBatch> batch;
-      ARROW_RETURN_NOT_OK(reader->ReadNext(&batch));
-      if (batch == nullptr) break;
-      const auto& t = *batch->column(0)->data();
-      const int64_t* v = t.GetValues<int64_t>(1);
-      for (int64_t i = 0; i < t.length; ++i) {
-        if (batch->column(0)->IsValid(i)) *max_time = std::max(*max_time, FloorDiv(v[i], per_s));
-      }
-      if (categories != nullptr && batch->num_columns() > 1) {
-        ARROW_ASSIGN_OR_RAISE(auto unique, arrow::compute::Unique(batch->column(1)));
-        ARROW_ASSIGN_OR_RAISE(auto as_str, arrow::compute::Cast(*unique, arrow::utf8()));
-        const auto& s = static_cast<const arrow::StringArray&>(*as_str);
-        for (int64_t i = 0; i < s.length(); ++i) {
-          if (s.IsValid(i)) categories->insert(std::string(s.GetView(i)));
+  struct Partial {
+    int64_t max_time = std::numeric_limits<int64_t>::min();
+    std::set<std::string> categories;
+    arrow::Status status;
+  };
+  std::atomic<int64_t> next{0};
+  auto scan = [&](Partial* out) -> arrow::Status {
+    for (int64_t p = next++; p < source->num_partitions(); p = next++) {
+      ARROW_ASSIGN_OR_RAISE(auto reader, source->OpenPartition(p));
+      while (true) {
+        std::shared_ptr<arrow::RecordBatch> batch;
+        ARROW_RETURN_NOT_OK(reader->ReadNext(&batch));
+        if (batch == nullptr) break;
+        const arrow::Array& time = *batch->column(0);
+        const int64_t* v = time.data()->GetValues<int64_t>(1);
+        for (int64_t i = 0; i < time.length(); ++i) {
+          if (time.IsValid(i)) out->max_time = std::max(out->max_time, FloorDiv(v[i], per_s));
+        }
+        if (categories != nullptr && batch->num_columns() > 1) {
+          ARROW_ASSIGN_OR_RAISE(auto unique, arrow::compute::Unique(batch->column(1)));
+          ARROW_ASSIGN_OR_RAISE(auto as_str, arrow::compute::Cast(*unique, arrow::utf8()));
+          const auto& s = static_cast<const arrow::StringArray&>(*as_str);
+          for (int64_t i = 0; i < s.length(); ++i) {
+            if (s.IsValid(i)) out->categories.insert(std::string(s.GetView(i)));
+          }
         }
       }
     }
+    return arrow::Status::OK();
+  };
+  if (workers <= 0) workers = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  const int threads =
+      static_cast<int>(std::clamp<int64_t>(source->num_partitions(), 1, workers));
+  std::vector<Partial> partials(threads);
+  std::vector<std::thread> pool;
+  for (int t = 1; t < threads; ++t) {
+    pool.emplace_back([&, t] { partials[t].status = scan(&partials[t]); });
+  }
+  partials[0].status = scan(&partials[0]);
+  for (auto& th : pool) th.join();
+  *max_time = std::numeric_limits<int64_t>::min();
+  for (auto& part : partials) {
+    ARROW_RETURN_NOT_OK(part.status);
+    *max_time = std::max(*max_time, part.max_time);
+    if (categories != nullptr) categories->merge(part.categories);
   }
   return arrow::Status::OK();
 }
@@ -161,7 +191,7 @@ arrow::Status RunWindows(const WindowsFlags& f) {
   int64_t max_time = 0;
   const bool discover = !f.category.empty() && f.categories.empty();
   if (f.until.empty() || discover) {
-    ARROW_RETURN_NOT_OK(ScanEvents(f, &max_time, discover ? &found : nullptr));
+    ARROW_RETURN_NOT_OK(ScanEvents(f, f.run.workers, &max_time, discover ? &found : nullptr));
   }
   if (discover) {
     o.categories.assign(found.begin(), found.end());

@@ -211,6 +211,9 @@ class FilterOp : public BatchOperator {
       const auto& s = mask.scalar_as<arrow::BooleanScalar>();
       return (s.is_valid && s.value) ? batch : batch->Slice(0, 0);
     }
+    // Every row kept (the usual case of a null check): the batch as it is, no copy.
+    const auto& keep = static_cast<const arrow::BooleanArray&>(*mask.make_array());
+    if (keep.null_count() == 0 && keep.true_count() == keep.length()) return batch;
     ARROW_ASSIGN_OR_RAISE(arrow::Datum out, cp::Filter(batch, mask));
     return out.record_batch();
   }
@@ -518,6 +521,9 @@ struct SideTable {
   arrow::Status load_status;          // guarded by mu
   std::shared_ptr<arrow::RecordBatch> table;  // immutable once loaded
   std::unordered_map<std::string, int64_t> index;  // immutable once loaded
+  // One int64 key column: looked up by value, without encoding (the common case).
+  bool int64_key = false;
+  std::unordered_map<int64_t, int64_t> int64_index;  // immutable once loaded
 
   arrow::Status Load() {
     std::lock_guard<std::mutex> lock(mu);
@@ -554,9 +560,24 @@ struct SideTable {
     ARROW_ASSIGN_OR_RAISE(table, t->CombineChunksToBatch());
     std::vector<std::shared_ptr<arrow::Array>> keys;
     for (int i : key_index) keys.push_back(table->column(i));
+    int64_key = keys.size() == 1 && keys[0]->type_id() == arrow::Type::INT64;
     std::string key;
-    index.reserve(static_cast<size_t>(table->num_rows()));
+    if (int64_key) {
+      int64_index.reserve(static_cast<size_t>(table->num_rows()));
+    } else {
+      index.reserve(static_cast<size_t>(table->num_rows()));
+    }
     for (int64_t r = 0; r < table->num_rows(); ++r) {
+      if (int64_key) {
+        const auto& k = static_cast<const arrow::Int64Array&>(*keys[0]);
+        if (k.IsNull(r)) continue;
+        auto [it, inserted] = int64_index.emplace(k.Value(r), r);
+        if (inserted) continue;
+        return arrow::Status::Invalid("join: side table '", options.side_name,
+                                      "' has the key (", DescribeKey(options.on, keys, r),
+                                      ") twice (rows ", it->second, " and ", r,
+                                      "); keys of a side table must be unique");
+      }
       if (!EncodeKey(keys, r, &key)) continue;  // a null key never matches
       auto [it, inserted] = index.emplace(key, r);
       if (!inserted) {
@@ -612,13 +633,26 @@ class BroadcastJoinOp : public StatefulOperator {
     for (const auto& k : side_->options.on) keys.push_back(batch->GetColumnByName(k));
     arrow::Int64Builder indices;
     ARROW_RETURN_NOT_OK(indices.Reserve(batch->num_rows()));
-    std::string key;
-    for (int64_t r = 0; r < batch->num_rows(); ++r) {
-      auto it = EncodeKey(keys, r, &key) ? side_->index.find(key) : side_->index.end();
-      if (it == side_->index.end()) {
-        indices.UnsafeAppendNull();
-      } else {
-        indices.UnsafeAppend(it->second);
+    if (side_->int64_key) {
+      const auto& k = static_cast<const arrow::Int64Array&>(*keys[0]);
+      const auto& index = side_->int64_index;
+      for (int64_t r = 0; r < batch->num_rows(); ++r) {
+        auto it = k.IsNull(r) ? index.end() : index.find(k.Value(r));
+        if (it == index.end()) {
+          indices.UnsafeAppendNull();
+        } else {
+          indices.UnsafeAppend(it->second);
+        }
+      }
+    } else {
+      std::string key;
+      for (int64_t r = 0; r < batch->num_rows(); ++r) {
+        auto it = EncodeKey(keys, r, &key) ? side_->index.find(key) : side_->index.end();
+        if (it == side_->index.end()) {
+          indices.UnsafeAppendNull();
+        } else {
+          indices.UnsafeAppend(it->second);
+        }
       }
     }
     ARROW_ASSIGN_OR_RAISE(auto idx, indices.Finish());

@@ -204,6 +204,11 @@ TEST(FilterTest, KeepsMatchingRowsDropsNulls) {
   ASSERT_OK_AND_ASSIGN(auto nulls, MakeFilter({"is_null(score) or is_null(name)"}));
   ASSERT_OK_AND_ASSIGN(out, nulls->Process(People()));
   EXPECT_THAT(Values(out->column(0)), ElementsAre("3", "4"));
+  // A filter that keeps every row hands the batch on without copying it.
+  ASSERT_OK_AND_ASSIGN(auto all, MakeFilter({"is_valid(id)"}));
+  auto in = People();
+  ASSERT_OK_AND_ASSIGN(out, all->Process(in));
+  EXPECT_EQ(out.get(), in.get());
 }
 
 TEST(FilterTest, Errors) {
@@ -433,6 +438,25 @@ TEST(BroadcastJoinTest, CompositeKeysAndNullKeys) {
   ASSERT_OK_AND_ASSIGN(auto out, op->Process(left, &errors));
   EXPECT_THAT(Names(*out->schema()), ElementsAre("b", "a", "v"));
   EXPECT_THAT(Values(out->column(2)), ElementsAre("200", "300", "null", "null"));
+}
+
+TEST(BroadcastJoinTest, SingleInt64AndStringKeysWithNulls) {
+  // One int64 key column takes a path of its own (no key encoding): nulls and absent
+  // keys must still come out null, on both paths.
+  auto side = Batch({{"id", arrow::int64(), "[5, null, 7]"},
+                     {"s", arrow::utf8(), R"(["e", "n", "g"])"},
+                     {"v", arrow::float64(), "[0.5, 9.9, 0.7]"}});
+  ASSERT_OK_AND_ASSIGN(auto by_id, OpenJoin({SourceOf({side}), "side", {"id"}}));
+  auto left = Batch({{"id", arrow::int64(), "[7, null, 6, 5, 7]"}});
+  RowErrors errors;
+  ASSERT_OK_AND_ASSIGN(auto out, by_id->Process(left, &errors));
+  EXPECT_THAT(Values(out->column(1)), ElementsAre("g", "null", "null", "e", "g"));
+  EXPECT_THAT(Values(out->column(2)), ElementsAre("0.7", "null", "null", "0.5", "0.7"));
+  ASSERT_OK_AND_ASSIGN(auto by_s, OpenJoin({SourceOf({side}), "side", {"s"}}));
+  auto left_s = Batch({{"s", arrow::utf8(), R"(["n", null, "x", "e"])"}});
+  ASSERT_OK_AND_ASSIGN(out, by_s->Process(left_s, &errors));
+  EXPECT_THAT(Values(out->column(1)), ElementsAre("null", "null", "null", "5"));
+  EXPECT_THAT(Values(out->column(2)), ElementsAre("9.9", "null", "null", "0.5"));
 }
 
 TEST(BroadcastJoinTest, SideTableIsLoadedOnceAndSharedAcrossWorkers) {

@@ -405,6 +405,7 @@ class RunState {
     context.worker_index = w->index;
     context.num_workers = workers_;
     context.threads_per_worker = std::max(1, options_.threads_per_worker);
+    context.stop_requested = [this] { return stop_.load() || CancelRequested(); };
     arrow::Status st = w->instances[i]->Open(context);
     w->stats[i + 1].opens += 1;
     if (!st.ok()) {
@@ -620,6 +621,20 @@ arrow::Result<std::unique_ptr<Executor>> Executor::Make(std::shared_ptr<Source> 
   ex->options_ = options;
   std::shared_ptr<arrow::Schema> schema = ex->source_->schema();
   if (schema == nullptr) return arrow::Status::Invalid("source has no schema");
+  // The first grouped step's map-side step (GroupedOperator::PreGroup) runs as a batch
+  // step just before it; later grouped steps are expanded by the recursive Make().
+  for (size_t i = 0; i < steps.size(); ++i) {
+    if (steps[i].kind != PipelineStep::Kind::kGrouped) continue;
+    if (steps[i].grouped != nullptr) {
+      if (auto pre = steps[i].grouped->PreGroup()) {
+        PipelineStep p;
+        p.kind = PipelineStep::Kind::kBatch;
+        p.batch = std::move(pre);
+        steps.insert(steps.begin() + static_cast<std::ptrdiff_t>(i), std::move(p));
+      }
+    }
+    break;
+  }
   for (size_t i = 0; i < steps.size(); ++i) {
     PipelineStep& s = steps[i];
     if (s.kind == PipelineStep::Kind::kGrouped) {

@@ -1,6 +1,8 @@
 #include "exec/grouped.h"
 
 #include <algorithm>
+#include <array>
+#include <limits>
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -16,6 +18,7 @@
 #include <utility>
 
 #include <arrow/array.h>
+#include <arrow/builder.h>
 #include <arrow/buffer.h>
 #include <arrow/compute/api_vector.h>
 #include <arrow/compute/initialize.h>
@@ -903,6 +906,8 @@ class BucketReader : public arrow::RecordBatchReader {
   // Sorts rows by keys, sort column and row id.
   arrow::Result<std::shared_ptr<arrow::RecordBatch>> Sort(
       const std::shared_ptr<arrow::RecordBatch>& batch) {
+    ARROW_ASSIGN_OR_RAISE(auto fast, SortFixedWidth(batch));
+    if (fast != nullptr) return fast;
     std::vector<arrow::compute::SortKey> keys;
     for (int i : plan_.order_idx) {
       keys.emplace_back(arrow::FieldRef(i), arrow::compute::SortOrder::Ascending);
@@ -912,6 +917,58 @@ class BucketReader : public arrow::RecordBatchReader {
                           arrow::compute::SortIndices(arrow::Datum(batch), options));
     ARROW_ASSIGN_OR_RAISE(arrow::Datum sorted,
                           arrow::compute::Take(batch, indices,
+                                               arrow::compute::TakeOptions::NoBoundsCheck()));
+    return sorted.record_batch();
+  }
+
+  // Sort() for the common case where every sort column is a 32/64-bit integer or a
+  // timestamp without nulls (int keys, times, the row id): sorts packed (values, row)
+  // records with std::sort, several times faster than the generic multi-column sort
+  // with its per-comparison dispatch. Null when the case does not apply. The row id
+  // makes every record distinct, so the order is the same total order as the generic
+  // path's.
+  arrow::Result<std::shared_ptr<arrow::RecordBatch>> SortFixedWidth(
+      const std::shared_ptr<arrow::RecordBatch>& batch) {
+    constexpr size_t kMaxColumns = 4;
+    const size_t nc = plan_.order_idx.size();
+    const int64_t n = batch->num_rows();
+    if (nc > kMaxColumns || n > std::numeric_limits<uint32_t>::max()) return nullptr;
+    std::vector<const arrow::ArrayData*> cols;
+    for (int i : plan_.order_idx) {
+      const arrow::ArrayData* a = batch->column_data(i).get();
+      const auto id = a->type->id();
+      const bool ok64 = id == arrow::Type::INT64 || id == arrow::Type::TIMESTAMP;
+      const bool ok32 = id == arrow::Type::INT32 || id == arrow::Type::DATE32;
+      if ((!ok64 && !ok32) || a->GetNullCount() != 0) return nullptr;
+      cols.push_back(a);
+    }
+    struct Rec {
+      std::array<int64_t, kMaxColumns> v;
+      uint32_t row;
+    };
+    std::vector<Rec> recs(static_cast<size_t>(n));
+    for (size_t c = 0; c < nc; ++c) {
+      const arrow::ArrayData& a = *cols[c];
+      if (a.type->byte_width() == 8) {
+        const int64_t* v = a.GetValues<int64_t>(1);
+        for (int64_t r = 0; r < n; ++r) recs[r].v[c] = v[r];
+      } else {
+        const int32_t* v = a.GetValues<int32_t>(1);
+        for (int64_t r = 0; r < n; ++r) recs[r].v[c] = v[r];
+      }
+    }
+    for (int64_t r = 0; r < n; ++r) {
+      for (size_t c = nc; c < kMaxColumns; ++c) recs[r].v[c] = 0;
+      recs[r].row = static_cast<uint32_t>(r);
+    }
+    std::sort(recs.begin(), recs.end(),
+              [](const Rec& x, const Rec& y) { return x.v < y.v; });
+    arrow::UInt32Builder indices;
+    ARROW_RETURN_NOT_OK(indices.Reserve(n));
+    for (const Rec& rec : recs) indices.UnsafeAppend(rec.row);
+    ARROW_ASSIGN_OR_RAISE(auto idx, indices.Finish());
+    ARROW_ASSIGN_OR_RAISE(arrow::Datum sorted,
+                          arrow::compute::Take(batch, idx,
                                                arrow::compute::TakeOptions::NoBoundsCheck()));
     return sorted.record_batch();
   }

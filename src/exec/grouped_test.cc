@@ -281,6 +281,69 @@ TEST(GroupedTest, Int64KeySumCountFirstLastBySortColumn) {
   EXPECT_GT(stats.peak_tracked_bytes, 0);
 }
 
+// SumCount with a map-side step that keeps k, ts and value and negates the time
+// (reversing the sort order within a group) and doubles the value.
+class PreparedSumCount : public SumCount {
+ public:
+  PreparedSumCount() : SumCount({"k"}) {}
+  std::string sort_column() const override { return "ts"; }
+  std::shared_ptr<BatchOperator> PreGroup() const override {
+    struct Prepare : BatchOperator {
+      std::string name() const override { return "sum_count.prepare"; }
+      arrow::Result<std::shared_ptr<arrow::Schema>> OutputSchema(
+          const arrow::Schema&) const override {
+        return EventSchema();
+      }
+      arrow::Result<std::shared_ptr<arrow::RecordBatch>> Process(
+          const std::shared_ptr<arrow::RecordBatch>& b) const override {
+        auto ts = std::static_pointer_cast<arrow::Int64Array>(b->GetColumnByName("ts"));
+        auto v = std::static_pointer_cast<arrow::Int64Array>(b->GetColumnByName("value"));
+        std::vector<std::optional<int64_t>> nts, nv;
+        for (int64_t i = 0; i < b->num_rows(); ++i) {
+          nts.push_back(-ts->Value(i));
+          nv.push_back(2 * v->Value(i));
+        }
+        return arrow::RecordBatch::Make(EventSchema(), b->num_rows(),
+                                        {b->GetColumnByName("k"), Ints(nts), Ints(nv)});
+      }
+    };
+    return std::make_shared<Prepare>();
+  }
+};
+
+TEST(GroupedTest, PreGroupStepRunsBeforeTheShuffleAndApplySeesItsOutput) {
+  auto op = std::make_shared<PreparedSumCount>();
+  // An extra column the map-side step drops.
+  auto s = EventSchema();
+  auto wide = arrow::schema({s->field(0), s->field(1), s->field(2),
+                             arrow::field("extra", arrow::utf8())});
+  std::vector<std::vector<std::shared_ptr<arrow::RecordBatch>>> parts;
+  arrow::StringBuilder eb;
+  ASSERT_TRUE(eb.AppendValues({"a", "b", "c"}).ok());
+  std::shared_ptr<arrow::Array> extra;
+  ASSERT_TRUE(eb.Finish(&extra).ok());
+  for (auto& b : {arrow::RecordBatch::Make(s, 3, {Ints({3, 1, 3}), Ints({5, 9, 1}),
+                                                  Ints({10, 20, 30})}),
+                  arrow::RecordBatch::Make(s, 3, {Ints({2, 1, 3}), Ints({4, 2, 3}),
+                                                  Ints({40, 50, 60})})}) {
+    ASSERT_OK_AND_ASSIGN(auto w, b->AddColumn(3, wide->field(3), extra));
+    parts.push_back({w});
+  }
+  auto source = std::make_shared<BatchesSource>(wide, parts);
+  RunStats stats;
+  ASSERT_OK_AND_ASSIGN(auto table,
+                       Pipeline::Read(source).GroupBy({"k"}, "ts").Apply(op).Collect(
+                           {.workers = 2}, &stats));
+  auto rows = ByKey(*table, 1);
+  // k=3: by -ts: (ts 5, v10), (ts 3, v60), (ts 1, v30); values doubled.
+  EXPECT_EQ(rows["3"], (std::vector<int64_t>{3, 200, 20, 60}));
+  EXPECT_EQ(rows["1"], (std::vector<int64_t>{2, 140, 40, 100}));
+  ASSERT_EQ(stats.stages.size(), 4u);
+  EXPECT_EQ(stats.stages[1].name, "sum_count.prepare");
+  EXPECT_EQ(stats.stages[1].kind, "batch");
+  EXPECT_EQ(stats.stages[2].name, "sum_count");
+}
+
 TEST(GroupedTest, StringKeyWithNullsFormsItsOwnGroup) {
   auto s = arrow::schema({arrow::field("name", arrow::utf8()),
                           arrow::field("value", arrow::int64())});

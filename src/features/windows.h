@@ -2,6 +2,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <limits>
 #include <memory>
 #include <string>
@@ -70,7 +71,8 @@ struct WindowOptions {
 /// `dlprep.names` = JSON array of the F feature names.
 ///
 /// Thread-safe: Apply() keeps no state except the atomic dropped-row counter.
-class WindowsOperator : public GroupedOperator {
+class WindowsOperator : public GroupedOperator,
+                        public std::enable_shared_from_this<WindowsOperator> {
  public:
   /// Validates option values that do not depend on the input schema (durations,
   /// aggregations, required names); column checks happen in OutputSchema().
@@ -87,16 +89,41 @@ class WindowsOperator : public GroupedOperator {
   arrow::Result<std::shared_ptr<arrow::Table>> Apply(
       const arrow::Table& group) const override;
 
+  /// Huge keys (over --max-group-bytes) are streamed: events arrive in time order and
+  /// only those of the current window and later are kept, so one key's history may be
+  /// far larger than memory. The output equals Apply()'s.
+  bool supports_streaming() const override { return true; }
+  arrow::Status ApplyStream(
+      arrow::RecordBatchReader* group,
+      const std::function<arrow::Status(std::shared_ptr<arrow::RecordBatch>)>& emit)
+      const override;
+
+  /// The map-side step `windows.prepare`: projects the input to the columns Apply()
+  /// reads, turns the time and label columns into int64 epoch seconds, the category
+  /// into an int16 code column (kCategoryCodeColumn; -1: null or not listed) and drops
+  /// rows with a null time (counted in dropped_rows()). Apply() accepts both its
+  /// output and the raw input.
+  std::shared_ptr<BatchOperator> PreGroup() const override;
+
+  /// Name of the category code column PreGroup() writes.
+  static constexpr char kCategoryCodeColumn[] = "__dlprep_windows_category";
+
   /// Feature names per step, in output order (F entries).
   const std::vector<std::string>& feature_names() const { return feature_names_; }
   /// Rows dropped so far because their time was null (across all Apply() calls).
   int64_t dropped_rows() const { return dropped_rows_.load(); }
   const WindowOptions& options() const { return options_; }
+  /// Index of `category` in options().categories, -1 when not listed.
+  int32_t CategoryIndex(std::string_view category) const;
 
  private:
   explicit WindowsOperator(WindowOptions options);
 
   enum class Agg { kSum, kMean, kMin, kMax };
+  class Emitter;
+
+  /// Windows of a key whose first step starts at `origin`.
+  int64_t NumWindows(int64_t origin, bool churned, int64_t churn) const;
 
   WindowOptions options_;
   std::vector<Agg> aggs_;

@@ -142,7 +142,8 @@ std::vector<Row> Rows(const arrow::Table& t) {
 // Runs `op` over `batches` (one partition each) through Pipeline::GroupBy.
 std::shared_ptr<arrow::Table> RunPipeline(
     std::shared_ptr<WindowsOperator> op,
-    std::vector<std::shared_ptr<arrow::RecordBatch>> batches, int workers = 1) {
+    std::vector<std::shared_ptr<arrow::RecordBatch>> batches, int workers = 1,
+    int64_t max_group_bytes = 0, RunStats* stats = nullptr) {
   std::vector<std::vector<std::shared_ptr<arrow::RecordBatch>>> parts;
   for (auto& b : batches) parts.push_back({b});
   auto schema = parts[0][0]->schema();
@@ -150,7 +151,8 @@ std::shared_ptr<arrow::Table> RunPipeline(
   auto result = Pipeline::Read(source)
                     .GroupBy({op->options().key}, op->options().time)
                     .Apply(op)
-                    .Collect({.workers = workers});
+                    .Collect({.workers = workers, .max_group_bytes = max_group_bytes},
+                             stats);
   EXPECT_TRUE(result.ok()) << result.status().ToString();
   return result.ValueOrDie();
 }
@@ -247,6 +249,43 @@ TEST(WindowsTest, DirectApplyMatchesPipeline) {
   auto rows = Rows(*out);
   ASSERT_EQ(rows.size(), 4u);
   EXPECT_EQ(rows[0].f[0], 2.0f);
+}
+
+TEST(WindowsTest, PreGroupEncodesCategoriesAndTimesAndApplyAcceptsIt) {
+  auto op = MakeOp(BaseOptions());
+  auto pre = op->PreGroup();
+  ASSERT_NE(pre, nullptr);
+  // Millisecond timestamps, a null time and an extra column the shuffle does not need.
+  auto events = HandEvents();
+  events.push_back({1, std::nullopt, "a", 1.0, std::nullopt});
+  auto raw = MakeEvents(events, /*string_key=*/false,
+                        arrow::timestamp(arrow::TimeUnit::MILLI, "UTC"));
+  ASSERT_OK_AND_ASSIGN(raw, raw->AddColumn(raw->num_columns(), "extra",
+                                           raw->column(3)));
+  ASSERT_OK_AND_ASSIGN(auto schema, pre->OutputSchema(*raw->schema()));
+  EXPECT_EQ(schema->ToString(),
+            "k: int64\nts: int64\n__dlprep_windows_category: int16 not null\n"
+            "churn: int64\namount: double");
+  ASSERT_OK_AND_ASSIGN(auto prepared, pre->Process(raw));
+  EXPECT_EQ(prepared->num_rows(), 7);  // the null time is dropped and counted
+  EXPECT_EQ(op->dropped_rows(), 1);
+  auto codes = std::static_pointer_cast<arrow::Int16Array>(prepared->column(2));
+  std::vector<int16_t> got(codes->raw_values(), codes->raw_values() + codes->length());
+  EXPECT_EQ(got, (std::vector<int16_t>{0, 1, 0, -1, 1, 1, 0}));  // "c" is not listed
+  auto secs = std::static_pointer_cast<arrow::Int64Array>(prepared->column(1));
+  EXPECT_EQ(secs->Value(2), 86);  // 86400 ms, floored to seconds
+  // Apply() on prepared rows equals Apply() on the raw rows.
+  ASSERT_OK_AND_ASSIGN(auto t_pre, arrow::Table::FromRecordBatches({prepared->Slice(0, 4)}));
+  ASSERT_OK_AND_ASSIGN(auto t_raw, arrow::Table::FromRecordBatches({raw->Slice(0, 4)}));
+  ASSERT_OK_AND_ASSIGN(auto from_pre, op->Apply(*t_pre));
+  ASSERT_OK_AND_ASSIGN(auto from_raw, op->Apply(*t_raw));
+  auto a = Rows(*from_pre), b = Rows(*from_raw);
+  ASSERT_EQ(a.size(), 4u);
+  ASSERT_EQ(a.size(), b.size());
+  for (size_t i = 0; i < a.size(); ++i) {
+    EXPECT_EQ(a[i].start, b[i].start);
+    EXPECT_EQ(a[i].f, b[i].f);
+  }
 }
 
 TEST(WindowsTest, EventsOnWindowAndStepBoundaries) {
@@ -442,6 +481,84 @@ TEST(WindowsTest, UnsortedInputSameWithOneAndTwoWorkers) {
     EXPECT_EQ(d[i].start, from_pipeline[i].start);
     EXPECT_EQ(d[i].f, from_pipeline[i].f);
   }
+}
+
+TEST(WindowsTest, HugeKeyIsStreamedWithTheSameOutput) {
+  // Key 1 has 20,000 events over 300 days (far over a 64 KiB group limit), keys 2..5 a
+  // few; null times, unknown categories, null values and churn included.
+  std::vector<Event> events;
+  uint64_t x = 99;
+  for (int i = 0; i < 24000; ++i) {
+    x = x * 6364136223846793005ULL + 1442695040888963407ULL;
+    Event e;
+    e.key = i < 20000 ? 1 : 2 + (x >> 50) % 4;
+    if ((x >> 7) % 97 != 0) e.t = static_cast<int64_t>((x >> 20) % (300 * D));
+    e.cat = std::string(1, static_cast<char>('a' + (x >> 10) % 3));
+    if ((x >> 5) % 7 != 0) e.amount = static_cast<double>((x >> 40) % 1000) / 10.0;
+    if (e.key == 1 || e.key == 3) e.churn = 250 * D + 77;
+    events.push_back(e);
+  }
+  std::vector<std::shared_ptr<arrow::RecordBatch>> batches;
+  for (int p = 0; p < 4; ++p) {
+    batches.push_back(MakeEvents(
+        std::vector<Event>(events.begin() + p * 6000, events.begin() + (p + 1) * 6000)));
+  }
+  auto o = BaseOptions();
+  o.window_s = 14 * D;
+  o.stride_s = 7 * D;
+  o.until_s = 301 * D;
+  o.aggs = {"sum", "mean", "min", "max"};
+  auto whole_op = MakeOp(o);
+  auto whole = RunPipeline(whole_op, batches, 2);
+  auto streamed_op = MakeOp(o);
+  RunStats stats;
+  auto streamed = RunPipeline(streamed_op, batches, 2, 64 << 10, &stats);
+  EXPECT_GT(whole->num_rows(), 30);
+  EXPECT_TRUE(whole->Equals(*streamed));
+  EXPECT_EQ(whole_op->dropped_rows(), streamed_op->dropped_rows());
+  int64_t streamed_groups = 0;
+  for (const auto& st : stats.stages) streamed_groups += st.streamed_groups;
+  EXPECT_EQ(streamed_groups, 1);
+}
+
+TEST(WindowsTest, ApplyStreamDirectlyEqualsApplyAndDropsNullKeys) {
+  auto op = MakeOp(BaseOptions());
+  auto batch = MakeEvents(HandEvents());
+  // Key 1's events (sorted by time), in batches of one row.
+  ASSERT_OK_AND_ASSIGN(auto t, arrow::Table::FromRecordBatches({batch->Slice(0, 4)}));
+  ASSERT_OK_AND_ASSIGN(auto whole, op->Apply(*t));
+  std::vector<std::shared_ptr<arrow::RecordBatch>> rows;
+  for (int64_t i = 0; i < 4; ++i) rows.push_back(batch->Slice(i, 1));
+  ASSERT_OK_AND_ASSIGN(auto reader, arrow::RecordBatchReader::Make(rows, batch->schema()));
+  std::vector<std::shared_ptr<arrow::RecordBatch>> out;
+  ASSERT_OK(op->ApplyStream(reader.get(), [&](std::shared_ptr<arrow::RecordBatch> b) {
+    out.push_back(std::move(b));
+    return arrow::Status::OK();
+  }));
+  ASSERT_OK_AND_ASSIGN(auto streamed, arrow::Table::FromRecordBatches(out));
+  EXPECT_TRUE(streamed->Equals(*whole));
+  // A null key's rows are dropped and counted.
+  arrow::Int64Builder kb;
+  ASSERT_OK(kb.AppendNulls(2));
+  std::shared_ptr<arrow::Array> nulls;
+  ASSERT_OK(kb.Finish(&nulls));
+  ASSERT_OK_AND_ASSIGN(auto null_keys,
+                       batch->Slice(0, 2)->SetColumn(0, batch->schema()->field(0), nulls));
+  ASSERT_OK_AND_ASSIGN(reader, arrow::RecordBatchReader::Make({null_keys}, batch->schema()));
+  out.clear();
+  const int64_t dropped = op->dropped_rows();
+  ASSERT_OK(op->ApplyStream(reader.get(), [&](std::shared_ptr<arrow::RecordBatch> b) {
+    out.push_back(std::move(b));
+    return arrow::Status::OK();
+  }));
+  EXPECT_TRUE(out.empty());
+  EXPECT_EQ(op->dropped_rows(), dropped + 2);
+  // Out of order input is refused rather than giving wrong windows.
+  std::vector<std::shared_ptr<arrow::RecordBatch>> backwards = {batch->Slice(2, 1),
+                                                                batch->Slice(0, 1)};
+  ASSERT_OK_AND_ASSIGN(reader, arrow::RecordBatchReader::Make(backwards, batch->schema()));
+  auto st = op->ApplyStream(reader.get(), [](auto) { return arrow::Status::OK(); });
+  EXPECT_THAT(st.message(), HasSubstr("must arrive sorted by 'ts'"));
 }
 
 TEST(WindowsTest, ParseDuration) {

@@ -3,14 +3,18 @@
 // Listing is ours (io::ExpandPaths, recursive, skipping names that start with '.' or
 // '_' at every level as Arrow's selector_ignore_prefixes and Spark do; globs work
 // too). Hive `key=value` directories below the common input directory become
-// partition columns. One partition per file; each partition scans only its own
+// partition columns. One partition per file, except that when there are few Parquet
+// files (at most kSplitMaxFiles) each row group is a partition of its own, so that a
+// handful of big files still keeps every worker busy. Each partition scans only its own
 // fragment, single-threaded, so rows come in file order.
 
 #include <algorithm>
 #include <filesystem>
 
+#include <arrow/compute/expression.h>
 #include <arrow/compute/initialize.h>
 #include <arrow/dataset/api.h>
+#include <parquet/metadata.h>
 #include <parquet/properties.h>
 #include <arrow/dataset/plan.h>
 #include <arrow/filesystem/localfs.h>
@@ -166,15 +170,22 @@ class FileNamingReader : public arrow::RecordBatchReader {
   const std::shared_ptr<arrow::RecordBatchReader> inner_;
 };
 
+// Up to this many Parquet files are split into one partition per row group (reading
+// each footer once at open); beyond it files alone give the workers enough partitions
+// and opening stays one listing.
+constexpr size_t kSplitMaxFiles = 64;
+
 class TableSource : public Source {
  public:
   TableSource(std::shared_ptr<arrow::Schema> dataset_schema,
               std::shared_ptr<arrow::Schema> schema,
               std::vector<std::shared_ptr<ds::FileFragment>> fragments,
-              std::vector<std::string> columns, int64_t batch_rows, int64_t total_bytes)
+              std::vector<std::string> names, std::vector<std::string> columns,
+              int64_t batch_rows, int64_t total_bytes)
       : dataset_schema_(std::move(dataset_schema)),
         schema_(std::move(schema)),
         fragments_(std::move(fragments)),
+        names_(std::move(names)),
         columns_(std::move(columns)),
         batch_rows_(batch_rows),
         total_bytes_(total_bytes) {}
@@ -187,7 +198,7 @@ class TableSource : public Source {
 
   std::string partition_name(int64_t i) const override {
     if (i < 0 || i >= num_partitions()) return "no such partition " + std::to_string(i);
-    return fragments_[i]->source().path();
+    return names_[i];
   }
 
   arrow::Result<std::shared_ptr<arrow::RecordBatchReader>> OpenPartition(
@@ -196,10 +207,9 @@ class TableSource : public Source {
       return arrow::Status::IndexError("table source: partition ", i,
                                        " out of range [0, ", num_partitions(), ")");
     }
-    const std::string& path = fragments_[i]->source().path();
     auto reader = Scan(i);
-    if (!reader.ok()) return NameFile(reader.status(), path);
-    return std::make_shared<FileNamingReader>(path, schema_, *std::move(reader));
+    if (!reader.ok()) return NameFile(reader.status(), names_[i]);
+    return std::make_shared<FileNamingReader>(names_[i], schema_, *std::move(reader));
   }
 
   int64_t total_bytes() const override { return total_bytes_; }
@@ -223,6 +233,7 @@ class TableSource : public Source {
   const std::shared_ptr<arrow::Schema> dataset_schema_;
   const std::shared_ptr<arrow::Schema> schema_;
   const std::vector<std::shared_ptr<ds::FileFragment>> fragments_;
+  const std::vector<std::string> names_;  // the file, and its row group when split
   const std::vector<std::string> columns_;
   const int64_t batch_rows_;
   const int64_t total_bytes_;
@@ -318,8 +329,31 @@ arrow::Result<std::shared_ptr<Source>> OpenTableSource(
   std::sort(fragments.begin(), fragments.end(), [](const auto& a, const auto& b) {
     return a->source().path() < b->source().path();
   });
+  std::vector<std::shared_ptr<ds::FileFragment>> parts;
+  std::vector<std::string> names;
+  const bool split = format == TableFormat::kParquet && fragments.size() <= kSplitMaxFiles;
+  for (auto& fragment : fragments) {
+    const std::string path = fragment->source().path();
+    auto* pq = split ? dynamic_cast<ds::ParquetFileFragment*>(fragment.get()) : nullptr;
+    if (pq != nullptr) {
+      arrow::Status st = pq->EnsureCompleteMetadata();
+      if (!st.ok()) return NameFile(st, path);
+      const int groups = pq->metadata()->num_row_groups();
+      if (groups > 1) {
+        ARROW_ASSIGN_OR_RAISE(auto pieces, pq->SplitByRowGroup(arrow::compute::literal(true)));
+        for (size_t g = 0; g < pieces.size(); ++g) {
+          parts.push_back(std::static_pointer_cast<ds::FileFragment>(pieces[g]));
+          names.push_back(path + " (row group " + std::to_string(g + 1) + " of " +
+                          std::to_string(groups) + ")");
+        }
+        continue;
+      }
+    }
+    parts.push_back(std::move(fragment));
+    names.push_back(path);
+  }
   return std::make_shared<TableSource>(std::move(dataset_schema), std::move(schema),
-                                       std::move(fragments), options.columns,
+                                       std::move(parts), std::move(names), options.columns,
                                        options.batch_rows, total_bytes);
 }
 

@@ -294,14 +294,37 @@ TEST(TableSource, UnknownExtensionNeedsAnExplicitFormat) {
   EXPECT_EQ(Int64s(*ReadTable(*ok), "id"), (std::vector<int64_t>{0, 1}));
 }
 
+TEST(TableSource, FewParquetFilesAreSplitByRowGroupInFileOrder) {
+  const std::string dir = MakeTestDir();
+  WriteParquet(dir + "/a.parquet", *MakeTable(0, 2500));  // row groups of 1024 rows
+  WriteParquet(dir + "/b.parquet", *MakeTable(2500, 10));
+  auto source = Open(Opts({dir}));
+  ASSERT_TRUE(source);
+  ASSERT_EQ(source->num_partitions(), 4);
+  EXPECT_EQ(source->partition_name(1), dir + "/a.parquet (row group 2 of 3)");
+  EXPECT_EQ(source->partition_name(3), dir + "/b.parquet");
+  std::vector<int64_t> want(2510);
+  for (int64_t i = 0; i < 2510; ++i) want[i] = i;
+  EXPECT_EQ(Int64s(*ReadTable(*source), "id"), want);
+}
+
 TEST(TableSource, CorruptParquetFileIsNamed) {
   const std::string dir = MakeTestDir();
   WriteParquet(dir + "/a.parquet", *MakeTable(0, 2));
   WriteText(dir + "/b.parquet", "this is not parquet at all, no magic bytes here");
-  // The schema comes from the first file, so opening works; reading b fails.
+  // Few Parquet files are split by row group, which reads every footer when opening:
+  // the source then fails at once, naming the corrupt file.
+  auto early = OpenTableSource(Opts({dir}));
+  ASSERT_FALSE(early.ok());
+  EXPECT_THAT(early.status().message(), HasSubstr("'" + dir + "/b.parquet'"));
+  // Beyond kSplitMaxFiles (64) footers are read lazily: opening works (the schema comes
+  // from the first file) and reading b fails, naming it.
+  for (int i = 0; i < 70; ++i) {
+    WriteParquet(dir + "/c" + std::to_string(100 + i) + ".parquet", *MakeTable(0, 2));
+  }
   auto source = Open(Opts({dir}));
   ASSERT_TRUE(source);
-  ASSERT_EQ(source->num_partitions(), 2);
+  ASSERT_EQ(source->num_partitions(), 72);
   arrow::Status st;
   auto reader = source->OpenPartition(1);
   if (reader.ok()) {

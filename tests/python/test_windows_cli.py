@@ -1,5 +1,7 @@
 """`dlprep windows` end to end: a hand-computed case read back by TensorFlow, 1 vs 2
 workers, and the generated churn data."""
+import json
+
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -104,6 +106,28 @@ def test_generated_churn_data(dlprep, tmp_path):
     assert all(len(f) == 14 * 12 for f in t.column("features").to_pylist()[:50])
     labels = t.column("label").to_pylist()
     assert 0 < sum(labels) < len(labels)
+
+
+def test_huge_customers_are_streamed_with_identical_output(dlprep, tmp_path):
+    data = tmp_path / "churn"
+    dlprep("gen", "churn", "--customers", 300, "--days", 90, "-o", data, "-q")
+    args = ["windows", "--events", data / "events", "--labels", data / "labels",
+            "--key", "customer_id", "--time", "ts", "--category", "event_type",
+            "--values", "amount,duration", "--aggs", "sum,min,max", "--window", "14d",
+            "--stride", "3d", "--step", "1d", "--horizon", "30d", "--label-time",
+            "churn_ts", "--format", "parquet", "-q", "-w", "2"]
+    dlprep(*args, "--output", tmp_path / "whole")
+    # Groups over 16 KB (the busiest customers) are streamed window by window.
+    stats = tmp_path / "stats.json"
+    dlprep(*args, "--output", tmp_path / "streamed", "--max-group-bytes", "16KB",
+           "--stats", stats)
+    streamed_groups = sum(s.get("streamed_groups", 0)
+                          for s in json.loads(stats.read_text())["run"]["stages"])
+    assert streamed_groups > 10
+    whole = pq.read_table(tmp_path / "whole")
+    streamed = pq.read_table(tmp_path / "streamed")
+    assert whole.num_rows > 1000
+    assert whole.equals(streamed)
 
 
 def test_bad_options_name_the_option(dlprep, tmp_path):

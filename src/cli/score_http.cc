@@ -1,0 +1,265 @@
+// `dlprep score-http`: batch inference through a model server over HTTP (issue 7):
+// input rows -> batched, concurrent, retried JSON requests -> one output column per
+// model output, in input order, with failed rows in --errors.
+#include <cstdio>
+#include <filesystem>
+#include <memory>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "cli/commands.h"
+#include "cli/common.h"
+#include "core/progress.h"
+#include "exec/error_sink.h"
+#include "infer/http/http_scorer.h"
+
+namespace dlprep::cli {
+
+namespace {
+
+struct ScoreHttpFlags {
+  std::string url;
+  std::string protocol = "kserve-v2";
+  std::vector<std::string> columns;
+  std::vector<std::string> outputs;
+  int64_t batch_size = 64;
+  int concurrency = 8;
+  double timeout_s = 30;
+  double connect_timeout_s = 10;
+  double rate_limit = 0;
+  std::vector<std::string> headers;
+  std::vector<std::string> header_env;
+  int retries = 3;
+  double backoff_s = 0.1;
+  double max_backoff_s = 10;
+  double max_wait_s = 60;
+  uint64_t seed = 0;
+  InputFlags input;
+  OutputFlags output;
+  RunFlags run;
+  CommonFlags common;
+  bool fail_on_error = false;
+  std::string errors_path;
+  bool dry_run = false;
+};
+
+std::string Absolute(const std::string& path) {
+  return std::filesystem::absolute(path).lexically_normal().string();
+}
+
+// Splits repeatable, comma-separated flag values ("--column a,b --column c").
+std::vector<std::string> Flatten(const std::vector<std::string>& values) {
+  std::vector<std::string> out;
+  for (const auto& v : values) {
+    for (auto& item : SplitCommaList(v)) out.push_back(std::move(item));
+  }
+  return out;
+}
+
+// The pipeline file (JSON, which is YAML) this command runs. Header values from
+// --header-env are not in it: only the NAME=ENV_VAR pairs.
+arrow::Result<std::string> PipelineFileText(const ScoreHttpFlags& f,
+                                            const http::HttpScoreOptions& o) {
+  ARROW_ASSIGN_OR_RAISE(std::string format, DetectInputFormat(f.input));
+  std::vector<std::string> paths;
+  for (const auto& p : f.input.paths) paths.push_back(Absolute(p));
+  nlohmann::ordered_json source = {{"format", format}, {"paths", paths}};
+  if (!f.input.columns.empty()) source["columns"] = SplitCommaList(f.input.columns);
+  nlohmann::ordered_json step = {{"url", o.url},
+                                 {"protocol", http::ProtocolName(o.protocol)},
+                                 {"columns", o.columns},
+                                 {"outputs", o.outputs},
+                                 {"batch_size", o.batch_size},
+                                 {"concurrency", o.concurrency},
+                                 {"timeout", o.timeout_s},
+                                 {"connect_timeout", o.connect_timeout_s},
+                                 {"rate_limit", o.rate_limit},
+                                 {"headers", o.headers},
+                                 {"header_env", o.header_env},
+                                 {"retries", o.retry.retries},
+                                 {"backoff", o.retry.backoff_s},
+                                 {"max_backoff", o.retry.max_backoff_s},
+                                 {"max_wait", o.retry.max_wait_s},
+                                 {"seed", o.seed}};
+  nlohmann::ordered_json sink = {{"format", f.output.format},
+                                 {"path", Absolute(f.output.output_dir)}};
+  if (f.output.format == "tfrecord") sink["compression"] = f.output.compression;
+  sink["shards"] = f.output.shards;
+  sink["overwrite"] = f.output.overwrite;
+  nlohmann::ordered_json doc = {
+      {"source", source}, {"steps", {{{"score_http", step}}}}, {"sink", sink}};
+  return "# dlprep score-http as a pipeline file (JSON is YAML): dlprep run FILE\n" +
+         doc.dump(2) + "\n";
+}
+
+arrow::Status RunScoreHttp(const ScoreHttpFlags& f) {
+  nlohmann::json stats = {{"command", "score-http"}};
+  Progress* progress_ptr = nullptr;
+  auto finish = [&](const arrow::Status& st) {
+    if (progress_ptr != nullptr) progress_ptr->Finish();
+    stats["status"] = st.ok() ? "ok" : (st.IsCancelled() ? "interrupted" : "error");
+    if (!st.ok()) stats["error"] = st.message();
+    arrow::Status ws = WriteStats(f.common.stats_path, stats.dump(2));
+    return st.ok() ? ws : st;
+  };
+  http::HttpScoreOptions o;
+  o.url = f.url;
+  auto protocol = http::ParseProtocol(f.protocol);
+  if (!protocol.ok()) return finish(protocol.status());
+  o.protocol = *protocol;
+  o.columns = Flatten(f.columns);
+  if (!f.outputs.empty()) o.outputs = Flatten(f.outputs);
+  o.batch_size = f.batch_size;
+  o.concurrency = f.concurrency;
+  o.timeout_s = f.timeout_s;
+  o.connect_timeout_s = f.connect_timeout_s;
+  o.rate_limit = f.rate_limit;
+  o.headers = f.headers;
+  o.header_env = f.header_env;
+  o.retry.retries = f.retries;
+  o.retry.backoff_s = f.backoff_s;
+  o.retry.max_backoff_s = f.max_backoff_s;
+  o.retry.max_wait_s = f.max_wait_s;
+  o.seed = f.seed;
+  std::shared_ptr<http::HttpStats> http_stats;
+  auto factory = http::MakeHttpScorer(o, &http_stats);
+  if (!factory.ok()) return finish(factory.status());
+
+  auto source = OpenInput(f.input);
+  if (!source.ok()) return finish(source.status());
+  auto wopts = MakeWriteOptions(f.output);
+  if (!wopts.ok()) return finish(wopts.status());
+  Pipeline pipeline = Pipeline::Read(*source).MapStateful(*factory);
+  pipeline.Write(*wopts);
+  // Check columns and types before anything is sent or written.
+  auto schema = pipeline.OutputSchema();
+  if (!schema.ok()) return finish(schema.status());
+  if (f.dry_run) {
+    auto text = PipelineFileText(f, o);
+    if (!text.ok()) return finish(text.status());
+    std::fputs(text->c_str(), stdout);
+    stats["dry_run"] = true;
+    return finish(arrow::Status::OK());
+  }
+
+  WarnAboutLeftoverAttempts(f.output.output_dir);
+  Progress progress("score-http", (*source)->num_partitions(), !f.common.quiet);
+  progress_ptr = &progress;
+  auto options_r = MakeRunOptions(f.run);
+  if (!options_r.ok()) return finish(options_r.status());
+  RunOptions options = *options_r;
+  options.fail_on_row_error = f.fail_on_error;
+  std::unique_ptr<exec::JsonLinesErrorSink> errors;
+  if (!f.errors_path.empty()) {
+    errors = std::make_unique<exec::JsonLinesErrorSink>(f.errors_path);
+    options.error_sink = errors.get();
+  }
+  options.cancel = InstallCancelHandler();
+  options.progress = &progress;
+  auto run = pipeline.Run(options);
+  stats["http"] = nlohmann::json::parse(http_stats->ToJson());
+  if (!run.ok()) {
+    return finish(run.status().WithMessage(
+        run.status().message(), "; nothing was written to '", f.output.output_dir, "'"));
+  }
+  progress.Finish();
+  if (errors != nullptr) {
+    auto kept = errors->Commit();
+    if (!kept.ok()) return finish(kept.status());
+    stats["errors"] = {{"path", f.errors_path}, {"rows", *kept}};
+  }
+  stats["run"] = nlohmann::json::parse(run->ToJson());
+  stats["output"] = {{"dir", f.output.output_dir},
+                     {"files", run->files_written},
+                     {"rows", run->rows_written},
+                     {"bytes", run->bytes_written}};
+  if (!f.common.quiet) {
+    const auto& h = *http_stats;
+    std::fprintf(stderr,
+                 "dlprep score-http: %lld rows read -> %lld scored, %lld failed; %lld "
+                 "requests (%lld retries, %lld Retry-After waits) -> '%s' (%.2f s, %d "
+                 "workers)\n",
+                 static_cast<long long>(run->rows_read),
+                 static_cast<long long>(h.rows_scored.load()),
+                 static_cast<long long>(h.rows_failed.load()),
+                 static_cast<long long>(h.requests.load()),
+                 static_cast<long long>(h.retries.load()),
+                 static_cast<long long>(h.retry_after_waits.load()),
+                 f.output.output_dir.c_str(), run->wall_seconds, run->workers);
+    for (size_t i = 0; i < run->row_error_samples.size() && i < 10; ++i) {
+      std::fprintf(stderr, "  %s\n", run->row_error_samples[i].c_str());
+    }
+  }
+  return finish(arrow::Status::OK());
+}
+
+}  // namespace
+
+void AddScoreHttpCommand(CLI::App* root, std::vector<Command>* commands) {
+  auto f = std::make_shared<ScoreHttpFlags>();
+  CLI::App* app = root->add_subcommand(
+      "score-http",
+      "Batch inference through a model server over HTTP (KServe v2, TF "
+      "Serving, JSON records): batched, concurrent, retried");
+  app->add_option("--url", f->url, "Endpoint every request is POSTed to")->required();
+  app->add_option("--protocol", f->protocol,
+                  "kserve-v2 (Open Inference Protocol), tfserving ({\"instances\"}) or "
+                  "records (a JSON array of row objects)")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"kserve-v2", "tfserving", "records"}));
+  app->add_option("--column", f->columns,
+                  "Input column(s) sent to the model (repeatable, or a,b)")
+      ->required();
+  app->add_option("--outputs", f->outputs,
+                  "Output columns NAME[:TYPE][[]|[d0,d1]], TYPE float32 (default), "
+                  "float64, int64 or string; [] for a list per row (default: score)");
+  app->add_option("--batch-size", f->batch_size, "Rows per request")
+      ->capture_default_str();
+  app->add_option("--concurrency", f->concurrency, "Requests in flight per worker")
+      ->capture_default_str();
+  app->add_option("--timeout", f->timeout_s, "Seconds a request may take in all")
+      ->capture_default_str();
+  app->add_option("--connect-timeout", f->connect_timeout_s, "Seconds to connect")
+      ->capture_default_str();
+  app->add_option("--rate-limit", f->rate_limit,
+                  "Requests per second across all workers (0: unlimited)")
+      ->capture_default_str();
+  app->add_option("--header", f->headers, "Extra header 'Name: value' (repeatable)");
+  app->add_option("--header-env", f->header_env,
+                  "Header whose value is read from an environment variable, "
+                  "'Name=ENV_VAR' (repeatable; the value is never printed)");
+  app->add_option("--retries", f->retries,
+                  "Retries of a request after a connection error, timeout or 5xx")
+      ->capture_default_str();
+  app->add_option("--backoff", f->backoff_s,
+                  "First retry delay in seconds, doubled per retry, with jitter")
+      ->capture_default_str();
+  app->add_option("--max-backoff", f->max_backoff_s, "Longest retry delay in seconds")
+      ->capture_default_str();
+  app->add_option("--max-wait", f->max_wait_s,
+                  "Seconds one request may wait on Retry-After (429/503) in all")
+      ->capture_default_str();
+  app->add_option("--seed", f->seed, "Seed of the retry jitter")->capture_default_str();
+  AddInputFlags(app, &f->input, /*binary_options=*/false);
+  AddOutputFlags(app, &f->output, "parquet");
+  AddRunFlags(app, &f->run);
+  app->add_flag(
+      "--fail-on-error", f->fail_on_error,
+      "Fail the job when a row cannot be scored (default: report it and go on)");
+  app->add_option("--errors", f->errors_path,
+                  "Keep the rows that could not be scored, with the HTTP status or error "
+                  "and a body excerpt, in this JSON-lines file (written when the job "
+                  "succeeds)");
+  app->add_flag("--dry-run", f->dry_run,
+                "Check the input columns and print the pipeline file this command runs");
+  AddCommonFlags(app, &f->common);
+  app->footer(
+      "Example:\n"
+      "  dlprep score-http --url http://127.0.0.1:8080/v2/models/m/infer \\\n"
+      "    --protocol kserve-v2 --input data/features --column features \\\n"
+      "    --batch-size 64 --concurrency 8 --output out/scores --errors failed.jsonl");
+  commands->push_back({app, [f]() { return RunScoreHttp(*f); }});
+}
+
+}  // namespace dlprep::cli

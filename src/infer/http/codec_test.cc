@@ -1,0 +1,308 @@
+#include "infer/http/codec.h"
+
+#include <cmath>
+#include <limits>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <arrow/api.h>
+#include <gtest/gtest.h>
+
+namespace dlprep::http {
+namespace {
+
+std::shared_ptr<arrow::Array> Floats(const std::vector<std::vector<float>>& rows,
+                                     const std::vector<bool>& valid = {}) {
+  arrow::ListBuilder b(arrow::default_memory_pool(),
+                       std::make_shared<arrow::FloatBuilder>());
+  auto* vb = static_cast<arrow::FloatBuilder*>(b.value_builder());
+  for (size_t r = 0; r < rows.size(); ++r) {
+    if (!valid.empty() && !valid[r]) {
+      EXPECT_TRUE(b.AppendNull().ok());
+      continue;
+    }
+    EXPECT_TRUE(b.Append().ok());
+    for (float v : rows[r]) EXPECT_TRUE(vb->Append(v).ok());
+  }
+  return b.Finish().ValueOrDie();
+}
+
+std::shared_ptr<arrow::Array> Ints(const std::vector<int64_t>& v) {
+  arrow::Int64Builder b;
+  EXPECT_TRUE(b.AppendValues(v).ok());
+  return b.Finish().ValueOrDie();
+}
+
+std::shared_ptr<arrow::Array> Strings(const std::vector<std::string>& v) {
+  arrow::StringBuilder b;
+  EXPECT_TRUE(b.AppendValues(v).ok());
+  return b.Finish().ValueOrDie();
+}
+
+std::shared_ptr<arrow::Field> ListField(const std::string& name,
+                                        const std::string& shape) {
+  auto f = arrow::field(name, arrow::list(arrow::float32()));
+  if (!shape.empty()) {
+    f = f->WithMetadata(arrow::key_value_metadata({"dlprep.shape"}, {shape}));
+  }
+  return f;
+}
+
+std::shared_ptr<arrow::RecordBatch> Batch(std::shared_ptr<arrow::Array> features,
+                                          const std::string& shape = "") {
+  auto schema =
+      arrow::schema({arrow::field("id", arrow::int64()), ListField("features", shape),
+                     arrow::field("text", arrow::utf8())});
+  const int64_t n = features->length();
+  std::vector<int64_t> ids;
+  std::vector<std::string> texts;
+  for (int64_t i = 0; i < n; ++i) {
+    ids.push_back(i);
+    texts.push_back(i == 0 ? "a\"b\\c\n" : "x" + std::to_string(i));
+  }
+  return arrow::RecordBatch::Make(schema, n, {Ints(ids), features, Strings(texts)});
+}
+
+std::string EncodeAll(Protocol p, const std::vector<std::string>& columns,
+                      const arrow::RecordBatch& batch, RowErrors* errors = nullptr) {
+  auto enc = RequestEncoder::Make(p, columns, *batch.schema());
+  EXPECT_TRUE(enc.ok()) << enc.status().ToString();
+  std::vector<int64_t> ok;
+  RowErrors local;
+  EXPECT_TRUE((*enc)->Prepare(batch, &ok, errors ? errors : &local).ok());
+  std::string body;
+  (*enc)->Encode(ok.data(), static_cast<int64_t>(ok.size()), &body);
+  return body;
+}
+
+TEST(CodecTest, KServeV2Request) {
+  auto batch = Batch(Floats({{1, 2}, {0.5f, -1}, {3, 0.1f}}));
+  EXPECT_EQ(
+      EncodeAll(Protocol::kKServeV2, {"id", "features", "text"}, *batch),
+      R"({"inputs":[{"name":"id","shape":[3],"datatype":"INT64","data":[0,1,2]},)"
+      R"({"name":"features","shape":[3,2],"datatype":"FP32","data":[1,2,0.5,-1,3,0.1]},)"
+      R"({"name":"text","shape":[3],"datatype":"BYTES","data":["a\"b\\c\n","x1","x2"]}]})");
+}
+
+TEST(CodecTest, KServeV2UsesDlprepShape) {
+  auto batch = Batch(Floats({{1, 2, 3, 4}, {5, 6, 7, 8}}), "[2,2]");
+  EXPECT_EQ(EncodeAll(Protocol::kKServeV2, {"features"}, *batch),
+            R"({"inputs":[{"name":"features","shape":[2,2,2],"datatype":"FP32",)"
+            R"("data":[1,2,3,4,5,6,7,8]}]})");
+}
+
+TEST(CodecTest, TfServingRequestNestsByShape) {
+  auto batch = Batch(Floats({{1, 2, 3, 4}, {5, 6, 7, 8}}), "[2,2]");
+  EXPECT_EQ(EncodeAll(Protocol::kTfServing, {"features"}, *batch),
+            R"({"instances":[[[1,2],[3,4]],[[5,6],[7,8]]]})");
+  EXPECT_EQ(EncodeAll(Protocol::kTfServing, {"id", "text"}, *batch),
+            R"({"instances":[{"id":0,"text":"a\"b\\c\n"},{"id":1,"text":"x1"}]})");
+}
+
+TEST(CodecTest, RecordsRequestIsFlatLikePandas) {
+  auto batch = Batch(Floats({{1, 2, 3, 4}, {5, 6, 7, 8}}), "[2,2]");
+  EXPECT_EQ(EncodeAll(Protocol::kRecords, {"id", "features"}, *batch),
+            R"([{"id":0,"features":[1,2,3,4]},{"id":1,"features":[5,6,7,8]}])");
+}
+
+TEST(CodecTest, BadRowsFailAloneAndTheRestIsSent) {
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  auto batch = Batch(Floats({{1, 2}, {nan, 1}, {3, 4}, {}, {5, 6, 7}, {8, 9}},
+                            {true, true, true, false, true, true}));
+  RowErrors errors;
+  std::string body = EncodeAll(Protocol::kKServeV2, {"id", "features"}, *batch, &errors);
+  ASSERT_EQ(errors.rows, (std::vector<int64_t>{1, 3, 4}));
+  EXPECT_NE(errors.messages[0].find("NaN or infinity at position 0"), std::string::npos);
+  EXPECT_NE(errors.messages[1].find("is null"), std::string::npos);
+  EXPECT_NE(errors.messages[2].find("has 3 values where the batch's first row has 2"),
+            std::string::npos)
+      << errors.messages[2];
+  EXPECT_EQ(
+      body,
+      R"({"inputs":[{"name":"id","shape":[3],"datatype":"INT64","data":[0,2,5]},)"
+      R"({"name":"features","shape":[3,2],"datatype":"FP32","data":[1,2,3,4,8,9]}]})");
+
+  // tfserving and records write a null row as null; ragged lists are fine there.
+  RowErrors rec_errors;
+  body = EncodeAll(Protocol::kRecords, {"features"}, *batch, &rec_errors);
+  EXPECT_EQ(rec_errors.rows, (std::vector<int64_t>{1}));
+  EXPECT_EQ(body, R"([{"features":[1,2]},{"features":[3,4]},{"features":null},)"
+                  R"({"features":[5,6,7]},{"features":[8,9]}])");
+}
+
+TEST(CodecTest, ShapeMismatchAndNullElementsFailTheRow) {
+  arrow::ListBuilder b(arrow::default_memory_pool(),
+                       std::make_shared<arrow::FloatBuilder>());
+  auto* vb = static_cast<arrow::FloatBuilder*>(b.value_builder());
+  ASSERT_TRUE(b.Append().ok());
+  ASSERT_TRUE(vb->AppendValues({1.f, 2.f}).ok());
+  ASSERT_TRUE(b.Append().ok());
+  ASSERT_TRUE(vb->Append(1.f).ok());
+  ASSERT_TRUE(vb->AppendNull().ok());
+  ASSERT_TRUE(b.Append().ok());
+  ASSERT_TRUE(vb->Append(1.f).ok());
+  auto batch = Batch(b.Finish().ValueOrDie(), "[2]");
+  RowErrors errors;
+  std::string body = EncodeAll(Protocol::kTfServing, {"features"}, *batch, &errors);
+  ASSERT_EQ(errors.rows, (std::vector<int64_t>{1, 2}));
+  EXPECT_NE(errors.messages[0].find("null at position 1"), std::string::npos);
+  EXPECT_NE(errors.messages[1].find("dlprep.shape [2] needs 2"), std::string::npos);
+  EXPECT_EQ(body, R"({"instances":[[1,2]]})");
+}
+
+TEST(CodecTest, RejectsMissingAndUnsupportedColumns) {
+  auto schema = arrow::schema({arrow::field("b", arrow::binary()),
+                               arrow::field("l", arrow::list(arrow::utf8()))});
+  auto missing = RequestEncoder::Make(Protocol::kKServeV2, {"x"}, *schema);
+  EXPECT_TRUE(missing.status().IsTypeError());
+  EXPECT_NE(missing.status().message().find("no column 'x'"), std::string::npos);
+  EXPECT_TRUE(
+      RequestEncoder::Make(Protocol::kKServeV2, {"b"}, *schema).status().IsTypeError());
+  EXPECT_TRUE(
+      RequestEncoder::Make(Protocol::kKServeV2, {"l"}, *schema).status().IsTypeError());
+  EXPECT_TRUE(
+      RequestEncoder::Make(Protocol::kKServeV2, {}, *schema).status().IsInvalid());
+}
+
+TEST(CodecTest, ParsesOutputSpecs) {
+  auto s = ParseOutputSpec("score");
+  ASSERT_TRUE(s.ok());
+  EXPECT_EQ(s->ToString(), "score:float32");
+  EXPECT_EQ(s->field()->type()->ToString(), "float");
+  s = ParseOutputSpec("emb:float64[4,2]");
+  ASSERT_TRUE(s.ok());
+  EXPECT_TRUE(s->is_list);
+  EXPECT_EQ(s->shape, (std::vector<int64_t>{4, 2}));
+  EXPECT_EQ(s->field()->metadata()->Get("dlprep.shape").ValueOrDie(), "[4,2]");
+  EXPECT_EQ(ParseOutputSpec("l:string[]")->ToString(), "l:string[]");
+  for (const char* bad :
+       {"", ":float32", "x:float16", "x:float32[", "x:int64[0]", "x:int64[a]"}) {
+    EXPECT_TRUE(ParseOutputSpec(bad).status().IsInvalid()) << bad;
+  }
+}
+
+std::vector<OutputSpec> Specs(const std::vector<std::string>& texts) {
+  std::vector<OutputSpec> out;
+  for (const auto& t : texts) out.push_back(*ParseOutputSpec(t));
+  return out;
+}
+
+TEST(CodecTest, DecodesKServeV2Outputs) {
+  ResponseDecoder d(Protocol::kKServeV2, Specs({"score:float64", "pair:float32[2]"}));
+  std::vector<DecodedColumn> out;
+  ASSERT_TRUE(d.Decode(R"({"model_name":"m","outputs":[
+      {"name":"pair","shape":[2,2],"datatype":"FP32","data":[1,2,3,4]},
+      {"name":"score","shape":[2],"datatype":"FP64","data":[0.25,-1e3]}]})",
+                       2, &out)
+                  .ok());
+  ASSERT_EQ(out.size(), 2u);
+  EXPECT_EQ(out[0].doubles, (std::vector<double>{0.25, -1000}));
+  EXPECT_EQ(out[1].doubles, (std::vector<double>{1, 2, 3, 4}));
+  EXPECT_EQ(out[1].offsets, (std::vector<int64_t>{0, 2, 4}));
+
+  // Nested data is flattened; one declared output takes the only one, whatever its name.
+  ResponseDecoder one(Protocol::kKServeV2, Specs({"y:int64[]"}));
+  ASSERT_TRUE(one.Decode(R"({"outputs":[{"name":"out0","shape":[2,3],"datatype":"INT64",
+      "data":[[1,2,3],[4,5,6]]}]})",
+                         2, &out)
+                  .ok());
+  EXPECT_EQ(out[0].ints, (std::vector<int64_t>{1, 2, 3, 4, 5, 6}));
+  EXPECT_EQ(out[0].offsets, (std::vector<int64_t>{0, 3, 6}));
+}
+
+void ExpectError(ResponseDecoder* d, const std::string& body, int64_t n,
+                 const std::string& needle) {
+  std::vector<DecodedColumn> out;
+  arrow::Status st = d->Decode(body, n, &out);
+  EXPECT_TRUE(st.IsInvalid()) << body;
+  EXPECT_NE(st.message().find(needle), std::string::npos) << st.message();
+  EXPECT_TRUE(out.empty());  // nothing kept from a bad response
+}
+
+TEST(CodecTest, KServeV2ResponseErrors) {
+  ResponseDecoder d(Protocol::kKServeV2, Specs({"score", "pair:float32[]"}));
+  ExpectError(&d,
+              R"({"outputs":[{"name":"score","shape":[2],"data":[1,2]},)"
+              R"({"name":"pair","shape":[2,1],"data":[1,2]}]})",
+              3, "wrong number of rows");
+  ExpectError(&d, R"({"outputs":[{"name":"score","shape":[2],"data":[1,2]}]})", 2,
+              "no output 'pair'");
+  ExpectError(&d,
+              R"({"outputs":[{"name":"score","shape":[2],"data":[1]},)"
+              R"({"name":"pair","shape":[2,1],"data":[1,2]}]})",
+              2, "has 1 values; its shape [2] needs 2");
+  ExpectError(&d,
+              R"({"outputs":[{"name":"score","shape":[2,2],"data":[1,2,3,4]},)"
+              R"({"name":"pair","shape":[2,1],"data":[1,2]}]})",
+              2, "a scalar output needs 1");
+  ExpectError(&d,
+              R"({"outputs":[{"name":"score","shape":[2],"data":["a","b"]},)"
+              R"({"name":"pair","shape":[2,1],"data":[1,2]}]})",
+              2, "expected a number, got a string");
+  ExpectError(&d, R"({"outputs": [{"name": "score", "data": [1, 2)", 2, "not valid JSON");
+  ExpectError(&d, R"({"error":"model failed"})", 2, "no \"outputs\" array");
+  ExpectError(&d, R"([1,2])", 2, "expected an object");
+}
+
+TEST(CodecTest, DecodesTfServingPredictions) {
+  ResponseDecoder d(Protocol::kTfServing, Specs({"score:float64"}));
+  std::vector<DecodedColumn> out;
+  ASSERT_TRUE(d.Decode(R"({"predictions":[0.5,[1.5],null,{"score":7}]})", 4, &out).ok());
+  EXPECT_EQ(out[0].doubles, (std::vector<double>{0.5, 1.5, 0, 7}));
+  EXPECT_EQ(out[0].valid, (std::vector<uint8_t>{1, 1, 0, 1}));
+  ExpectError(&d, R"({"predictions":[0.5,1.5]})", 3, "wrong number of rows");
+  ExpectError(&d, R"({"outputs":[]})", 3, "no \"predictions\"");
+  ExpectError(&d, R"({"predictions":[[1,2]]})", 1, "a scalar output needs 1");
+
+  ResponseDecoder two(Protocol::kTfServing, Specs({"a:int64", "b:string"}));
+  ASSERT_TRUE(
+      two.Decode(R"({"predictions":[{"a":1,"b":"x"},{"b":"y","a":2.0}]})", 2, &out).ok());
+  EXPECT_EQ(out[0].ints, (std::vector<int64_t>{1, 2}));
+  EXPECT_EQ(out[1].strings, (std::vector<std::string>{"x", "y"}));
+  ExpectError(&two, R"({"predictions":[{"a":1}]})", 1, "no output 'b'");
+  ExpectError(&two, R"({"predictions":[1]})", 1, "must be an object");
+  ExpectError(&two, R"({"predictions":[{"a":1.5,"b":"x"}]})", 1, "expected an integer");
+}
+
+TEST(CodecTest, DecodesRecords) {
+  ResponseDecoder d(Protocol::kRecords, Specs({"label:string", "p:float32[]"}));
+  std::vector<DecodedColumn> out;
+  ASSERT_TRUE(d.Decode(R"([{"label":"cat","p":[0.9,0.1]},{"label":"dog","p":[]},)"
+                       R"({"label":null,"p":null}])",
+                       3, &out)
+                  .ok());
+  EXPECT_EQ(out[0].strings, (std::vector<std::string>{"cat", "dog", ""}));
+  EXPECT_EQ(out[0].valid, (std::vector<uint8_t>{1, 1, 0}));
+  EXPECT_EQ(out[1].offsets, (std::vector<int64_t>{0, 2, 2, 2}));
+  EXPECT_EQ(out[1].valid, (std::vector<uint8_t>{1, 1, 0}));
+  ExpectError(&d, R"({"label":"cat"})", 1, "expected an array with one entry per row");
+  ExpectError(&d, R"([{"label":"cat","p":[1]},{"label":"cat","p":[1]}])", 1,
+              "wrong number of rows: the response has 2 entries for a request of 1 rows");
+}
+
+TEST(CodecTest, BuildsArraysAcrossResponses) {
+  auto specs = Specs({"s:float32", "l:int64[]"});
+  ResponseDecoder d(Protocol::kRecords, specs);
+  std::vector<DecodedColumn> a, b;
+  ASSERT_TRUE(d.Decode(R"([{"s":0.1,"l":[1,2]},{"s":null,"l":[3]}])", 2, &a).ok());
+  ASSERT_TRUE(d.Decode(R"([{"s":2.5,"l":null}])", 1, &b).ok());
+  auto arrays = BuildOutputArrays(specs, {&a, &b});
+  ASSERT_TRUE(arrays.ok()) << arrays.status().ToString();
+  const auto& s = static_cast<const arrow::FloatArray&>(*(*arrays)[0]);
+  ASSERT_EQ(s.length(), 3);
+  EXPECT_EQ(s.Value(0), 0.1f);
+  EXPECT_TRUE(s.IsNull(1));
+  EXPECT_EQ(s.Value(2), 2.5f);
+  const auto& l = static_cast<const arrow::ListArray&>(*(*arrays)[1]);
+  ASSERT_TRUE(l.ValidateFull().ok());
+  EXPECT_EQ(l.value_length(0), 2);
+  EXPECT_EQ(l.value_length(1), 1);
+  EXPECT_TRUE(l.IsNull(2));
+  const auto& lv = static_cast<const arrow::Int64Array&>(*l.values());
+  EXPECT_EQ(lv.Value(0), 1);
+  EXPECT_EQ(lv.Value(2), 3);
+}
+
+}  // namespace
+}  // namespace dlprep::http
