@@ -221,23 +221,31 @@ def test_tuple_and_dict_outputs(dlprep, torch_env):
 
 
 def test_small_batches_are_gathered_in_order(dlprep, torch_env):
-    """Input batches of 10 rows are gathered into forward() calls of --batch-size rows,
-    never across files (partitions), and the output keeps the input order."""
+    """Input batches of 10 rows are gathered into forward() calls of `batch_size` rows,
+    never across partitions (here: files of one row group), and the output keeps the
+    input order."""
     tmp = torch_env
     model = make_model(tmp, "batch_rows")
     x = rng_inputs(230, (8, 4), seed=6)
     ids = np.arange(230, dtype=np.int64)
-    # Two files of 115 rows, row groups of 10 rows (the Parquet reader's batches).
-    inp = write_table(tmp / "br_in", {"id": ids, "x": x}, {"x": (8, 4)}, files=2,
-                      row_group_size=10)
+    inp = write_table(tmp / "br_in", {"id": ids, "x": x}, {"x": (8, 4)}, files=2)
     for workers in (1, 2):
-        out = tmp / f"br_out{workers}"
-        dlprep("score", "--model", model, "-i", inp, "--column", "x", "--batch-size", 50,
-               "-o", out, "--format", "parquet", "--workers", workers, "--quiet")
-        t = read_output(out)
+        pf = tmp / f"br{workers}.yaml"
+        pf.write_text(f"""
+source: {{format: parquet, paths: [br_in], batch_rows: 10}}
+steps:
+  - score: {{model: {model.name}, columns: [x], batch_size: 50}}
+sink: {{format: parquet, path: br_out{workers}}}
+""")
+        stats = tmp / f"br_stats{workers}.json"
+        dlprep("run", pf, "--workers", workers, "--stats", stats, "--quiet")
+        stage = next(st for st in json.loads(stats.read_text())["run"]["stages"]
+                     if st["name"] == "score")
+        assert stage["batches_in"] == 24  # 2 files x 12 batches of up to 10 rows
+        t = read_output(tmp / f"br_out{workers}")
         np.testing.assert_array_equal(t.column("id").to_numpy(), ids)
         got = as_array(t.column("scores"), (2,))
-        # Per file: 50, 50, then the last 15 rows in one smaller call.
+        # Per file of 115 rows: calls of 50, 50, then the last 15 rows at its end.
         expected_rows = np.array(([50] * 100 + [15] * 15) * 2, dtype=np.float32)
         np.testing.assert_array_equal(got[:, 0], expected_rows)
         np.testing.assert_allclose(got[:, 1], x.reshape(230, -1).sum(1), rtol=1e-5,
@@ -256,7 +264,7 @@ def test_model_loaded_once_per_worker(dlprep, torch_env):
                "--quiet")
         s = json.loads(stats.read_text())
         stage = next(st for st in s["run"]["stages"] if st["name"] == "score")
-        assert stage["batches_in"] == 80          # 8 files x 10 row groups
+        assert stage["batches_in"] == 80          # 8 files x 10 row groups of 25 rows
         assert stage["opens"] == workers          # not one per batch or per file
         assert s["rows_scored"] == 2000
         assert s["threads_per_worker"] == max(1, (os.cpu_count() or 1) // workers)
