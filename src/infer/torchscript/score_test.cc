@@ -137,16 +137,18 @@ TEST(ScoreTest, OpenSetsTheWorkersIntraOpThreads) {
   o.model = BatchRowsModel();
   o.columns = {"x"};
   ASSERT_OK_AND_ASSIGN(auto factory, MakeScoreFactory(o));
+  OperatorContext two_workers;
+  two_workers.num_workers = 2;
   // Default: hardware threads / workers (at least 1), on the thread that calls Open().
   ASSERT_OK_AND_ASSIGN(auto op, factory());
-  ASSERT_OK(op->Open(OperatorContext{.worker_index = 0, .num_workers = 2}));
+  ASSERT_OK(op->Open(two_workers));
   const int cores = static_cast<int>(std::thread::hardware_concurrency());
   EXPECT_EQ(at::get_num_threads(), std::max(1, cores / 2));
   ASSERT_OK(op->Close());
   o.threads_per_worker = 3;
   ASSERT_OK_AND_ASSIGN(factory, MakeScoreFactory(o));
   ASSERT_OK_AND_ASSIGN(op, factory());
-  ASSERT_OK(op->Open(OperatorContext{.worker_index = 0, .num_workers = 2}));
+  ASSERT_OK(op->Open(two_workers));
   EXPECT_EQ(at::get_num_threads(), 3);
   // Another thread keeps its own setting (libtorch's OpenMP threads are per thread).
   int other = 0;
