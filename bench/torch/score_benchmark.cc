@@ -72,10 +72,10 @@ std::string StrArg(int argc, char** argv, const char* name, const std::string& d
 }  // namespace
 
 int main(int argc, char** argv) {
-  const int64_t rows = Arg(argc, argv, "--rows", 8192);
+  const int64_t rows = Arg(argc, argv, "--rows", 32768);
   const int64_t batch = Arg(argc, argv, "--batch-size", 256);
   const int threads = static_cast<int>(Arg(argc, argv, "--threads", 1));
-  const int repeats = static_cast<int>(Arg(argc, argv, "--repeats", 5));
+  const int repeats = static_cast<int>(Arg(argc, argv, "--repeats", 3));
   std::string model_path = StrArg(argc, argv, "--model", "");
   std::vector<int64_t> row_shape = {40, 32};
   if (model_path.empty()) {
