@@ -24,7 +24,8 @@ cat > "$tmp/p.yaml" <<YAML
 source: {format: binary, paths: ['data/speech/**/*.wav'], files_per_partition: 64}
 steps:
   - audio: {sample_rate: 16000, clip_seconds: 1, n_mels: 40, label_regex: '([^/]+)/[^/]+\$'}
-  - score: {model: $model, columns: [log_mel], batch_size: 64, argmax: true, keep: [path, label]}
+  - score: {model: $model, columns: [log_mel], batch_size: 64, argmax: true, keep: [path, label],
+           threads_per_worker: 1}
 sink: {format: parquet, path: out, overwrite: true}
 YAML
 declare -A med run
