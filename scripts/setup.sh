@@ -10,8 +10,9 @@ APT_PACKAGES=(
   build-essential cmake ninja-build ccache pkg-config git
   libgtest-dev libgmock-dev libbenchmark-dev
   libcli11-dev libyaml-cpp-dev nlohmann-json3-dev zlib1g-dev
-  libcurl4-openssl-dev libsimdjson-dev libssl-dev
   libsndfile1-dev libsoxr-dev libfftw3-dev libkissfft-dev espeak-ng
+  libtorch-dev python3-torch
+  libcurl4-openssl-dev libsimdjson-dev libssl-dev
 )
 PY_REQUIREMENTS="$root/scripts/requirements.txt"
 

@@ -135,6 +135,16 @@ class StatefulOperator {
   virtual arrow::Result<std::shared_ptr<arrow::RecordBatch>> Process(
       const std::shared_ptr<arrow::RecordBatch>& batch, RowErrors* row_errors) = 0;
 
+  /// Returns the rows the instance still holds back, or null when it holds none (the
+  /// default). An operator may keep rows of a batch for a later call (to batch small
+  /// input batches together, as `score` does), returning fewer rows from Process() than
+  /// it was given, 0 included; it must emit every row in input order in the end. The
+  /// executor calls Flush() after the last batch of every input partition, so held rows
+  /// never cross a partition boundary; a direct caller calls it after its last batch.
+  /// Returns a batch of OutputSchema(). Rows cannot fail here: per-row failures are
+  /// reported by the Process() call that received the row.
+  virtual arrow::Result<std::shared_ptr<arrow::RecordBatch>> Flush() { return nullptr; }
+
   /// Releases what Open() acquired. Called once after the last batch if Open() was
   /// called (also when the job fails; its error is then ignored).
   virtual arrow::Status Close() = 0;

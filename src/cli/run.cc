@@ -42,6 +42,8 @@ arrow::Status RunPipelineFile(const PipelineFileFlags& f) {
   if (!registered.ok() && !registered.IsAlreadyExists()) return finish(registered);
   registered = http::RegisterHttpSteps();
   if (!registered.ok() && !registered.IsAlreadyExists()) return finish(registered);
+  registered = RegisterScoreStep();
+  if (!registered.ok() && !registered.IsAlreadyExists()) return finish(registered);
   auto loaded = exec::LoadPipelineFile(f.pipeline);
   if (!loaded.ok()) return finish(loaded.status());
   exec::PipelineFile file = *std::move(loaded);
@@ -133,10 +135,11 @@ void AddRunCommand(CLI::App* root, std::vector<Command>* commands) {
       "Steps: select {columns}, rename {columns: {old: new}}, cast {columns: {x: float32}},\n"
       "filter {expr}, regex_extract {column, pattern, output, on_mismatch: null|error},\n"
       "split {key, fractions, seed, output}, join {source, on, max_bytes}.\n"
-      "Featurizers: windows {key, time, ...} (dlprep windows --dry-run), audio\n"
-      "{sample_rate, clip_seconds, n_mels, mfcc, label_regex, noise, copies, snr_db, seed,\n"
-      "...} (see README). Inference: score_http {url, protocol, columns, outputs,\n"
-      "batch_size, concurrency, ...} (dlprep score-http --dry-run).\n"
+      "Featurizers: windows {key, time, ...}, audio {sample_rate, clip_seconds, n_mels,\n"
+      "mfcc, label_regex, noise, copies, snr_db, seed, ...} (see README).\n"
+      "Inference: score {model, columns, shapes, batch_size, argmax, softmax,\n"
+      "output_names, keep, device, threads_per_worker}, score_http {url, protocol,\n"
+      "columns, outputs, batch_size, concurrency, ...} (dlprep score-http --dry-run).\n"
       "Relative paths are relative to the pipeline file's folder.\n\n"
       "Examples:\n"
       "  dlprep run examples/pipelines/labels.yaml --workers 4 --stats stats.json\n"

@@ -237,26 +237,29 @@ class RunState {
       src.rows_out += n;
       ARROW_ASSIGN_OR_RAISE(auto out, RunChain(w, p, first_row, std::move(batch)));
       first_row += n;
-      if (out != nullptr && out->num_rows() > 0 && sink_->concurrent()) {
-        const int64_t rows = out->num_rows();
-        w->sink.batches_in += 1;
-        w->sink.rows_in += rows;
-        t0 = Clock::now();
-        st = sink_->Write(p, out);
-        w->sink.seconds += Since(t0);
-        if (!st.ok()) {
-          return st.WithMessage("sink failed writing ", Where(source_, p), ", ",
-                                RowRange(first_row - n, n), ": ", st.message());
-        }
-        w->sink.batches_out += 1;
-        w->sink.rows_out += rows;
-      } else if (out != nullptr && out->num_rows() > 0) {
-        Item item;
-        item.partition = p;
-        item.bytes = arrow::util::TotalBufferSize(*out);
-        item.batch = std::move(out);
-        Deliver(p, seq++, std::move(item));
+      ARROW_RETURN_NOT_OK(Emit(w, p, first_row - n, n, &seq, std::move(out)));
+    }
+    // Rows that stateful steps held back (StatefulOperator::Flush), step by step: what
+    // step i releases runs through the steps after it before they flush in turn.
+    for (size_t i = 0; i < steps_.size(); ++i) {
+      if (!w->opened[i]) continue;
+      StageStats& stats = w->stats[i + 1];
+      t0 = Clock::now();
+      auto flushed = w->instances[i]->Flush();
+      stats.seconds += Since(t0);
+      if (!flushed.ok()) {
+        return flushed.status().WithMessage(
+            "operator '", steps_[i].name, "' failed flushing the rows it held of ",
+            Where(source_, p), ": ", flushed.status().message());
       }
+      std::shared_ptr<arrow::RecordBatch> held = *std::move(flushed);
+      if (held == nullptr || held->num_rows() == 0) continue;
+      std::shared_ptr<arrow::RecordBatch> out;
+      ARROW_RETURN_NOT_OK(CheckOutput(steps_[i], std::move(held), &out));
+      stats.rows_out += out->num_rows();
+      stats.batches_out += 1;
+      ARROW_ASSIGN_OR_RAISE(out, RunChain(w, p, first_row, std::move(out), i + 1));
+      ARROW_RETURN_NOT_OK(Emit(w, p, first_row, 0, &seq, std::move(out)));
     }
     Item end;
     end.partition = p;
@@ -264,17 +267,46 @@ class RunState {
     return arrow::Status::OK();
   }
 
-  // Runs `batch` (source rows [first_row, first_row + n) of partition `p`) through every
-  // step. Returns null when a step stopped the batch (0 rows).
+  // Hands a chain's output for source rows [first_row, first_row + n) of partition `p`
+  // to the sink (directly when it is concurrent, else through the reorder buffer as
+  // batch `*seq`). Null or empty output is dropped.
+  arrow::Status Emit(Worker* w, int64_t p, int64_t first_row, int64_t n, int64_t* seq,
+                     std::shared_ptr<arrow::RecordBatch> out) {
+    if (out == nullptr || out->num_rows() == 0) return arrow::Status::OK();
+    if (sink_->concurrent()) {
+      const int64_t rows = out->num_rows();
+      w->sink.batches_in += 1;
+      w->sink.rows_in += rows;
+      auto t0 = Clock::now();
+      arrow::Status st = sink_->Write(p, out);
+      w->sink.seconds += Since(t0);
+      if (!st.ok()) {
+        return st.WithMessage("sink failed writing ", Where(source_, p), ", ",
+                              RowRange(first_row, n), ": ", st.message());
+      }
+      w->sink.batches_out += 1;
+      w->sink.rows_out += rows;
+      return arrow::Status::OK();
+    }
+    Item item;
+    item.partition = p;
+    item.bytes = arrow::util::TotalBufferSize(*out);
+    item.batch = std::move(out);
+    Deliver(p, (*seq)++, std::move(item));
+    return arrow::Status::OK();
+  }
+
+  // Runs `batch` (source rows [first_row, first_row + n) of partition `p`) through the
+  // steps from `first_step` on. Returns null when a step stopped the batch (0 rows).
   arrow::Result<std::shared_ptr<arrow::RecordBatch>> RunChain(
-      Worker* w, int64_t p, int64_t first_row,
-      std::shared_ptr<arrow::RecordBatch> batch) {
+      Worker* w, int64_t p, int64_t first_row, std::shared_ptr<arrow::RecordBatch> batch,
+      size_t first_step = 0) {
     const int64_t source_rows = batch->num_rows();
     auto annotate = [&](const Executor::PlannedStep& step, const arrow::Status& st) {
       return st.WithMessage("operator '", step.name, "' failed on ", Where(source_, p),
                             ", ", RowRange(first_row, source_rows), ": ", st.message());
     };
-    for (size_t i = 0; i < steps_.size(); ++i) {
+    for (size_t i = first_step; i < steps_.size(); ++i) {
       Executor::PlannedStep& step = steps_[i];
       StageStats& stats = w->stats[i + 1];
       stats.batches_in += 1;
@@ -625,9 +657,13 @@ arrow::Result<std::unique_ptr<Executor>> Executor::Make(std::shared_ptr<Source> 
     PlannedStep p;
     p.kind = s.kind;
     auto plan_error = [&](const arrow::Status& st) {
+      // One line: the CLI prints errors as one line.
+      std::string fields;
+      for (const auto& f : schema->fields()) {
+        fields += (fields.empty() ? "" : ", ") + f->ToString();
+      }
       return st.WithMessage("step ", i + 1, " (operator '", p.name,
-                            "') does not fit its input ", schema->ToString(), ": ",
-                            st.message());
+                            "') does not fit its input (", fields, "): ", st.message());
     };
     switch (s.kind) {
       case PipelineStep::Kind::kScalar: {

@@ -198,6 +198,71 @@ TEST(ExecutorTest, StatefulOpenCountIsWorkersNotBatches) {
   }
 }
 
+// Holds rows back until it has at least `k`, then emits everything it holds in one
+// batch (what `score` does to batch small input batches); Flush() emits the rest.
+class HoldUntil : public StatefulOperator {
+ public:
+  explicit HoldUntil(int64_t k) : k_(k) {}
+  std::string name() const override { return "hold" + std::to_string(k_); }
+  arrow::Result<std::shared_ptr<arrow::Schema>> OutputSchema(
+      const arrow::Schema& input) const override {
+    return std::make_shared<arrow::Schema>(input.fields());
+  }
+  arrow::Status Open(const OperatorContext&) override { return arrow::Status::OK(); }
+  arrow::Result<std::shared_ptr<arrow::RecordBatch>> Process(
+      const std::shared_ptr<arrow::RecordBatch>& batch, RowErrors*) override {
+    held_.push_back(batch);
+    rows_ += batch->num_rows();
+    if (rows_ < k_) return batch->Slice(0, 0);
+    return Release();
+  }
+  arrow::Result<std::shared_ptr<arrow::RecordBatch>> Flush() override {
+    if (rows_ == 0) return nullptr;
+    return Release();
+  }
+  arrow::Status Close() override { return arrow::Status::OK(); }
+
+ private:
+  arrow::Result<std::shared_ptr<arrow::RecordBatch>> Release() {
+    ARROW_ASSIGN_OR_RAISE(auto out, arrow::ConcatenateRecordBatches(held_));
+    held_.clear();
+    rows_ = 0;
+    return out;
+  }
+  int64_t k_;
+  int64_t rows_ = 0;
+  std::vector<std::shared_ptr<arrow::RecordBatch>> held_;
+};
+
+TEST(ExecutorTest, HeldRowsAreFlushedAtPartitionEndInOrder) {
+  auto source = VectorSource::FromSizes(UnevenSizes(20, 5));
+  int64_t input_rows = 0;
+  for (int64_t p = 0; p < source->num_partitions(); ++p) {
+    ASSERT_OK_AND_ASSIGN(auto reader, source->OpenPartition(p));
+    ASSERT_OK_AND_ASSIGN(auto t, reader->ToTable());
+    input_rows += t->num_rows();
+  }
+  for (int workers : {1, 2, 4}) {
+    ASSERT_OK_AND_ASSIGN(
+        auto out,
+        RunCollect(source,
+                   {Stateful([] { return std::make_unique<HoldUntil>(700); }),
+                    Scalar(std::make_shared<TimesScalar>("x2", 2, 0)),
+                    Stateful([] { return std::make_unique<HoldUntil>(1500); })},
+                   RunOptions{.workers = workers}));
+    ASSERT_EQ(out.table->num_rows(), input_rows) << "workers=" << workers;
+    ASSERT_OK_AND_ASSIGN(auto b, out.table->CombineChunksToBatch());
+    auto x = Int64Column(*b, "x");
+    auto x2 = Int64Column(*b, "x2");
+    for (int64_t i = 0; i < input_rows; ++i) {
+      ASSERT_EQ(x->Value(i), i) << "workers=" << workers;
+      ASSERT_EQ(x2->Value(i), 2 * i);
+    }
+    EXPECT_EQ(out.stats.stages[1].rows_out, input_rows);
+    EXPECT_EQ(out.stats.stages[3].rows_in, input_rows);
+  }
+}
+
 TEST(ExecutorTest, OutputIsIdenticalForAnyWorkerCount) {
   auto source = VectorSource::FromSizes(UnevenSizes(50, 42));
   int64_t input_rows = 0;

@@ -1,0 +1,319 @@
+// `dlprep score`: batch inference with a TorchScript model (issue 6). The backend is a
+// plugin, libdlprep_torch.so, loaded on first use (see infer::TorchBackendApi), built
+// when CMake found libtorch (DLPREP_HAVE_TORCH); without it the command and the `score`
+// pipeline step exist and say that this build has no libtorch.
+#include <dlfcn.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+
+#include <nlohmann/json.hpp>
+
+#include "cli/commands.h"
+#include "cli/common.h"
+#include "core/progress.h"
+#include "core/units.h"
+#include "exec/error_sink.h"
+#include "exec/pipeline_file.h"
+#include "infer/torchscript/score.h"
+
+namespace dlprep::cli {
+
+namespace {
+
+constexpr const char* kNoTorch =
+    "this dlprep was built without the TorchScript backend (libtorch was not found "
+    "when CMake configured the build, or -DDLPREP_WITH_TORCH=OFF); install libtorch "
+    "(Debian: apt-get install libtorch-dev) and rebuild with -DDLPREP_WITH_TORCH=ON";
+
+struct ScoreFlags {
+  InputFlags input;
+  OutputFlags output;
+  RunFlags run;
+  CommonFlags common;
+  std::string model;
+  std::vector<std::string> columns;
+  std::vector<std::string> shapes;
+  int64_t batch_size = 256;
+  bool argmax = false;
+  bool softmax = false;
+  std::string output_names;
+  std::string keep = "*";
+  std::string device = "cpu";
+  int threads_per_worker = 0;
+  bool dry_run = false;
+  bool fail_on_error = false;
+  std::string errors_path;
+};
+
+// The backend's function table, loading the plugin on the first call. Thread-safe.
+arrow::Result<const infer::TorchBackendApi*> TorchBackend() {
+#ifndef DLPREP_HAVE_TORCH
+  return arrow::Status::NotImplemented(kNoTorch);
+#else
+  static std::mutex mu;
+  static const infer::TorchBackendApi* api = nullptr;
+  std::lock_guard<std::mutex> lock(mu);
+  if (api != nullptr) return api;
+  namespace fs = std::filesystem;
+  std::vector<std::string> candidates;
+  if (const char* env = std::getenv("DLPREP_TORCH_BACKEND")) candidates.push_back(env);
+  std::error_code ec;
+  fs::path exe_dir = fs::read_symlink("/proc/self/exe", ec).parent_path();
+  candidates.push_back((exe_dir / "libdlprep_torch.so").string());
+  candidates.push_back((exe_dir / ".." / "lib" / "libdlprep_torch.so").string());
+  std::string looked;
+  for (const auto& path : candidates) {
+    if (!fs::exists(path, ec)) {
+      looked += (looked.empty() ? "" : ", ") + path;
+      continue;
+    }
+    void* handle = dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL);
+    if (handle == nullptr) {
+      return arrow::Status::IOError("the TorchScript backend '", path,
+                                    "' could not be loaded: ", dlerror());
+    }
+    using Entry = const infer::TorchBackendApi* (*)();
+    auto entry = reinterpret_cast<Entry>(dlsym(handle, "dlprep_torch_backend_v1"));
+    if (entry == nullptr) {
+      return arrow::Status::IOError("'", path, "' is not a dlprep TorchScript backend (no "
+                                    "dlprep_torch_backend_v1)");
+    }
+    api = entry();
+    return api;
+  }
+  return arrow::Status::IOError(
+      "the TorchScript backend libdlprep_torch.so was not found (looked for ", looked,
+      "); it is built beside the dlprep binary and installed into lib/, or set "
+      "DLPREP_TORCH_BACKEND to its path");
+#endif
+}
+
+std::string Absolute(const std::string& path) {
+  return std::filesystem::absolute(path).lexically_normal().string();
+}
+
+arrow::Result<infer::ScoreOptions> MakeScoreOptions(const ScoreFlags& f,
+                                                    const infer::TorchBackendApi& api) {
+  infer::ScoreOptions o;
+  o.model = f.model;
+  o.columns = f.columns;
+  for (const auto& s : f.shapes) {
+    ARROW_ASSIGN_OR_RAISE(auto shape, api.parse_shape(s, "--shape"));
+    o.shapes.push_back(shape);
+  }
+  o.batch_size = f.batch_size;
+  o.argmax = f.argmax;
+  o.softmax = f.softmax;
+  o.output_names = SplitCommaList(f.output_names);
+  if (f.keep != "*") {
+    o.keep_all = false;
+    if (f.keep != "none") o.keep = SplitCommaList(f.keep);
+  }
+  o.device = f.device;
+  o.threads_per_worker = f.threads_per_worker;
+  return o;
+}
+
+// The pipeline file (JSON, which is YAML) this command runs.
+arrow::Result<std::string> PipelineFileText(const ScoreFlags& f,
+                                            const infer::ScoreOptions& o) {
+  ARROW_ASSIGN_OR_RAISE(std::string format, DetectInputFormat(f.input));
+  std::vector<std::string> paths;
+  for (const auto& p : f.input.paths) paths.push_back(Absolute(p));
+  nlohmann::ordered_json source = {{"format", format}, {"paths", paths}};
+  if (!f.input.columns.empty()) source["columns"] = SplitCommaList(f.input.columns);
+  nlohmann::ordered_json s = {{"model", Absolute(o.model)}, {"columns", o.columns}};
+  if (!f.shapes.empty()) s["shapes"] = f.shapes;
+  s["batch_size"] = o.batch_size;
+  s["argmax"] = o.argmax;
+  s["softmax"] = o.softmax;
+  if (!o.output_names.empty()) s["output_names"] = o.output_names;
+  if (!o.keep_all) s["keep"] = o.keep;
+  s["device"] = o.device;
+  s["threads_per_worker"] = o.threads_per_worker;
+  nlohmann::ordered_json sink = {{"format", f.output.format},
+                                 {"path", Absolute(f.output.output_dir)}};
+  if (f.output.format == "tfrecord") sink["compression"] = f.output.compression;
+  sink["shards"] = f.output.shards;
+  sink["overwrite"] = f.output.overwrite;
+  nlohmann::ordered_json doc = {{"source", source},
+                                {"steps", {{{"score", s}}}},
+                                {"sink", sink}};
+  return "# dlprep score as a pipeline file (JSON is YAML): dlprep run FILE\n" +
+         doc.dump(2) + "\n";
+}
+
+arrow::Status RunScore(const ScoreFlags& f) {
+  nlohmann::json stats = {{"command", "score"}, {"model", f.model}};
+  ARROW_ASSIGN_OR_RAISE(const infer::TorchBackendApi* api, TorchBackend());
+  ARROW_ASSIGN_OR_RAISE(infer::ScoreOptions o, MakeScoreOptions(f, *api));
+  ARROW_ASSIGN_OR_RAISE(auto source, OpenInput(f.input));
+  ARROW_ASSIGN_OR_RAISE(auto factory, api->make_score_factory(o));
+  ARROW_ASSIGN_OR_RAISE(auto wopts, MakeWriteOptions(f.output));
+  Pipeline pipeline = Pipeline::Read(source);
+  pipeline.MapStateful(factory).Write(wopts);
+  // Checks the columns and shapes and runs the model once on a dummy batch, so a model
+  // that does not fit fails here, before any output exists.
+  ARROW_RETURN_NOT_OK(pipeline.OutputSchema().status());
+  if (f.dry_run) {
+    ARROW_ASSIGN_OR_RAISE(std::string text, PipelineFileText(f, o));
+    std::fputs(text.c_str(), stdout);
+    return arrow::Status::OK();
+  }
+  WarnAboutLeftoverAttempts(f.output.output_dir);
+  ARROW_ASSIGN_OR_RAISE(RunOptions run, MakeRunOptions(f.run));
+  run.fail_on_row_error = f.fail_on_error;
+  std::unique_ptr<exec::JsonLinesErrorSink> errors;
+  if (!f.errors_path.empty()) {
+    errors = std::make_unique<exec::JsonLinesErrorSink>(f.errors_path);
+    run.error_sink = errors.get();
+  }
+  Progress progress("score", source->num_partitions(), !f.common.quiet);
+  run.cancel = InstallCancelHandler();
+  run.progress = &progress;
+  auto result = pipeline.Run(run);
+  progress.Finish();
+  if (!result.ok()) {
+    return result.status().WithMessage(result.status().message(),
+                                       "; nothing was written to '", f.output.output_dir,
+                                       "'");
+  }
+  if (errors != nullptr) {
+    ARROW_ASSIGN_OR_RAISE(int64_t kept, errors->Commit());
+    stats["errors"] = {{"path", f.errors_path}, {"rows", kept}};
+  }
+  int workers = result->workers;
+  int threads = o.threads_per_worker > 0
+                    ? o.threads_per_worker
+                    : std::max(1, static_cast<int>(std::thread::hardware_concurrency()) /
+                                      std::max(1, workers));
+  stats["run"] = nlohmann::json::parse(result->ToJson());
+  stats["backend"] = api->description();
+  stats["threads_per_worker"] = threads;
+  stats["rows_scored"] = result->rows_written;
+  stats["row_errors"] = result->row_errors;
+  stats["status"] = "ok";
+  if (!f.common.quiet) {
+    std::fprintf(stderr,
+                 "dlprep score: %lld rows scored -> '%s' (%.2f s, %.0f rows/s, %d workers "
+                 "x %d threads, %s)%s\n",
+                 static_cast<long long>(result->rows_written), f.output.output_dir.c_str(),
+                 result->wall_seconds,
+                 result->wall_seconds > 0 ? result->rows_written / result->wall_seconds : 0.0,
+                 workers, threads, api->description().c_str(),
+                 result->row_errors > 0
+                     ? (", " + std::to_string(result->row_errors) + " row error(s)").c_str()
+                     : "");
+    for (size_t i = 0; i < result->row_error_samples.size() && i < 10; ++i) {
+      std::fprintf(stderr, "  %s\n", result->row_error_samples[i].c_str());
+    }
+  }
+  return WriteStats(f.common.stats_path, stats.dump(2));
+}
+
+}  // namespace
+
+arrow::Status RegisterScoreStep() {
+  // The plugin loads when a pipeline file uses the step, not when it is registered.
+  return exec::RegisterStep("score", [](exec::ConfigNode* o) -> arrow::Result<PipelineStep> {
+    auto backend = TorchBackend();
+    if (!backend.ok()) {
+      return o->OptionError("model", "step 'score' is unavailable: " +
+                                         backend.status().message());
+    }
+    const infer::TorchBackendApi& api = **backend;
+    infer::ScoreOptions s;
+    ARROW_ASSIGN_OR_RAISE(std::string model, o->GetString("model"));
+    s.model = o->ResolvePath(model);
+    ARROW_ASSIGN_OR_RAISE(s.columns, o->GetStringList("columns"));
+    ARROW_ASSIGN_OR_RAISE(auto shapes, o->GetStringList("shapes", {}));
+    for (const auto& text : shapes) {
+      auto shape = api.parse_shape(text, "shapes");
+      if (!shape.ok()) return o->OptionError("shapes", shape.status().message());
+      s.shapes.push_back(*shape);
+    }
+    ARROW_ASSIGN_OR_RAISE(s.batch_size, o->GetInt("batch_size", 256));
+    ARROW_ASSIGN_OR_RAISE(s.argmax, o->GetBool("argmax", false));
+    ARROW_ASSIGN_OR_RAISE(s.softmax, o->GetBool("softmax", false));
+    ARROW_ASSIGN_OR_RAISE(s.output_names, o->GetStringList("output_names", {}));
+    if (o->Has("keep")) {
+      s.keep_all = false;
+      ARROW_ASSIGN_OR_RAISE(s.keep, o->GetStringList("keep"));
+    }
+    ARROW_ASSIGN_OR_RAISE(s.device, o->GetString("device", "cpu"));
+    ARROW_ASSIGN_OR_RAISE(int64_t threads, o->GetInt("threads_per_worker", 0));
+    s.threads_per_worker = static_cast<int>(threads);
+    auto factory = api.make_score_factory(s);
+    if (!factory.ok()) return o->OptionError("model", factory.status().message());
+    PipelineStep step;
+    step.kind = PipelineStep::Kind::kStateful;
+    step.stateful = *std::move(factory);
+    return step;
+  });
+}
+
+void AddScoreCommand(CLI::App* root, std::vector<Command>* commands) {
+  auto f = std::make_shared<ScoreFlags>();
+  CLI::App* app = root->add_subcommand(
+      "score", "Batch inference with a TorchScript model, loaded once per worker");
+  AddInputFlags(app, &f->input, /*binary_options=*/false);
+  app->add_option("--model", f->model,
+                  "TorchScript file (torch.jit.script(m).save(path) or torch.jit.trace)")
+      ->required();
+  app->add_option("--column", f->columns,
+                  "Tensor input column (list<float32>, one tensor per row); repeat for a "
+                  "model with several inputs, in forward()'s argument order")
+      ->required();
+  app->add_option("--shape", f->shapes,
+                  "Per-row shape of a --column, e.g. 101,64 (default: the column's "
+                  "dlprep.shape metadata); one per --column, in order");
+  app->add_option("--batch-size", f->batch_size,
+                  "Rows per forward() call; smaller input batches are gathered")
+      ->capture_default_str();
+  app->add_flag("--argmax", f->argmax,
+                "Add `prediction` (int64): the index of the largest value of the first "
+                "output");
+  app->add_flag("--softmax", f->softmax,
+                "Apply softmax over the last dimension of every output first");
+  app->add_option("--output-names", f->output_names,
+                  "Names of the output columns, comma-separated, one per model output "
+                  "(default: scores; a dict's keys; scores_0,scores_1,... for a tuple)");
+  app->add_option("--keep", f->keep,
+                  "Input columns to pass through, comma-separated; 'none' for none "
+                  "(default: every column except the tensor columns)");
+  app->add_option("--device", f->device, "cpu, cuda or cuda:N")->capture_default_str();
+  app->add_option("--threads-per-worker", f->threads_per_worker,
+                  "Intra-op threads of each worker's model (default: cores / workers)");
+  AddOutputFlags(app, &f->output, "tfrecord");
+  AddRunFlags(app, &f->run);
+  app->add_flag("--fail-on-error", f->fail_on_error,
+                "Fail on the first row that cannot be scored (wrong tensor size, null)");
+  app->add_option("--errors", f->errors_path,
+                  "Keep the rows that could not be scored, with their messages, in this "
+                  "JSON-lines file (written when the job succeeds)");
+  app->add_flag("--dry-run", f->dry_run,
+                "Check the model against the input (one dummy batch) and print the "
+                "pipeline file this command runs");
+  AddCommonFlags(app, &f->common);
+  app->footer(
+      "Examples:\n"
+      "  dlprep score --model m.pt --input features/ --column log_mel --batch-size 256 \\\n"
+      "    --argmax --output out/scores --format parquet\n"
+      "  dlprep score --model two_inputs.pt -i data.parquet --column a --column b \\\n"
+      "    --shape 101,64 --shape 8 --softmax -o out/scores --workers 2\n"
+      "Pipeline-file step: score: {model, columns, shapes, batch_size, argmax, softmax,\n"
+      "output_names, keep, device, threads_per_worker}"
+#ifndef DLPREP_HAVE_TORCH
+      "\n\nThis build has no TorchScript backend (libtorch not found at build time)."
+#endif
+  );
+  commands->push_back({app, [f]() { return RunScore(*f); }});
+}
+
+}  // namespace dlprep::cli
