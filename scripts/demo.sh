@@ -70,7 +70,18 @@ print("rows per label (original + 2 noisy copies):", dict(sorted(labels.items())
 PYEOF
 
 echo
+echo "== 7. batch inference: train a tiny keyword model, score held-out WAVs with dlprep score"
+if "$DLPREP" score --help | grep -q "This build has no TorchScript backend"; then
+  echo "skipped: this build has no TorchScript backend (Debian: libtorch-dev)"
+elif ! /usr/bin/python3 -c "import torch" 2>/dev/null; then
+  echo "skipped: /usr/bin/python3 has no torch (Debian: python3-torch)"
+else
+  BUILD="$(cd "$BUILD" && pwd)" PY="$(pwd)/$PY" bash examples/speech/run.sh
+fi
+
+echo
 echo "Output: $(pwd)/demo-out/events_tfr (_manifest.json lists files, rows and feature spec)"
 echo "        $(pwd)/demo-out/churn_windows (one row per customer window)"
 echo "        $(pwd)/demo-out/speech (one row per clip and noisy copy: log_mel [101, 64], mfcc [101, 13])"
+echo "        $(pwd)/examples/speech/out (the keyword model and its predictions)"
 echo "Read it in your own code with python/dlprep/tfrecord.py, as in demo-out/read_with_tf.py."
