@@ -93,15 +93,9 @@ arrow::Status RunAudio(AudioFlags f) {
   pipeline.MapStateful(featurizer->factory()).Write(wopts);
 
   Progress progress("audio", source->num_partitions(), !f.common.quiet);
-  ARROW_ASSIGN_OR_RAISE(RunOptions run, MakeRunOptions(f.run));
-  run.fail_on_row_error = f.fail_on_error;
   std::unique_ptr<exec::JsonLinesErrorSink> errors;
-  if (!f.errors_path.empty()) {
-    errors = std::make_unique<exec::JsonLinesErrorSink>(f.errors_path);
-    run.error_sink = errors.get();
-  }
-  run.cancel = InstallCancelHandler();
-  run.progress = &progress;
+  ARROW_ASSIGN_OR_RAISE(RunOptions run, MakeJobRunOptions(f.run, f.fail_on_error,
+                                                          f.errors_path, &progress, &errors));
   auto result = pipeline.Run(run);
   progress.Finish();
   if (!result.ok()) {

@@ -9,7 +9,9 @@
 
 #include <nlohmann/json.hpp>
 
+#include "core/progress.h"
 #include "core/units.h"
+#include "exec/error_sink.h"
 
 namespace fs = std::filesystem;
 
@@ -164,6 +166,21 @@ arrow::Result<RunOptions> MakeRunOptions(const RunFlags& f) {
                           ParseByteSize(f.max_group_bytes, "--max-group-bytes"));
   }
   o.spill_dir = f.spill_dir;
+  return o;
+}
+
+arrow::Result<RunOptions> MakeJobRunOptions(const RunFlags& flags, bool fail_on_error,
+                                            const std::string& errors_path,
+                                            Progress* progress,
+                                            std::unique_ptr<exec::JsonLinesErrorSink>* errors) {
+  ARROW_ASSIGN_OR_RAISE(RunOptions o, MakeRunOptions(flags));
+  o.fail_on_row_error = fail_on_error;
+  if (!errors_path.empty()) {
+    *errors = std::make_unique<exec::JsonLinesErrorSink>(errors_path);
+    o.error_sink = errors->get();
+  }
+  o.cancel = InstallCancelHandler();
+  o.progress = progress;
   return o;
 }
 

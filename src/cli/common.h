@@ -15,6 +15,13 @@
 #include "dlprep/sink.h"
 #include "dlprep/source.h"
 
+namespace dlprep {
+class Progress;
+namespace exec {
+class JsonLinesErrorSink;
+}  // namespace exec
+}  // namespace dlprep
+
 namespace dlprep::cli {
 
 /// Flags that choose and configure an input.
@@ -63,6 +70,14 @@ struct RunFlags {
 void AddRunFlags(CLI::App* app, RunFlags* flags);
 /// RunOptions from the flags; Invalid naming the flag on a bad size.
 arrow::Result<RunOptions> MakeRunOptions(const RunFlags& flags);
+
+/// The RunOptions of a job that reports per-row errors: MakeRunOptions(flags) plus
+/// --fail-on-error, the --errors JSON-lines sink when `errors_path` is set (created in
+/// `*errors`, which must outlive the run), Ctrl-C handling and `progress`.
+arrow::Result<RunOptions> MakeJobRunOptions(const RunFlags& flags, bool fail_on_error,
+                                            const std::string& errors_path,
+                                            Progress* progress,
+                                            std::unique_ptr<exec::JsonLinesErrorSink>* errors);
 
 void AddInputFlags(CLI::App* app, InputFlags* flags, bool binary_options);
 void AddOutputFlags(CLI::App* app, OutputFlags* flags, const std::string& default_format);

@@ -167,16 +167,10 @@ arrow::Status RunScore(const ScoreFlags& f) {
     return arrow::Status::OK();
   }
   WarnAboutLeftoverAttempts(f.output.output_dir);
-  ARROW_ASSIGN_OR_RAISE(RunOptions run, MakeRunOptions(f.run));
-  run.fail_on_row_error = f.fail_on_error;
-  std::unique_ptr<exec::JsonLinesErrorSink> errors;
-  if (!f.errors_path.empty()) {
-    errors = std::make_unique<exec::JsonLinesErrorSink>(f.errors_path);
-    run.error_sink = errors.get();
-  }
   Progress progress("score", source->num_partitions(), !f.common.quiet);
-  run.cancel = InstallCancelHandler();
-  run.progress = &progress;
+  std::unique_ptr<exec::JsonLinesErrorSink> errors;
+  ARROW_ASSIGN_OR_RAISE(RunOptions run, MakeJobRunOptions(f.run, f.fail_on_error,
+                                                          f.errors_path, &progress, &errors));
   auto result = pipeline.Run(run);
   progress.Finish();
   if (!result.ok()) {

@@ -146,17 +146,11 @@ arrow::Status RunScoreHttp(const ScoreHttpFlags& f) {
   WarnAboutLeftoverAttempts(f.output.output_dir);
   Progress progress("score-http", (*source)->num_partitions(), !f.common.quiet);
   progress_ptr = &progress;
-  auto options_r = MakeRunOptions(f.run);
+  std::unique_ptr<exec::JsonLinesErrorSink> errors;
+  auto options_r =
+      MakeJobRunOptions(f.run, f.fail_on_error, f.errors_path, &progress, &errors);
   if (!options_r.ok()) return finish(options_r.status());
   RunOptions options = *options_r;
-  options.fail_on_row_error = f.fail_on_error;
-  std::unique_ptr<exec::JsonLinesErrorSink> errors;
-  if (!f.errors_path.empty()) {
-    errors = std::make_unique<exec::JsonLinesErrorSink>(f.errors_path);
-    options.error_sink = errors.get();
-  }
-  options.cancel = InstallCancelHandler();
-  options.progress = &progress;
   auto run = pipeline.Run(options);
   stats["http"] = nlohmann::json::parse(http_stats->ToJson());
   if (!run.ok()) {

@@ -303,6 +303,11 @@ class RunState {
       size_t first_step = 0) {
     const int64_t source_rows = batch->num_rows();
     auto annotate = [&](const Executor::PlannedStep& step, const arrow::Status& st) {
+      if (st.IsCancelled() && CancelRequested()) {
+        // The operator noticed Ctrl-C first (a stateful operator waiting on the network).
+        return st.WithMessage("run cancelled while operator '", step.name, "' processed ",
+                              Where(source_, p), ": ", st.message());
+      }
       return st.WithMessage("operator '", step.name, "' failed on ", Where(source_, p),
                             ", ", RowRange(first_row, source_rows), ": ", st.message());
     };

@@ -400,7 +400,7 @@ class HttpScorer : public StatefulOperator {
             s->chunk = -1;
           }
         }
-        return arrow::Status::Cancelled("score_http: stopped with ", in_flight,
+        return arrow::Status::Cancelled("score_http: cancelled with ", in_flight,
                                         " request(s) in flight and ", pending.size(),
                                         " waiting");
       }
