@@ -29,16 +29,28 @@ if ((${#missing[@]})); then
 fi
 
 PY="${PYTHON:-python3}"
-if [ ! -x .venv/bin/python ]; then
-  echo "setup: creating .venv"
-  "$PY" -m venv .venv
-fi
-stamp=".venv/.requirements.sha256"
-want="$(sha256sum "$PY_REQUIREMENTS" | cut -d' ' -f1)"
-if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
-  echo "setup: installing Python packages into .venv (first time takes a few minutes)"
-  .venv/bin/python -m pip install -q --upgrade pip
-  .venv/bin/python -m pip install -q -r "$PY_REQUIREMENTS"
-  echo "$want" > "$stamp"
+# make_venv DIR REQUIREMENTS: creates DIR and installs REQUIREMENTS into it, again only
+# when the requirements file changed (a hash stamp in DIR).
+make_venv() {
+  local dir="$1" req="$2"
+  if [ ! -x "$dir/bin/python" ]; then
+    echo "setup: creating $dir"
+    "$PY" -m venv "$dir"
+  fi
+  local stamp="$dir/.requirements.sha256" want
+  want="$(sha256sum "$req" | cut -d' ' -f1)"
+  if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
+    echo "setup: installing Python packages from ${req#"$root"/} into $dir (first time takes a while)"
+    "$dir/bin/python" -m pip install -q --upgrade pip
+    "$dir/bin/python" -m pip install -q -r "$req"
+    echo "$want" > "$stamp"
+  fi
+}
+make_venv .venv "$PY_REQUIREMENTS"
+# MLServer, the real KServe V2 server of the score-http integration test, needs
+# protobuf 6 and TensorFlow needs < 6: it gets a venv of its own.
+# DLPREP_SKIP_MLSERVER=1 leaves it out (its test then skips).
+if [ "${DLPREP_SKIP_MLSERVER:-0}" != 1 ]; then
+  make_venv .venv-mlserver "$root/scripts/requirements-mlserver.txt"
 fi
 echo "setup: ok"

@@ -438,7 +438,9 @@ class RunState {
     if (options_.fail_on_row_error) {
       return arrow::Status::Invalid(
           "row ", errors.rows[0], " of the batch failed: ", errors.messages[0], " (",
-          errors.size(), " row(s) failed; failing because of fail_on_row_error)");
+          errors.size(),
+          " row(s) failed; the job fails on row errors: --fail-on-error, "
+          "RunOptions::fail_on_row_error)");
     }
     std::lock_guard<std::mutex> lock(errors_mu_);
     row_errors_ += errors.size();
