@@ -80,8 +80,17 @@ else
 fi
 
 echo
+echo "== 8. batch inference through a model server: MLServer serves a churn model, dlprep score-http scores every window"
+if [ ! -x .venv-mlserver/bin/mlserver ]; then
+  echo "skipped: .venv-mlserver is not installed (scripts/setup.sh makes it unless DLPREP_SKIP_MLSERVER=1)"
+else
+  BUILD="$(cd "$BUILD" && pwd)" PY="$(pwd)/$PY" bash examples/mlserver/run.sh
+fi
+
+echo
 echo "Output: $(pwd)/demo-out/events_tfr (_manifest.json lists files, rows and feature spec)"
 echo "        $(pwd)/demo-out/churn_windows (one row per customer window)"
 echo "        $(pwd)/demo-out/speech (one row per clip and noisy copy: log_mel [101, 64], mfcc [101, 13])"
 echo "        $(pwd)/examples/speech/out (the keyword model and its predictions)"
+echo "        $(pwd)/examples/mlserver/out/scores (churn probabilities served by MLServer)"
 echo "Read it in your own code with python/dlprep/tfrecord.py, as in demo-out/read_with_tf.py."

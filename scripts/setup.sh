@@ -12,7 +12,7 @@ APT_PACKAGES=(
   libcli11-dev libyaml-cpp-dev nlohmann-json3-dev zlib1g-dev
   libsndfile1-dev libsoxr-dev libfftw3-dev libkissfft-dev espeak-ng
   libtorch-dev python3-torch
-  libcurl4-openssl-dev libsimdjson-dev libssl-dev
+  libcurl4-openssl-dev libsimdjson-dev libssl-dev openssl
 )
 PY_REQUIREMENTS="$root/scripts/requirements.txt"
 

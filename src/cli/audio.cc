@@ -98,15 +98,8 @@ arrow::Status RunAudio(AudioFlags f) {
                                                           f.errors_path, &progress, &errors));
   auto result = pipeline.Run(run);
   progress.Finish();
-  if (!result.ok()) {
-    return result.status().WithMessage(result.status().message(), "; nothing was written to '",
-                                       f.output.output_dir, "'");
-  }
-  if (errors != nullptr) {
-    ARROW_ASSIGN_OR_RAISE(int64_t kept, errors->Commit());
-    stats["errors"] = {{"path", f.errors_path}, {"rows", kept}};
-  }
-  stats["run"] = nlohmann::json::parse(result->ToJson());
+  ARROW_RETURN_NOT_OK(
+      CompleteJob(result, f.output.output_dir, errors.get(), f.errors_path, &stats));
   stats["clips"] = result->rows_read;
   stats["failed_clips"] = result->row_errors;
   stats["rows"] = result->rows_written;
@@ -123,9 +116,7 @@ arrow::Status RunAudio(AudioFlags f) {
                  result->row_errors > 0
                      ? (", " + std::to_string(result->row_errors) + " failed clip(s)").c_str()
                      : "");
-    for (size_t i = 0; i < result->row_error_samples.size() && i < 10; ++i) {
-      std::fprintf(stderr, "  %s\n", result->row_error_samples[i].c_str());
-    }
+    PrintRowErrorSamples(*result);
   }
   return WriteStats(f.common.stats_path, stats.dump(2));
 }

@@ -184,6 +184,27 @@ arrow::Result<RunOptions> MakeJobRunOptions(const RunFlags& flags, bool fail_on_
   return o;
 }
 
+arrow::Status CompleteJob(const arrow::Result<RunStats>& run, const std::string& output_dir,
+                          exec::JsonLinesErrorSink* errors, const std::string& errors_path,
+                          nlohmann::json* stats) {
+  if (!run.ok()) {
+    return run.status().WithMessage(run.status().message(), "; nothing was written to '",
+                                    output_dir, "'");
+  }
+  if (errors != nullptr) {
+    ARROW_ASSIGN_OR_RAISE(int64_t kept, errors->Commit());
+    (*stats)["errors"] = {{"path", errors_path}, {"rows", kept}};
+  }
+  (*stats)["run"] = nlohmann::json::parse(run->ToJson());
+  return arrow::Status::OK();
+}
+
+void PrintRowErrorSamples(const RunStats& run) {
+  for (size_t i = 0; i < run.row_error_samples.size() && i < 10; ++i) {
+    std::fprintf(stderr, "  %s\n", run.row_error_samples[i].c_str());
+  }
+}
+
 void AddCommonFlags(CLI::App* app, CommonFlags* f) {
   app->add_option("--stats", f->stats_path, "Write a JSON summary of the job to this file");
   app->add_flag("-q,--quiet", f->quiet, "No progress line and no summary");

@@ -10,6 +10,7 @@
 #include <CLI/CLI.hpp>
 #include <arrow/result.h>
 #include <arrow/status.h>
+#include <nlohmann/json_fwd.hpp>
 
 #include "dlprep/pipeline.h"
 #include "dlprep/sink.h"
@@ -78,6 +79,17 @@ arrow::Result<RunOptions> MakeJobRunOptions(const RunFlags& flags, bool fail_on_
                                             const std::string& errors_path,
                                             Progress* progress,
                                             std::unique_ptr<exec::JsonLinesErrorSink>* errors);
+
+/// What a job command does once Pipeline::Run returned. A failed run: its status, adding
+/// that nothing was written to `output_dir` (the commit protocol). A successful one:
+/// commits the --errors file when `errors` is set and fills (*stats)["run"] and
+/// (*stats)["errors"].
+arrow::Status CompleteJob(const arrow::Result<RunStats>& run, const std::string& output_dir,
+                          exec::JsonLinesErrorSink* errors, const std::string& errors_path,
+                          nlohmann::json* stats);
+
+/// Prints the row errors a run sampled (at most 10), under a command's summary line.
+void PrintRowErrorSamples(const RunStats& run);
 
 void AddInputFlags(CLI::App* app, InputFlags* flags, bool binary_options);
 void AddOutputFlags(CLI::App* app, OutputFlags* flags, const std::string& default_format);

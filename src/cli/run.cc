@@ -66,17 +66,10 @@ arrow::Status RunPipelineFile(const PipelineFileFlags& f) {
   if (!options_r.ok()) return finish(options_r.status());
   RunOptions options = *options_r;
   auto run = pipeline.Run(options);
-  if (!run.ok()) {
-    return finish(run.status().WithMessage(run.status().message(), "; nothing was written to '",
-                                           file.write.output_dir, "'"));
-  }
   progress.Finish();
-  if (errors != nullptr) {
-    auto kept = errors->Commit();
-    if (!kept.ok()) return finish(kept.status());
-    stats["errors"] = {{"path", f.errors_path}, {"rows", *kept}};
-  }
-  stats["run"] = nlohmann::json::parse(run->ToJson());
+  arrow::Status done =
+      CompleteJob(run, file.write.output_dir, errors.get(), f.errors_path, &stats);
+  if (!done.ok()) return finish(done);
   stats["output"] = {{"dir", file.write.output_dir},
                      {"files", run->files_written},
                      {"rows", run->rows_written},
@@ -93,9 +86,7 @@ arrow::Status RunPipelineFile(const PipelineFileFlags& f) {
                  run->row_errors > 0
                      ? (", " + std::to_string(run->row_errors) + " row error(s)").c_str()
                      : "");
-    for (size_t i = 0; i < run->row_error_samples.size() && i < 10; ++i) {
-      std::fprintf(stderr, "  %s\n", run->row_error_samples[i].c_str());
-    }
+    PrintRowErrorSamples(*run);
   }
   return finish(arrow::Status::OK());
 }

@@ -173,21 +173,13 @@ arrow::Status RunScore(const ScoreFlags& f) {
                                                           f.errors_path, &progress, &errors));
   auto result = pipeline.Run(run);
   progress.Finish();
-  if (!result.ok()) {
-    return result.status().WithMessage(result.status().message(),
-                                       "; nothing was written to '", f.output.output_dir,
-                                       "'");
-  }
-  if (errors != nullptr) {
-    ARROW_ASSIGN_OR_RAISE(int64_t kept, errors->Commit());
-    stats["errors"] = {{"path", f.errors_path}, {"rows", kept}};
-  }
+  ARROW_RETURN_NOT_OK(
+      CompleteJob(result, f.output.output_dir, errors.get(), f.errors_path, &stats));
   int workers = result->workers;
   int threads = o.threads_per_worker > 0
                     ? o.threads_per_worker
                     : std::max(1, static_cast<int>(std::thread::hardware_concurrency()) /
                                       std::max(1, workers));
-  stats["run"] = nlohmann::json::parse(result->ToJson());
   stats["backend"] = api->description();
   stats["threads_per_worker"] = threads;
   stats["rows_scored"] = result->rows_written;
@@ -204,9 +196,7 @@ arrow::Status RunScore(const ScoreFlags& f) {
                  result->row_errors > 0
                      ? (", " + std::to_string(result->row_errors) + " row error(s)").c_str()
                      : "");
-    for (size_t i = 0; i < result->row_error_samples.size() && i < 10; ++i) {
-      std::fprintf(stderr, "  %s\n", result->row_error_samples[i].c_str());
-    }
+    PrintRowErrorSamples(*result);
   }
   return WriteStats(f.common.stats_path, stats.dump(2));
 }

@@ -11,6 +11,7 @@
 #include "cli/commands.h"
 #include "cli/common.h"
 #include "core/progress.h"
+#include "core/units.h"
 #include "exec/error_sink.h"
 #include "infer/http/http_scorer.h"
 
@@ -35,6 +36,11 @@ struct ScoreHttpFlags {
   double max_backoff_s = 10;
   double max_wait_s = 60;
   uint64_t seed = 0;
+  std::string ca_cert;
+  std::string client_cert;
+  std::string client_key;
+  bool insecure = false;
+  std::string max_response_size = "256MB";
   InputFlags input;
   OutputFlags output;
   RunFlags run;
@@ -81,7 +87,12 @@ arrow::Result<std::string> PipelineFileText(const ScoreHttpFlags& f,
                                  {"backoff", o.retry.backoff_s},
                                  {"max_backoff", o.retry.max_backoff_s},
                                  {"max_wait", o.retry.max_wait_s},
+                                 {"max_response_size", o.max_response_bytes},
                                  {"seed", o.seed}};
+  if (!o.ca_cert.empty()) step["ca_cert"] = Absolute(o.ca_cert);
+  if (!o.client_cert.empty()) step["client_cert"] = Absolute(o.client_cert);
+  if (!o.client_key.empty()) step["client_key"] = Absolute(o.client_key);
+  if (o.insecure) step["insecure"] = true;
   nlohmann::ordered_json sink = {{"format", f.output.format},
                                  {"path", Absolute(f.output.output_dir)}};
   if (f.output.format == "tfrecord") sink["compression"] = f.output.compression;
@@ -122,6 +133,18 @@ arrow::Status RunScoreHttp(const ScoreHttpFlags& f) {
   o.retry.max_backoff_s = f.max_backoff_s;
   o.retry.max_wait_s = f.max_wait_s;
   o.seed = f.seed;
+  o.ca_cert = f.ca_cert;
+  o.client_cert = f.client_cert;
+  o.client_key = f.client_key;
+  o.insecure = f.insecure;
+  auto max_response = ParseByteSize(f.max_response_size, "--max-response-size");
+  if (!max_response.ok()) return finish(max_response.status());
+  o.max_response_bytes = *max_response;
+  if (o.insecure && !f.common.quiet) {
+    std::fprintf(stderr,
+                 "dlprep score-http: warning: --insecure: the server's certificate and "
+                 "name are not checked\n");
+  }
   std::shared_ptr<http::HttpStats> http_stats;
   auto factory = http::MakeHttpScorer(o, &http_stats);
   if (!factory.ok()) return finish(factory.status());
@@ -153,17 +176,10 @@ arrow::Status RunScoreHttp(const ScoreHttpFlags& f) {
   RunOptions options = *options_r;
   auto run = pipeline.Run(options);
   stats["http"] = nlohmann::json::parse(http_stats->ToJson());
-  if (!run.ok()) {
-    return finish(run.status().WithMessage(
-        run.status().message(), "; nothing was written to '", f.output.output_dir, "'"));
-  }
   progress.Finish();
-  if (errors != nullptr) {
-    auto kept = errors->Commit();
-    if (!kept.ok()) return finish(kept.status());
-    stats["errors"] = {{"path", f.errors_path}, {"rows", *kept}};
-  }
-  stats["run"] = nlohmann::json::parse(run->ToJson());
+  arrow::Status done =
+      CompleteJob(run, f.output.output_dir, errors.get(), f.errors_path, &stats);
+  if (!done.ok()) return finish(done);
   stats["output"] = {{"dir", f.output.output_dir},
                      {"files", run->files_written},
                      {"rows", run->rows_written},
@@ -181,9 +197,7 @@ arrow::Status RunScoreHttp(const ScoreHttpFlags& f) {
                  static_cast<long long>(h.retries.load()),
                  static_cast<long long>(h.retry_after_waits.load()),
                  f.output.output_dir.c_str(), run->wall_seconds, run->workers);
-    for (size_t i = 0; i < run->row_error_samples.size() && i < 10; ++i) {
-      std::fprintf(stderr, "  %s\n", run->row_error_samples[i].c_str());
-    }
+    PrintRowErrorSamples(*run);
   }
   return finish(arrow::Status::OK());
 }
@@ -235,6 +249,18 @@ void AddScoreHttpCommand(CLI::App* root, std::vector<Command>* commands) {
                   "Seconds one request may wait on Retry-After (429/503) in all")
       ->capture_default_str();
   app->add_option("--seed", f->seed, "Seed of the retry jitter")->capture_default_str();
+  app->add_option("--max-response-size", f->max_response_size,
+                  "Largest response accepted (e.g. 64MB); a larger one fails its rows")
+      ->capture_default_str();
+  app->add_option("--cacert", f->ca_cert,
+                  "https: PEM file of the CA(s) that signed the server's certificate "
+                  "(default: the system's CA store)");
+  app->add_option("--cert", f->client_cert,
+                  "https: client certificate (PEM) for servers that require one");
+  app->add_option("--key", f->client_key,
+                  "https: private key (PEM) of --cert, when not in the same file");
+  app->add_flag("--insecure", f->insecure,
+                "https: do not check the server's certificate or name (testing only)");
   AddInputFlags(app, &f->input, /*binary_options=*/false);
   AddOutputFlags(app, &f->output, "parquet");
   AddRunFlags(app, &f->run);

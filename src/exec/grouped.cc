@@ -31,6 +31,7 @@
 #include <arrow/scalar.h>
 #include <arrow/table.h>
 #include <arrow/type.h>
+#include <arrow/type_traits.h>
 #include <arrow/util/byte_size.h>
 
 #include "core/units.h"
@@ -76,27 +77,6 @@ uint64_t HashBytes(std::string_view v) {
 
 inline void Combine(uint64_t* h, uint64_t v, bool first) {
   *h = first ? v : Mix64(*h ^ (v + 0x9e3779b97f4a7c15ULL + (*h << 6) + (*h >> 2)));
-}
-
-bool IsIntegerKey(arrow::Type::type id) {
-  switch (id) {
-    case arrow::Type::INT8:
-    case arrow::Type::INT16:
-    case arrow::Type::INT32:
-    case arrow::Type::INT64:
-    case arrow::Type::UINT8:
-    case arrow::Type::UINT16:
-    case arrow::Type::UINT32:
-    case arrow::Type::UINT64:
-      return true;
-    default:
-      return false;
-  }
-}
-
-bool IsBinaryKey(arrow::Type::type id) {
-  return id == arrow::Type::STRING || id == arrow::Type::BINARY ||
-         id == arrow::Type::LARGE_STRING || id == arrow::Type::LARGE_BINARY;
 }
 
 template <typename ArrayT>
@@ -307,7 +287,7 @@ struct GroupedStage::Plan {
       auto scalar = col->GetScalar(row);
       std::string v = scalar.ok() ? (*scalar)->ToString() : "?";
       if (v.size() > 100) v = v.substr(0, 100) + "...";
-      out += IsBinaryKey(col->type_id()) ? "'" + v + "'" : v;
+      out += arrow::is_base_binary_like(col->type_id()) ? "'" + v + "'" : v;
     }
     return out;
   }
@@ -1366,7 +1346,7 @@ arrow::Result<std::unique_ptr<GroupedStage>> GroupedStage::Make(
                                       input->ToString());
     }
     auto id = input->field(i)->type()->id();
-    if (!IsIntegerKey(id) && !IsBinaryKey(id)) {
+    if (!arrow::is_integer(id) && !arrow::is_base_binary_like(id)) {
       return arrow::Status::TypeError(who, ": key column '", k, "' has type ",
                                       input->field(i)->type()->ToString(),
                                       "; group keys must be integer or string/binary");

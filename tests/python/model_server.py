@@ -128,13 +128,21 @@ class _Handler(BaseHTTPRequestHandler):
             return
         if hit and mode == "slow":
             time.sleep(f["seconds"])
+        if hit and mode == "redirect":
+            self._send(f["code"], json.dumps({"error": "moved"}),
+                       [("Location", f["location"])])
+            return
         if hit and mode == "malformed":
             self._send(200, '{"outputs": [{"name": "score", "data": [1, 2')
             return
         outs = [_row_outputs(r) for r in rows]
         if hit and mode == "wrong_rows":
             outs = outs[:-1] if len(outs) > 1 else outs + outs
-        self._send(200, json.dumps(self._response(protocol, outs, single)))
+        response = self._response(protocol, outs, single)
+        if hit and mode == "padded" and protocol == "kserve-v2" and \
+                any(i in f.get("ids", ids) for i in ids):
+            response["padding"] = "x" * f["bytes"]
+        self._send(200, json.dumps(response))
         with srv.lock:
             for i in ids:
                 srv.answered[i] += 1
@@ -194,6 +202,18 @@ class _Server(ThreadingHTTPServer):
     request_queue_size = 128  # many client connections open at once
     daemon_threads = True
 
+    ssl_context = None  # set for https: each connection is wrapped in its own thread
+
+    def finish_request(self, request, client_address):
+        if self.ssl_context is not None:
+            import ssl
+            try:
+                request = self.ssl_context.wrap_socket(request, server_side=True)
+            except (ssl.SSLError, OSError):
+                self.model.tls_failures += 1  # a client that refused us, or we it
+                return
+        super().finish_request(request, client_address)
+
     def handle_error(self, request, client_address):
         # A client that timed out and closed its connection is expected here.
         if not isinstance(sys.exc_info()[1], (BrokenPipeError, ConnectionResetError)):
@@ -217,10 +237,17 @@ class ModelServer:
       {"mode": "wrong_rows"}                     200 with one row too few
       {"mode": "first_slow", "seconds": 1}       every request holding id 0 is slow
       {"mode": "fail_ids", "ids": {...}, "code": 400}   always, for requests with them
+      {"mode": "redirect", "code": 307, "location": URL}  a redirect
+      {"mode": "padded", "bytes": N, "ids": {...}}  kserve-v2 answer padded by N
+                                                 bytes (only with those ids, if given)
+
+    ssl_context: an ssl.SSLContext (server side) makes it an https server; TLS
+    handshakes that fail are counted in tls_failures.
     """
 
-    def __init__(self, delay=0.0):
+    def __init__(self, delay=0.0, ssl_context=None):
         self.delay = delay
+        self.tls_failures = 0
         self.fault = None
         self.required_auth = None
         self.lock = threading.Lock()
@@ -228,6 +255,8 @@ class ModelServer:
         self.httpd = _Server(("127.0.0.1", 0), _Handler)
         self.httpd.daemon_threads = True
         self.httpd.model = self
+        self.httpd.ssl_context = ssl_context
+        self.scheme = "https" if ssl_context is not None else "http"
         self.port = self.httpd.server_address[1]
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
 
@@ -242,7 +271,7 @@ class ModelServer:
             self.headers_seen = []
 
     def url(self, protocol):
-        base = f"http://127.0.0.1:{self.port}"
+        base = f"{self.scheme}://127.0.0.1:{self.port}"
         return {"kserve-v2": base + "/v2/models/m/infer",
                 "tfserving": base + "/v1/models/m:predict",
                 "records": base + "/records"}[protocol]

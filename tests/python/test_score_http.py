@@ -299,6 +299,42 @@ def test_unusable_responses_fail_their_batch_never_misalign(dlprep, srv, tmp_pat
     assert_received_exactly(srv, N, 1)  # not retried
 
 
+@pytest.mark.parametrize("code", [301, 307, 308])
+def test_redirects_are_not_followed_and_name_the_location(dlprep, srv, tmp_path, code):
+    write_input(tmp_path / "in", n=100, row_group=100)
+    target = srv.url("kserve-v2").replace("/m/", "/m2/")
+    srv.fault = {"mode": "redirect", "code": code, "location": target}
+    p = run(dlprep, srv, tmp_path, extra=["--batch-size", "50"])
+    assert "0 scored, 100 failed" in p.stderr
+    errors = read_errors(tmp_path)
+    assert len(errors) == 100
+    assert all(f"HTTP {code} from" in e["error"] and f"redirected to '{target}'" in e["error"]
+               and f"use --url {target}" in e["error"] and "1 attempt)" in e["error"]
+               for e in errors), errors[0]
+    assert_received_exactly(srv, 100, 1)
+
+
+def test_response_over_max_response_size_fails_its_batch(dlprep, srv, tmp_path):
+    f = write_input(tmp_path / "in", n=100, row_group=100)
+    # Rows 0-49 get a response padded past the limit; rows 50-99 a normal one.
+    srv.fault = {"mode": "padded", "bytes": 200_000, "ids": {0}}
+    p = run(dlprep, srv, tmp_path, extra=["--batch-size", "50",
+                                          "--max-response-size", "64KB"])
+    errors = read_errors(tmp_path)
+    assert "50 scored, 50 failed" in p.stderr
+    assert [e["row_in_batch"] for e in errors] == list(range(50))
+    assert all("larger than --max-response-size (65536 bytes)" in e["error"] and
+               "not retried" in e["error"] for e in errors), errors[0]
+    t = read_out(tmp_path)
+    assert t.column("row_id").to_pylist() == list(range(50, 100))
+    np.testing.assert_allclose(t.column("score").to_numpy(),
+                               K * f[50:].astype(np.float64).sum(1), rtol=1e-6, atol=1e-6)
+    # The same padded answers are taken under the default limit.
+    srv.reset_counts()
+    run(dlprep, srv, tmp_path, out="out2", extra=["--batch-size", "50"])
+    assert pq.read_table(tmp_path / "out2").num_rows == 100
+
+
 def test_out_of_order_completion_keeps_input_order(dlprep, srv, tmp_path):
     f = write_input(tmp_path / "in", n=512, row_group=512)
     srv.fault = {"mode": "first_slow", "seconds": 0.8}
@@ -404,6 +440,8 @@ def test_bad_rows_are_reported_and_the_rest_scored(dlprep, srv, tmp_path):
     (["--column", "features", "--header", "NoColon"], "--header: 'NoColon'"),
     (["--column", "features", "--batch-size", "0"], "--batch-size"),
     (["--column", "features", "--header-env", "bad"], "--header-env: 'bad'"),
+    (["--column", "features", "--max-response-size", "lots"], "--max-response-size"),
+    (["--column", "features", "--max-response-size", "0"], "--max-response-size: 0"),
 ])
 def test_bad_options_fail_before_sending(dlprep, srv, tmp_path, args, needle):
     write_input(tmp_path / "in", n=10, row_group=10)

@@ -10,6 +10,7 @@ setup.sh has made it and a skip would hide a broken integration.
 
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -195,3 +196,16 @@ def test_mlserver_unknown_model_fails_the_job_with_fail_on_error(dlprep, mlserve
     assert proc.returncode != 0
     assert "HTTP 404" in proc.stderr and "no_such_model" in proc.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_mlserver_example_runs(mlserver):
+    # examples/mlserver/run.sh: windows -> NumPy model -> MLServer -> dlprep score-http,
+    # served scores checked against the local model by its check.py.
+    env = dict(os.environ, BUILD=str(Path(os.environ.get("DLPREP_BUILD", ROOT / "build"))
+                                      .resolve()))
+    p = subprocess.run(["bash", str(ROOT / "examples" / "mlserver" / "run.sh")], env=env,
+                       capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stdout + p.stderr
+    m = re.search(r"scored (\d+) windows through MLServer", p.stdout)
+    assert m and int(m.group(1)) > 10_000, p.stdout
+    assert f"{m.group(1)} scored, 0 failed" in p.stderr

@@ -49,23 +49,10 @@ int64_t Product(const std::vector<int64_t>& shape) {
   return p;
 }
 
+// Number or bool values a request can carry (half floats are not among them).
 bool IsNumericOrBool(arrow::Type::type id) {
-  switch (id) {
-    case arrow::Type::FLOAT:
-    case arrow::Type::DOUBLE:
-    case arrow::Type::INT8:
-    case arrow::Type::INT16:
-    case arrow::Type::INT32:
-    case arrow::Type::INT64:
-    case arrow::Type::UINT8:
-    case arrow::Type::UINT16:
-    case arrow::Type::UINT32:
-    case arrow::Type::UINT64:
-    case arrow::Type::BOOL:
-      return true;
-    default:
-      return false;
-  }
+  return arrow::is_integer(id) || id == arrow::Type::FLOAT || id == arrow::Type::DOUBLE ||
+         id == arrow::Type::BOOL;
 }
 
 // KServe v2 datatype of an Arrow value type.

@@ -1,8 +1,11 @@
 #include "infer/http/http_scorer.h"
 
 #include <algorithm>
+#include <cerrno>
 #include <chrono>
+#include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <mutex>
 #include <random>
 #include <set>
@@ -98,29 +101,61 @@ std::string Excerpt(const std::string& body, const std::vector<std::string>& sec
 struct Slot {
   CURL* easy = nullptr;
   std::string response;
+  size_t max_response = 0;  // bytes; OnBody aborts the transfer beyond it
+  bool too_large = false;   // the response passed max_response
   std::string retry_after;  // last Retry-After header value of the response
+  std::string location;     // last Location header value (redirects)
   char error[CURL_ERROR_SIZE] = {0};
   int chunk = -1;  // the chunk in flight; -1: free
 };
 
 size_t OnBody(char* data, size_t size, size_t n, void* user) {
-  static_cast<Slot*>(user)->response.append(data, size * n);
+  auto* slot = static_cast<Slot*>(user);
+  if (slot->response.size() + size * n > slot->max_response) {
+    slot->too_large = true;
+    return 0;  // curl ends the transfer with CURLE_WRITE_ERROR
+  }
+  slot->response.append(data, size * n);
   return size * n;
 }
 
 size_t OnHeader(char* data, size_t size, size_t n, void* user) {
   auto* slot = static_cast<Slot*>(user);
   std::string_view line(data, size * n);
-  if (line.substr(0, 5) == "HTTP/") slot->retry_after.clear();  // a new response
+  if (line.substr(0, 5) == "HTTP/") {  // a new response
+    slot->retry_after.clear();
+    slot->location.clear();
+  }
   const size_t colon = line.find(':');
-  if (colon != std::string_view::npos &&
-      Lower(std::string(line.substr(0, colon))) == "retry-after") {
+  if (colon == std::string_view::npos) return size * n;
+  const std::string name = Lower(std::string(line.substr(0, colon)));
+  if (name == "retry-after") {
     slot->retry_after = Trim(std::string(line.substr(colon + 1)));
+  } else if (name == "location") {
+    slot->location = Trim(std::string(line.substr(colon + 1)));
   }
   return size * n;
 }
 
+// TLS failures that another attempt cannot fix: the certificate or its files.
+bool TlsSetupError(CURLcode rc) {
+  switch (rc) {
+    case CURLE_PEER_FAILED_VERIFICATION:
+    case CURLE_SSL_CACERT_BADFILE:
+    case CURLE_SSL_CERTPROBLEM:
+    case CURLE_SSL_ISSUER_ERROR:
+    case CURLE_SSL_CRL_BADFILE:
+    case CURLE_SSL_PINNEDPUBKEYNOTMATCH:
+    case CURLE_SSL_ENGINE_NOTFOUND:
+    case CURLE_SSL_ENGINE_SETFAILED:
+      return true;
+    default:
+      return false;
+  }
+}
+
 bool TransportRetryable(CURLcode rc) {
+  if (TlsSetupError(rc)) return false;
   switch (rc) {
     case CURLE_UNSUPPORTED_PROTOCOL:
     case CURLE_FAILED_INIT:
@@ -215,6 +250,17 @@ class HttpScorer : public StatefulOperator {
       curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS,
                        static_cast<long>(o.connect_timeout_s * 1000));
       curl_easy_setopt(e, CURLOPT_ACCEPT_ENCODING, "");
+      curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
+      s->max_response = static_cast<size_t>(o.max_response_bytes);
+      if (!o.ca_cert.empty()) curl_easy_setopt(e, CURLOPT_CAINFO, o.ca_cert.c_str());
+      if (!o.client_cert.empty()) {
+        curl_easy_setopt(e, CURLOPT_SSLCERT, o.client_cert.c_str());
+      }
+      if (!o.client_key.empty()) curl_easy_setopt(e, CURLOPT_SSLKEY, o.client_key.c_str());
+      if (o.insecure) {
+        curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, 0L);
+        curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 0L);
+      }
     }
     return arrow::Status::OK();
   }
@@ -306,6 +352,8 @@ class HttpScorer : public StatefulOperator {
     slot->chunk = chunk_index;
     slot->response.clear();
     slot->retry_after.clear();
+    slot->location.clear();
+    slot->too_large = false;
     slot->error[0] = '\0';
     curl_easy_setopt(slot->easy, CURLOPT_POSTFIELDS, c.body.data());
     curl_easy_setopt(slot->easy, CURLOPT_POSTFIELDSIZE_LARGE,
@@ -333,13 +381,25 @@ class HttpScorer : public StatefulOperator {
     slot->chunk = -1;
     AttemptResult a;
     std::string what;  // this attempt's failure, for the row errors
-    if (rc != CURLE_OK) {
+    if (rc == CURLE_WRITE_ERROR && slot->too_large) {
+      a.transport_error = true;
+      a.transport_retryable = false;
+      stats.transport_errors += 1;
+      what = "response from " + o.url + " to a request of " + std::to_string(c.n) +
+             " rows is larger than --max-response-size (" +
+             std::to_string(o.max_response_bytes) +
+             " bytes); raise it or lower --batch-size";
+    } else if (rc != CURLE_OK) {
       a.transport_error = true;
       a.transport_retryable = TransportRetryable(rc);
       stats.transport_errors += 1;
       what = std::string("request to ") + o.url + " failed: " +
              (slot->error[0] != '\0' ? slot->error : curl_easy_strerror(rc)) +
              " (curl error " + std::to_string(static_cast<int>(rc)) + ")";
+      if (rc == CURLE_PEER_FAILED_VERIFICATION) {
+        what += "; give the server's CA with --cacert FILE (or, for testing only, "
+                "--insecure)";
+      }
     } else {
       curl_easy_getinfo(slot->easy, CURLINFO_RESPONSE_CODE, &a.status);
       stats.bytes_received += static_cast<int64_t>(slot->response.size());
@@ -348,8 +408,15 @@ class HttpScorer : public StatefulOperator {
       }
       if (a.status < 200 || a.status >= 300) {
         stats.http_errors += 1;
-        what = "HTTP " + std::to_string(a.status) + " from " + o.url + ", body " +
-               Excerpt(slot->response, shared_->secrets);
+        what = "HTTP " + std::to_string(a.status) + " from " + o.url;
+        if (a.status >= 300 && a.status < 400) {
+          what += slot->location.empty()
+                      ? " (a redirect without Location)"
+                      : ", redirected to '" + slot->location +
+                            "': redirects are not followed (the request would be "
+                            "sent again elsewhere); use --url " + slot->location;
+        }
+        what += ", body " + Excerpt(slot->response, shared_->secrets);
       }
     }
     RetryDecision d = DecideRetry(o.retry, a, uniform_(rng_), &c.retry);
@@ -504,6 +571,35 @@ arrow::Result<StatefulOperatorFactory> MakeHttpScorer(const HttpScoreOptions& op
     return arrow::Status::Invalid(
         "options --timeout and --connect-timeout must be > 0 "
         "seconds");
+  }
+  const bool https = o.url.rfind("https://", 0) == 0;
+  for (const auto& [flag, path] :
+       {std::pair<const char*, const std::string*>{"--cacert", &o.ca_cert},
+        {"--cert", &o.client_cert},
+        {"--key", &o.client_key}}) {
+    if (path->empty()) continue;
+    if (!https) {
+      return arrow::Status::Invalid("option ", flag, ": applies to https:// URLs only; ",
+                                    "--url is '", o.url, "'");
+    }
+    std::FILE* file = std::fopen(path->c_str(), "rb");
+    if (file == nullptr) {
+      return arrow::Status::Invalid("option ", flag, ": cannot read '", *path,
+                                    "': ", std::strerror(errno));
+    }
+    std::fclose(file);
+  }
+  if (!o.client_key.empty() && o.client_cert.empty()) {
+    return arrow::Status::Invalid(
+        "option --key: give the client certificate with --cert too");
+  }
+  if (o.insecure && !https) {
+    return arrow::Status::Invalid("option --insecure: applies to https:// URLs only; ",
+                                  "--url is '", o.url, "'");
+  }
+  if (o.max_response_bytes < 1) {
+    return arrow::Status::Invalid("option --max-response-size: ", o.max_response_bytes,
+                                  " must be >= 1 byte");
   }
   if (!(o.rate_limit >= 0)) {
     return arrow::Status::Invalid("option --rate-limit: must be >= 0 (0: unlimited)");

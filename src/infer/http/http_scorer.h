@@ -54,6 +54,16 @@ struct HttpScoreOptions {
   /// when the scorer is made and never printed (redacted from error excerpts too).
   std::vector<std::string> header_env;
   RetryOptions retry;
+  /// TLS, for https:// URLs only. The server's certificate and name are checked against
+  /// the system's CA store, or against ca_cert (a PEM bundle) when given; client_cert and
+  /// client_key (PEM files; the key may be in client_cert) authenticate dlprep to servers
+  /// that require it. insecure: do not check the server at all (testing only).
+  std::string ca_cert;
+  std::string client_cert;
+  std::string client_key;
+  bool insecure = false;
+  /// Largest response body accepted; a larger response fails its batch (not retried).
+  int64_t max_response_bytes = int64_t{256} << 20;
   /// Seed of the backoff jitter (per worker: seed + worker index).
   uint64_t seed = 0;
 };
@@ -87,7 +97,8 @@ struct HttpStats {
 /// are put back in order. Failed attempts are retried as DecideRetry() says; a request
 /// that finally fails, or whose response is unusable (not JSON, wrong row count, wrong
 /// types: never retried, never half-used), makes each of its rows fail with the HTTP
-/// status or transport error and an excerpt of the body. Process() returns Cancelled
+/// status or transport error and an excerpt of the body. Redirects (3xx) are not
+/// followed: the rows fail naming the Location, so the URL can be fixed. Process() returns Cancelled
 /// promptly (in-flight transfers are aborted) once OperatorContext::stop_requested.
 arrow::Result<StatefulOperatorFactory> MakeHttpScorer(
     const HttpScoreOptions& options, std::shared_ptr<HttpStats>* stats = nullptr);

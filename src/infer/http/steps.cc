@@ -37,6 +37,12 @@ arrow::Status RegisterHttpSteps() {
                               n->GetDouble("max_backoff", o.retry.max_backoff_s));
         ARROW_ASSIGN_OR_RAISE(o.retry.max_wait_s,
                               n->GetDouble("max_wait", o.retry.max_wait_s));
+        ARROW_ASSIGN_OR_RAISE(o.max_response_bytes,
+                              n->GetByteSize("max_response_size", o.max_response_bytes));
+        ARROW_ASSIGN_OR_RAISE(o.ca_cert, n->GetString("ca_cert", ""));
+        ARROW_ASSIGN_OR_RAISE(o.client_cert, n->GetString("client_cert", ""));
+        ARROW_ASSIGN_OR_RAISE(o.client_key, n->GetString("client_key", ""));
+        ARROW_ASSIGN_OR_RAISE(o.insecure, n->GetBool("insecure", false));
         ARROW_ASSIGN_OR_RAISE(int64_t seed, n->GetInt("seed", 0));
         o.seed = static_cast<uint64_t>(seed);
         auto factory = MakeHttpScorer(o);
