@@ -15,6 +15,7 @@ TF_CPP_MIN_LOG_LEVEL=2 .venv/bin/python bench/tfrecord_write_vs_tf.py --build "$
 .venv/bin/python bench/windows_vs_pyspark.py --build "$BUILD"
 .venv/bin/python bench/score_http_vs_requests.py --build "$BUILD" --delay 0.005
 .venv/bin/python bench/score_http_vs_requests.py --build "$BUILD" --delay 0.05
+.venv/bin/python bench/score_http_vs_requests.py --build "$BUILD" --delay 0.005 --server mlserver
 .venv/bin/python bench/audio_vs_librosa.py --build "$BUILD"
 # TorchScript scoring (issue 6): only in a build with the backend (score_benchmark, the
 # engine-overhead benchmark, runs in the loop above).

@@ -1,9 +1,11 @@
 """HTTP batch inference: `dlprep score-http` vs the talk's pandas UDF with `requests`.
 
 All three clients score the same Parquet rows (id, features: 16 float32) against the
-same local model server (tests/python/model_server.py, a multi-threaded Python
-server on 127.0.0.1, started here as a separate process) with the same protocol: the
-talk's JSON records (pandas `to_json(orient='records')` -> a JSON array back).
+same local model server on 127.0.0.1, started here as a separate process, with the same
+protocol: the talk's JSON records (pandas `to_json(orient='records')` -> a JSON array
+back). --server python: tests/python/model_server.py, a multi-threaded Python server;
+--server mlserver: MLServer 1.7.1 (uvicorn, asyncio; from .venv-mlserver) serving
+bench/mlserver_records_model.py on a custom /records endpoint.
 `--delay` seconds per request model the inference latency, so concurrency matters
 the way it does against a real model server.
 
@@ -21,6 +23,7 @@ the server runs in its own process and is not counted). Outputs are compared val
 value before anything is printed.
 """
 import argparse
+import json
 import os
 import resource
 import shutil
@@ -77,6 +80,53 @@ def pandas_udf_run(url, in_dir, out_path, batch_size, threads):
     return len(batches)
 
 
+def start_python_server(delay, tmp):
+    server = subprocess.Popen(
+        [sys.executable, os.path.join(ROOT, "tests", "python", "model_server.py"),
+         "--delay", str(delay)], stdout=subprocess.PIPE, text=True)
+    port = int(server.stdout.readline())
+    return server, f"http://127.0.0.1:{port}/records"
+
+
+def start_mlserver(delay, tmp):
+    import socket
+    import urllib.request
+    mlserver = os.path.join(ROOT, ".venv-mlserver", "bin", "mlserver")
+    if not os.path.exists(mlserver):
+        sys.exit(f"{mlserver} is missing: run scripts/setup.sh")
+    repo = os.path.join(tmp, "repo")
+    os.makedirs(os.path.join(repo, "records"))
+    shutil.copy(os.path.join(ROOT, "bench", "mlserver_records_model.py"), repo)
+    socks = [socket.socket() for _ in range(3)]
+    for s in socks:
+        s.bind(("127.0.0.1", 0))
+    http_port, grpc_port, metrics_port = (s.getsockname()[1] for s in socks)
+    for s in socks:
+        s.close()
+    with open(os.path.join(repo, "settings.json"), "w") as f:
+        json.dump({"host": "127.0.0.1", "http_port": http_port, "grpc_port": grpc_port,
+                   "metrics_port": metrics_port, "parallel_workers": 0, "debug": False,
+                   "metrics_dir": os.path.join(repo, ".metrics")}, f)
+    with open(os.path.join(repo, "records", "model-settings.json"), "w") as f:
+        json.dump({"name": "records",
+                   "implementation": "mlserver_records_model.Records"}, f)
+    log = open(os.path.join(tmp, "mlserver.log"), "w")
+    server = subprocess.Popen([mlserver, "start", repo], cwd=repo, stdout=log,
+                              stderr=subprocess.STDOUT,
+                              env=dict(os.environ, DLPREP_BENCH_DELAY=str(delay)))
+    base = f"http://127.0.0.1:{http_port}"
+    for _ in range(400):
+        try:
+            urllib.request.urlopen(base + "/v2/models/records/ready", timeout=1)
+            return server, base + "/records"
+        except OSError:
+            if server.poll() is not None:
+                break
+            time.sleep(0.25)
+    server.terminate()
+    sys.exit("mlserver did not start; see " + log.name)
+
+
 def timed_python(fn):
     c0, t0 = time.process_time(), time.perf_counter()
     requests_sent = fn()
@@ -102,17 +152,16 @@ def main():
     ap.add_argument("--delay", type=float, default=0.005,
                     help="server seconds per request (modelled inference latency)")
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--server", choices=["python", "mlserver"], default="python",
+                    help="the model server: tests/python/model_server.py or MLServer")
     a = ap.parse_args()
     exe = os.path.join(a.build, "dlprep")
     import pandas  # noqa: F401  (imported before timing)
     import requests  # noqa: F401
     tmp = tempfile.mkdtemp(prefix="dlprep-bench-http-")
-    server = subprocess.Popen(
-        [sys.executable, os.path.join(ROOT, "tests", "python", "model_server.py"),
-         "--delay", str(a.delay)], stdout=subprocess.PIPE, text=True)
+    start = start_python_server if a.server == "python" else start_mlserver
+    server, url = start(a.delay, tmp)
     try:
-        port = int(server.stdout.readline())
-        url = f"http://127.0.0.1:{port}/records"
         in_dir = os.path.join(tmp, "in")
         f = make_input(in_dir, a.rows, a.dim, row_group=4096)
         want = 0.5 * f.astype(np.float64).sum(1)
@@ -142,8 +191,8 @@ def main():
             record(f"dlprep score-http, concurrency {a.concurrency}", wall, cpu, out)
 
         print(f"score-http benchmark: {a.rows} rows x {a.dim} float32, batch {a.batch_size} "
-              f"({n_requests} requests), server delay {a.delay * 1000:.1f} ms/request, "
-              f"median of {a.repeat}")
+              f"({n_requests} requests), {a.server} server, delay "
+              f"{a.delay * 1000:.1f} ms/request, median of {a.repeat}")
         med = {}
         for name, runs in results.items():
             wall = statistics.median(w for w, _ in runs)
