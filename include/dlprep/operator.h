@@ -145,6 +145,14 @@ class StatefulOperator {
   /// reported by the Process() call that received the row.
   virtual arrow::Result<std::shared_ptr<arrow::RecordBatch>> Flush() { return nullptr; }
 
+  /// Rows the executor gathers before it calls Process(): consecutive batches of one
+  /// input partition are concatenated until they hold at least this many rows (the
+  /// last call of a partition may get fewer). For operators whose work has a cost per
+  /// call or that work in parallel within a call (score_http keeps batch_size x
+  /// concurrency rows in flight). Row errors then name rows of the gathered batch. 0
+  /// (the default): batches as they come. Read once, when the executor plans the job.
+  virtual int64_t min_batch_rows() const { return 0; }
+
   /// Releases what Open() acquired. Called once after the last batch if Open() was
   /// called (also when the job fails; its error is then ignored).
   virtual arrow::Status Close() = 0;

@@ -32,6 +32,7 @@ struct Executor::PlannedStep {
   // The instance made while planning; handed to the first worker that needs one.
   // Guarded by RunState::mu_ during a run.
   std::unique_ptr<StatefulOperator> probe;
+  int64_t min_batch_rows = 0;  // stateful: StatefulOperator::min_batch_rows()
   std::shared_ptr<arrow::Schema> output_schema;
 };
 
@@ -65,10 +66,18 @@ struct Item {
 };
 
 // Per-worker state; touched only by its own thread until merged.
+// Batches gathered for a stateful step with min_batch_rows (by step).
+struct Gathered {
+  arrow::RecordBatchVector batches;
+  int64_t rows = 0;
+  int64_t first_row = 0;  // source row of the first gathered batch
+};
+
 struct Worker {
   int index = 0;
   std::vector<std::unique_ptr<StatefulOperator>> instances;  // by step; null if none
   std::vector<bool> opened;
+  std::vector<Gathered> gathered;  // by step
   std::vector<StageStats> stats;  // [0] source, [1 + i] step i
   StageStats sink;                // concurrent sinks only
 };
@@ -158,6 +167,7 @@ class RunState {
     w.index = index;
     w.instances.resize(steps_.size());
     w.opened.assign(steps_.size(), false);
+    w.gathered.assign(steps_.size(), Gathered());
     w.stats.resize(steps_.size() + 1);
     while (!stop_.load()) {
       int64_t p = next_partition_.fetch_add(1);
@@ -242,6 +252,15 @@ class RunState {
     // Rows that stateful steps held back (StatefulOperator::Flush), step by step: what
     // step i releases runs through the steps after it before they flush in turn.
     for (size_t i = 0; i < steps_.size(); ++i) {
+      Gathered& g = w->gathered[i];
+      if (!g.batches.empty()) {
+        // The rest gathered for step i (fewer than its min_batch_rows).
+        const int64_t at = g.first_row;
+        ARROW_ASSIGN_OR_RAISE(auto rest, TakeGathered(&g));
+        ARROW_ASSIGN_OR_RAISE(auto out, RunChain(w, p, at, std::move(rest), i,
+                                                 /*gather_first=*/false));
+        ARROW_RETURN_NOT_OK(Emit(w, p, at, 0, &seq, std::move(out)));
+      }
       if (!w->opened[i]) continue;
       StageStats& stats = w->stats[i + 1];
       t0 = Clock::now();
@@ -296,12 +315,24 @@ class RunState {
     return arrow::Status::OK();
   }
 
+  // The batches of `g` as one batch (concatenated when more than one); empties `g`.
+  static arrow::Result<std::shared_ptr<arrow::RecordBatch>> TakeGathered(Gathered* g) {
+    arrow::RecordBatchVector batches = std::move(g->batches);
+    *g = Gathered();
+    if (batches.size() == 1) return batches[0];
+    return arrow::ConcatenateRecordBatches(batches);
+  }
+
   // Runs `batch` (source rows [first_row, first_row + n) of partition `p`) through the
   // steps from `first_step` on. Returns null when a step stopped the batch (0 rows).
+  //
+  // A stateful step with min_batch_rows gathers batches (in w->gathered) until it has
+  // that many rows, and the chain stops there (null) meanwhile; gather_first = false
+  // runs step `first_step` on `batch` as it is (the rest of a partition).
   arrow::Result<std::shared_ptr<arrow::RecordBatch>> RunChain(
       Worker* w, int64_t p, int64_t first_row, std::shared_ptr<arrow::RecordBatch> batch,
-      size_t first_step = 0) {
-    const int64_t source_rows = batch->num_rows();
+      size_t first_step = 0, bool gather_first = true) {
+    int64_t source_rows = batch->num_rows();
     auto annotate = [&](const Executor::PlannedStep& step, const arrow::Status& st) {
       if (st.IsCancelled() && CancelRequested()) {
         // The operator noticed Ctrl-C first (a stateful operator waiting on the network).
@@ -314,6 +345,17 @@ class RunState {
     for (size_t i = first_step; i < steps_.size(); ++i) {
       Executor::PlannedStep& step = steps_[i];
       StageStats& stats = w->stats[i + 1];
+      if (step.min_batch_rows > 0 && (i != first_step || gather_first)) {
+        Gathered& g = w->gathered[i];
+        if (g.batches.empty()) g.first_row = first_row;
+        g.rows += batch->num_rows();
+        g.batches.push_back(std::move(batch));
+        if (g.rows < step.min_batch_rows) return nullptr;
+        // Messages name the source rows of all gathered batches.
+        source_rows = first_row + source_rows - g.first_row;
+        first_row = g.first_row;
+        ARROW_ASSIGN_OR_RAISE(batch, TakeGathered(&g));
+      }
       stats.batches_in += 1;
       stats.rows_in += batch->num_rows();
       auto t0 = Clock::now();
@@ -715,6 +757,7 @@ arrow::Result<std::unique_ptr<Executor>> Executor::Make(std::shared_ptr<Source> 
           return arrow::Status::Invalid("step ", i + 1, ": the factory returned null");
         }
         p.name = p.probe->name();
+        p.min_batch_rows = std::max<int64_t>(0, p.probe->min_batch_rows());
         auto out = p.probe->OutputSchema(*schema);
         if (!out.ok()) return plan_error(out.status());
         p.output_schema = *out;

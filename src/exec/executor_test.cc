@@ -2,10 +2,12 @@
 
 #include <atomic>
 #include <chrono>
+#include <mutex>
 #include <random>
 #include <thread>
 
 #include <arrow/api.h>
+#include <arrow/compute/api.h>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
@@ -260,6 +262,110 @@ TEST(ExecutorTest, HeldRowsAreFlushedAtPartitionEndInOrder) {
     }
     EXPECT_EQ(out.stats.stages[1].rows_out, input_rows);
     EXPECT_EQ(out.stats.stages[3].rows_in, input_rows);
+  }
+}
+
+// Asks the executor for batches of >= k rows (min_batch_rows); logs the size of every
+// batch it gets and fails the rows with x % 37 == 5 ("bad row x=..."), leaving them out.
+class Gathering : public StatefulOperator {
+ public:
+  Gathering(int64_t k, std::shared_ptr<std::vector<int64_t>> sizes,
+            std::shared_ptr<std::mutex> mu)
+      : k_(k), sizes_(std::move(sizes)), mu_(std::move(mu)) {}
+  std::string name() const override { return "gather" + std::to_string(k_); }
+  int64_t min_batch_rows() const override { return k_; }
+  arrow::Result<std::shared_ptr<arrow::Schema>> OutputSchema(
+      const arrow::Schema& input) const override {
+    return std::make_shared<arrow::Schema>(input.fields());
+  }
+  arrow::Status Open(const OperatorContext&) override { return arrow::Status::OK(); }
+  arrow::Result<std::shared_ptr<arrow::RecordBatch>> Process(
+      const std::shared_ptr<arrow::RecordBatch>& batch, RowErrors* errors) override {
+    {
+      std::lock_guard<std::mutex> lock(*mu_);
+      sizes_->push_back(batch->num_rows());
+    }
+    auto x = Int64Column(*batch, "x");
+    arrow::BooleanBuilder keep;
+    for (int64_t i = 0; i < batch->num_rows(); ++i) {
+      const bool bad = x->Value(i) % 37 == 5;
+      if (bad) errors->Add(i, "bad row x=" + std::to_string(x->Value(i)));
+      ARROW_RETURN_NOT_OK(keep.Append(!bad));
+    }
+    ARROW_ASSIGN_OR_RAISE(auto mask, keep.Finish());
+    ARROW_ASSIGN_OR_RAISE(auto kept, arrow::compute::Filter(batch, mask));
+    return kept.record_batch();
+  }
+  arrow::Status Close() override { return arrow::Status::OK(); }
+
+ private:
+  int64_t k_;
+  std::shared_ptr<std::vector<int64_t>> sizes_;
+  std::shared_ptr<std::mutex> mu_;
+};
+
+class GatherErrorSink : public ErrorSink {
+ public:
+  arrow::Status Write(const FailedRows& failed) override {
+    auto x = Int64Column(*failed.input, "x");
+    for (size_t i = 0; i < failed.errors.rows.size(); ++i) {
+      xs.push_back(x->Value(failed.errors.rows[i]));
+      EXPECT_EQ(failed.errors.messages[i], "bad row x=" + std::to_string(xs.back()));
+    }
+    return arrow::Status::OK();
+  }
+  std::vector<int64_t> xs;
+};
+
+TEST(ExecutorTest, MinBatchRowsGathersSmallBatchesWithinAPartition) {
+  // 12 partitions of 0..5 batches of 1..300 rows; x = 0, 1, ... in order.
+  auto sizes_in = UnevenSizes(12, 9);
+  auto source = VectorSource::FromSizes(sizes_in);
+  std::vector<int64_t> want;
+  int64_t x = 0;
+  for (const auto& part : sizes_in) {
+    for (int64_t n : part) {
+      for (int64_t k = 0; k < n; ++k, ++x) {
+        if (x % 7 != 0 && x % 37 != 5) want.push_back(x);
+      }
+    }
+  }
+  for (int workers : {1, 2, 4}) {
+    auto sizes = std::make_shared<std::vector<int64_t>>();
+    auto mu = std::make_shared<std::mutex>();
+    GatherErrorSink errors;
+    ASSERT_OK_AND_ASSIGN(
+        auto out,
+        RunCollect(source,
+                   {Batch(std::make_shared<DropMultiples>(7)),
+                    Stateful([=] { return std::make_unique<Gathering>(400, sizes, mu); }),
+                    Scalar(std::make_shared<TimesScalar>("x2", 2, 0)),
+                    Stateful([] { return std::make_unique<HoldUntil>(900); })},
+                   RunOptions{.workers = workers, .error_sink = &errors}));
+    ASSERT_OK_AND_ASSIGN(auto b, out.table->CombineChunksToBatch());
+    auto got = Int64Column(*b, "x");
+    auto got2 = Int64Column(*b, "x2");
+    ASSERT_EQ(b->num_rows(), static_cast<int64_t>(want.size())) << "workers=" << workers;
+    for (int64_t i = 0; i < b->num_rows(); ++i) {
+      ASSERT_EQ(got->Value(i), want[i]) << "workers=" << workers << " row " << i;
+      ASSERT_EQ(got2->Value(i), 2 * want[i]);
+    }
+    // Every row that failed reached the error sink with its own values.
+    std::sort(errors.xs.begin(), errors.xs.end());
+    std::vector<int64_t> failed;
+    for (int64_t v = 0; v < x; ++v) {
+      if (v % 7 != 0 && v % 37 == 5) failed.push_back(v);
+    }
+    EXPECT_EQ(errors.xs, failed);
+    EXPECT_EQ(out.stats.row_errors, static_cast<int64_t>(failed.size()));
+    // Process() got >= 400 rows but for the rest of a partition: at most one short
+    // call per non-empty partition, and fewer calls than input batches.
+    int64_t short_calls = 0, calls = static_cast<int64_t>(sizes->size()), batches = 0;
+    for (int64_t n : *sizes) short_calls += n < 400;
+    for (const auto& part : sizes_in) batches += static_cast<int64_t>(part.size());
+    EXPECT_LE(short_calls, 12);
+    EXPECT_LT(calls, batches);
+    EXPECT_EQ(out.stats.stages[2].batches_in, calls);
   }
 }
 

@@ -78,6 +78,17 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_POST(self):  # noqa: N802
         srv = self.server.model
+        with srv.lock:
+            srv.in_flight += 1
+            srv.max_in_flight = max(srv.max_in_flight, srv.in_flight)
+        try:
+            self._post()
+        finally:
+            with srv.lock:
+                srv.in_flight -= 1
+
+    def _post(self):
+        srv = self.server.model
         length = int(self.headers.get("Content-Length", "0"))
         raw = self.rfile.read(length)
         path = self.path
@@ -225,7 +236,8 @@ class ModelServer:
 
     Attributes the tests read (under `lock`): requests, received / answered (Counter
     of row ids), completed (ids of answered requests in completion order), attempts
-    (Counter by the tuple of ids of a request), headers_seen.
+    (Counter by the tuple of ids of a request), headers_seen, max_in_flight (most
+    requests being handled at once).
 
     `fault` injects one failure mode, applied to the first `times` attempts of each
     distinct request (by its row ids) unless noted:
@@ -269,6 +281,8 @@ class ModelServer:
             self.attempts = collections.Counter()
             self.completed = []
             self.headers_seen = []
+            self.in_flight = 0
+            self.max_in_flight = 0
 
     def url(self, protocol):
         base = f"{self.scheme}://127.0.0.1:{self.port}"

@@ -335,6 +335,27 @@ def test_response_over_max_response_size_fails_its_batch(dlprep, srv, tmp_path):
     assert pq.read_table(tmp_path / "out2").num_rows == 100
 
 
+def test_small_input_batches_still_fill_the_concurrency(dlprep, srv, tmp_path):
+    # One partition read in batches of 10 rows (the source's batch_rows), requests of 5:
+    # without gathering input batches (the operator's min_batch_rows, batch_size x
+    # concurrency = 40 rows) at most 2 requests could be in flight.
+    f = write_input(tmp_path / "in", n=400, row_group=400)
+    srv.delay = 0.05
+    (tmp_path / "p.yaml").write_text(
+        f"source: {{format: parquet, paths: ['{tmp_path / 'in'}'], batch_rows: 10}}\n"
+        "steps:\n"
+        f"  - score_http: {{url: '{srv.url('kserve-v2')}', columns: [id, features], "
+        "outputs: ['score:float64', 'row_id:int64'], batch_size: 5, concurrency: 8}\n"
+        f"sink: {{format: parquet, path: '{tmp_path / 'out'}'}}\n")
+    dlprep("run", tmp_path / "p.yaml", "--workers", "1", "--stats", tmp_path / "stats.json")
+    assert_all_scored_in_order(tmp_path, f)
+    assert srv.requests == 80
+    assert srv.max_in_flight >= 6, srv.max_in_flight
+    stages = {st["name"]: st for st in stats(tmp_path)["run"]["stages"]}
+    assert stages["source"]["batches_out"] == 40
+    assert stages["score_http"]["batches_in"] == 10  # 40 batches -> 10 calls of 40 rows
+
+
 def test_out_of_order_completion_keeps_input_order(dlprep, srv, tmp_path):
     f = write_input(tmp_path / "in", n=512, row_group=512)
     srv.fault = {"mode": "first_slow", "seconds": 0.8}

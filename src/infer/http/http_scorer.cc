@@ -193,6 +193,11 @@ class HttpScorer : public StatefulOperator {
 
   std::string name() const override { return "score_http"; }
 
+  // Enough rows for `concurrency` full requests in flight, whatever the input batches.
+  int64_t min_batch_rows() const override {
+    return shared_->options.batch_size * shared_->options.concurrency;
+  }
+
   arrow::Result<std::shared_ptr<arrow::Schema>> OutputSchema(
       const arrow::Schema& input) const override {
     ARROW_RETURN_NOT_OK(

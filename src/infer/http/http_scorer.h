@@ -93,7 +93,8 @@ struct HttpStats {
 /// spec, for the rows that were scored, in input order. Each input row gets exactly one
 /// result or one RowErrors entry. Rows are sent in requests of `batch_size` rows, up
 /// to `concurrency` at a time over a libcurl multi handle opened in Open() (its
-/// connections are kept alive across batches); responses may complete in any order and
+/// connections are kept alive across batches; the executor gathers small input batches
+/// to batch_size x concurrency rows, min_batch_rows()); responses may complete in any order and
 /// are put back in order. Failed attempts are retried as DecideRetry() says; a request
 /// that finally fails, or whose response is unusable (not JSON, wrong row count, wrong
 /// types: never retried, never half-used), makes each of its rows fail with the HTTP
