@@ -196,6 +196,10 @@ arrow::Status CompleteJob(const arrow::Result<RunStats>& run, const std::string&
     (*stats)["errors"] = {{"path", errors_path}, {"rows", kept}};
   }
   (*stats)["run"] = nlohmann::json::parse(run->ToJson());
+  (*stats)["output"] = {{"dir", output_dir},
+                        {"files", run->files_written},
+                        {"rows", run->rows_written},
+                        {"bytes", run->bytes_written}};
   return arrow::Status::OK();
 }
 

@@ -82,8 +82,8 @@ arrow::Result<RunOptions> MakeJobRunOptions(const RunFlags& flags, bool fail_on_
 
 /// What a job command does once Pipeline::Run returned. A failed run: its status, adding
 /// that nothing was written to `output_dir` (the commit protocol). A successful one:
-/// commits the --errors file when `errors` is set and fills (*stats)["run"] and
-/// (*stats)["errors"].
+/// commits the --errors file when `errors` is set and fills (*stats)["run"],
+/// (*stats)["output"] (dir, files, rows, bytes) and (*stats)["errors"].
 arrow::Status CompleteJob(const arrow::Result<RunStats>& run, const std::string& output_dir,
                           exec::JsonLinesErrorSink* errors, const std::string& errors_path,
                           nlohmann::json* stats);

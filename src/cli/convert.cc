@@ -110,17 +110,10 @@ arrow::Status RunConvert(const ConvertFlags& f) {
   progress.Finish();
   stats["input"] = {{"paths", f.input.paths}, {"partitions", source->num_partitions()}};
   ReportSkipped(*source, f.common.quiet, &stats);
-  if (!result.ok()) {
-    return finish(result.status().WithMessage(result.status().message(),
-                                              "; nothing was written to '",
-                                              f.output.output_dir, "'"));
-  }
-  stats["run"] = nlohmann::json::parse(result->ToJson());
-  stats["output"] = {{"dir", f.output.output_dir},
-                     {"format", f.output.format},
-                     {"files", result->files_written},
-                     {"rows", result->rows_written},
-                     {"bytes", result->bytes_written}};
+  arrow::Status done = CompleteJob(result, f.output.output_dir, /*errors=*/nullptr,
+                                   /*errors_path=*/"", &stats);
+  if (!done.ok()) return finish(done);
+  stats["output"]["format"] = f.output.format;
   if (!f.common.quiet) {
     double secs = result->wall_seconds;
     std::fprintf(stderr,

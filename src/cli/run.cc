@@ -70,10 +70,6 @@ arrow::Status RunPipelineFile(const PipelineFileFlags& f) {
   arrow::Status done =
       CompleteJob(run, file.write.output_dir, errors.get(), f.errors_path, &stats);
   if (!done.ok()) return finish(done);
-  stats["output"] = {{"dir", file.write.output_dir},
-                     {"files", run->files_written},
-                     {"rows", run->rows_written},
-                     {"bytes", run->bytes_written}};
   if (!f.common.quiet) {
     std::fprintf(stderr,
                  "dlprep run: %lld rows read, %lld written -> %lld file(s), %s in '%s' "

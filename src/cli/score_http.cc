@@ -180,10 +180,6 @@ arrow::Status RunScoreHttp(const ScoreHttpFlags& f) {
   arrow::Status done =
       CompleteJob(run, f.output.output_dir, errors.get(), f.errors_path, &stats);
   if (!done.ok()) return finish(done);
-  stats["output"] = {{"dir", f.output.output_dir},
-                     {"files", run->files_written},
-                     {"rows", run->rows_written},
-                     {"bytes", run->bytes_written}};
   if (!f.common.quiet) {
     const auto& h = *http_stats;
     std::fprintf(stderr,

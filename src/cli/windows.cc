@@ -240,15 +240,12 @@ arrow::Status RunWindows(const WindowsFlags& f) {
   run.progress = &progress;
   auto result = pipeline.Run(run);
   progress.Finish();
-  if (!result.ok()) {
-    return result.status().WithMessage(result.status().message(), "; nothing was written to '",
-                                       f.output.output_dir, "'");
-  }
+  ARROW_RETURN_NOT_OK(CompleteJob(result, f.output.output_dir, /*errors=*/nullptr,
+                                  /*errors_path=*/"", &stats));
   int64_t null_keys = 0;
   for (const auto& st : result->stages) {
     if (st.name == "filter") null_keys = st.rows_in - st.rows_out;
   }
-  stats["run"] = nlohmann::json::parse(result->ToJson());
   stats["dropped_null_key_rows"] = null_keys;
   stats["dropped_null_time_rows"] = op->dropped_rows();
   stats["categories"] = o.categories;
