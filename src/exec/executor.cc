@@ -65,7 +65,6 @@ struct Item {
   int64_t bytes = 0;
 };
 
-// Per-worker state; touched only by its own thread until merged.
 // Batches gathered for a stateful step with min_batch_rows (by step).
 struct Gathered {
   arrow::RecordBatchVector batches;
@@ -73,6 +72,7 @@ struct Gathered {
   int64_t first_row = 0;  // source row of the first gathered batch
 };
 
+// Per-worker state; touched only by its own thread until merged.
 struct Worker {
   int index = 0;
   std::vector<std::unique_ptr<StatefulOperator>> instances;  // by step; null if none

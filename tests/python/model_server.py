@@ -23,6 +23,7 @@ import argparse
 import collections
 import json
 import socket
+import ssl
 import struct
 import sys
 import threading
@@ -217,7 +218,6 @@ class _Server(ThreadingHTTPServer):
 
     def finish_request(self, request, client_address):
         if self.ssl_context is not None:
-            import ssl
             try:
                 request = self.ssl_context.wrap_socket(request, server_side=True)
             except (ssl.SSLError, OSError):

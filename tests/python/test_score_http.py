@@ -299,11 +299,14 @@ def test_unusable_responses_fail_their_batch_never_misalign(dlprep, srv, tmp_pat
     assert_received_exactly(srv, N, 1)  # not retried
 
 
-@pytest.mark.parametrize("code", [301, 307, 308])
-def test_redirects_are_not_followed_and_name_the_location(dlprep, srv, tmp_path, code):
+@pytest.mark.parametrize("code,relative", [(301, False), (307, False), (308, True)])
+def test_redirects_are_not_followed_and_name_the_location(dlprep, srv, tmp_path, code,
+                                                          relative):
     write_input(tmp_path / "in", n=100, row_group=100)
     target = srv.url("kserve-v2").replace("/m/", "/m2/")
-    srv.fault = {"mode": "redirect", "code": code, "location": target}
+    # A relative Location is named as the absolute URL it resolves to.
+    location = "/v2/models/m2/infer" if relative else target
+    srv.fault = {"mode": "redirect", "code": code, "location": location}
     p = run(dlprep, srv, tmp_path, extra=["--batch-size", "50"])
     assert "0 scored, 100 failed" in p.stderr
     errors = read_errors(tmp_path)

@@ -104,7 +104,6 @@ struct Slot {
   size_t max_response = 0;  // bytes; OnBody aborts the transfer beyond it
   bool too_large = false;   // the response passed max_response
   std::string retry_after;  // last Retry-After header value of the response
-  std::string location;     // last Location header value (redirects)
   char error[CURL_ERROR_SIZE] = {0};
   int chunk = -1;  // the chunk in flight; -1: free
 };
@@ -122,17 +121,11 @@ size_t OnBody(char* data, size_t size, size_t n, void* user) {
 size_t OnHeader(char* data, size_t size, size_t n, void* user) {
   auto* slot = static_cast<Slot*>(user);
   std::string_view line(data, size * n);
-  if (line.substr(0, 5) == "HTTP/") {  // a new response
-    slot->retry_after.clear();
-    slot->location.clear();
-  }
+  if (line.substr(0, 5) == "HTTP/") slot->retry_after.clear();  // a new response
   const size_t colon = line.find(':');
-  if (colon == std::string_view::npos) return size * n;
-  const std::string name = Lower(std::string(line.substr(0, colon)));
-  if (name == "retry-after") {
+  if (colon != std::string_view::npos &&
+      Lower(std::string(line.substr(0, colon))) == "retry-after") {
     slot->retry_after = Trim(std::string(line.substr(colon + 1)));
-  } else if (name == "location") {
-    slot->location = Trim(std::string(line.substr(colon + 1)));
   }
   return size * n;
 }
@@ -357,7 +350,6 @@ class HttpScorer : public StatefulOperator {
     slot->chunk = chunk_index;
     slot->response.clear();
     slot->retry_after.clear();
-    slot->location.clear();
     slot->too_large = false;
     slot->error[0] = '\0';
     curl_easy_setopt(slot->easy, CURLOPT_POSTFIELDS, c.body.data());
@@ -414,12 +406,12 @@ class HttpScorer : public StatefulOperator {
       if (a.status < 200 || a.status >= 300) {
         stats.http_errors += 1;
         what = "HTTP " + std::to_string(a.status) + " from " + o.url;
-        if (a.status >= 300 && a.status < 400) {
-          what += slot->location.empty()
-                      ? " (a redirect without Location)"
-                      : ", redirected to '" + slot->location +
-                            "': redirects are not followed (the request would be "
-                            "sent again elsewhere); use --url " + slot->location;
+        char* location = nullptr;  // absolute, resolved by curl from Location
+        curl_easy_getinfo(slot->easy, CURLINFO_REDIRECT_URL, &location);
+        if (a.status >= 300 && a.status < 400 && location != nullptr) {
+          what += std::string(", redirected to '") + location +
+                  "': redirects are not followed (the request would be sent again "
+                  "elsewhere); use --url " + location;
         }
         what += ", body " + Excerpt(slot->response, shared_->secrets);
       }
