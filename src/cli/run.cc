@@ -14,6 +14,7 @@
 #include "exec/pipeline_file.h"
 #include "features/steps.h"
 #include "infer/http/steps.h"
+#include "infer/plugin/score_step.h"
 
 namespace dlprep::cli {
 
@@ -42,7 +43,7 @@ arrow::Status RunPipelineFile(const PipelineFileFlags& f) {
   if (!registered.ok() && !registered.IsAlreadyExists()) return finish(registered);
   registered = http::RegisterHttpSteps();
   if (!registered.ok() && !registered.IsAlreadyExists()) return finish(registered);
-  registered = RegisterScoreStep();
+  registered = infer::RegisterScoreStep();
   if (!registered.ok() && !registered.IsAlreadyExists()) return finish(registered);
   auto loaded = exec::LoadPipelineFile(f.pipeline);
   if (!loaded.ok()) return finish(loaded.status());

@@ -554,7 +554,7 @@ arrow::Status LocateStepError(const arrow::Status& st, const ConfigNode& node,
 }
 
 arrow::Result<PipelineFile> Parse(const std::string& text, const std::string& name,
-                                  const std::string& base_dir) {
+                                  const std::string& base_dir, const PipelineParts& parts) {
   YAML::Node root;
   try {
     root = YAML::Load(text);
@@ -569,10 +569,12 @@ arrow::Result<PipelineFile> Parse(const std::string& text, const std::string& na
   PipelineFile out;
   YAML::Node normalized(YAML::NodeType::Map);
 
-  ARROW_ASSIGN_OR_RAISE(ConfigNode source, top.GetMap("source"));
-  ARROW_ASSIGN_OR_RAISE(out.source, OpenSourceFromConfig(&source));
-  ARROW_RETURN_NOT_OK(source.Finish());
-  normalized["source"] = ConfigNodeAccess::Of(source).normalized;
+  if (parts.source || top.Has("source")) {
+    ARROW_ASSIGN_OR_RAISE(ConfigNode source, top.GetMap("source"));
+    ARROW_ASSIGN_OR_RAISE(out.source, OpenSourceFromConfig(&source));
+    ARROW_RETURN_NOT_OK(source.Finish());
+    normalized["source"] = ConfigNodeAccess::Of(source).normalized;
+  }
 
   YAML::Node steps = ConfigNodeAccess::Of(top).Get("steps");
   YAML::Node steps_norm(YAML::NodeType::Sequence);
@@ -619,10 +621,12 @@ arrow::Result<PipelineFile> Parse(const std::string& text, const std::string& na
   }
   normalized["steps"] = steps_norm;
 
-  ARROW_ASSIGN_OR_RAISE(ConfigNode sink, top.GetMap("sink"));
-  ARROW_ASSIGN_OR_RAISE(out.write, WriteOptionsFromConfig(&sink));
-  ARROW_RETURN_NOT_OK(sink.Finish());
-  normalized["sink"] = ConfigNodeAccess::Of(sink).normalized;
+  if (parts.sink || top.Has("sink")) {
+    ARROW_ASSIGN_OR_RAISE(ConfigNode sink, top.GetMap("sink"));
+    ARROW_ASSIGN_OR_RAISE(out.write, WriteOptionsFromConfig(&sink));
+    ARROW_RETURN_NOT_OK(sink.Finish());
+    normalized["sink"] = ConfigNodeAccess::Of(sink).normalized;
+  }
   ARROW_RETURN_NOT_OK(top.Finish());
 
   YAML::Emitter emitter;
@@ -659,9 +663,10 @@ Pipeline PipelineFile::ToPipeline() const {
 
 arrow::Result<PipelineFile> ParsePipelineYaml(const std::string& text,
                                               const std::string& name,
-                                              const std::string& base_dir) {
+                                              const std::string& base_dir,
+                                              const PipelineParts& parts) {
   try {
-    return Parse(text, name, base_dir);
+    return Parse(text, name, base_dir, parts);
   } catch (const YAML::Exception& e) {
     return arrow::Status::Invalid(WhereMark(name, e.mark), ": ", e.msg);
   }
