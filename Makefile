@@ -9,15 +9,18 @@ endif
 
 # The wheel is built by scikit-build-core from this CMake project in $(BUILD)/wheel (with
 # the same flags as $(BUILD), so ccache shares their objects) and tested installed.
-SKBUILD_ARGS = -C build-dir=$(BUILD)/wheel
+SKBUILD_ARGS = -C build-dir=$(BUILD)/wheel -C cmake.define.CMAKE_CXX_COMPILER=$(CXX_PATH)
 # ccache would hash the build folder into objects with debug info; both folders compile
 # the same sources with the same flags, so let them share.
 export CCACHE_NOHASHDIR := true
+# ccache also tells compilers apart by the name they are called by (c++ vs g++): both
+# builds use the one CMake finds by default.
+CXX_PATH := $(shell command -v $${CXX:-c++})
 ifneq ($(CI),)
 SKBUILD_ARGS += -C cmake.define.DLPREP_WERROR=ON
 endif
 
-.PHONY: setup build wheel test unit pytest pytest-pkg demo bench clean format
+.PHONY: setup build wheel wheel-repaired test unit pytest pytest-pkg demo bench clean format
 
 setup:
 	@bash scripts/setup.sh
@@ -37,6 +40,17 @@ wheel: setup
 	@rm -f $(BUILD)/dist/dlprep-*.whl
 	CMAKE_GENERATOR=Ninja .venv/bin/python -m pip wheel . --no-build-isolation --no-deps -q \
 	  -w $(BUILD)/dist $(SKBUILD_ARGS)
+
+# The wheel with the system libraries it links vendored (libsndfile, soxr, fftw, curl,
+# yaml-cpp, ...; auditwheel renames them), so it installs where the Debian -dev packages
+# are absent. pyarrow's Arrow libraries and libtorch stay outside: they come from the
+# installed pyarrow and from the system (the TorchScript plugin is optional).
+wheel-repaired: wheel
+	@rm -rf $(BUILD)/dist-repaired
+	PATH=$(CURDIR)/.venv/bin:$$PATH .venv/bin/auditwheel repair --plat manylinux_2_36_x86_64 \
+	  -w $(BUILD)/dist-repaired --exclude 'libarrow*.so.*' --exclude 'libparquet.so.*' \
+	  --exclude 'libtorch*.so*' --exclude 'libc10.so*' --exclude libdlprep.so \
+	  $(BUILD)/dist/dlprep-*.whl
 
 # The Python package's tests, against the wheel installed into .venv-pkg and run from
 # outside the source tree.

@@ -85,7 +85,7 @@ class _RunKwargs:
             if k in ("unordered", "fail_on_error"):
                 v = 1 if v else 0
             if k == "progress":
-                v = 1 if (v is True or (v is None and sys.stderr.isatty())) else 0
+                v = 1 if v else 0
             if k in ("errors", "spill_dir"):
                 v = os.path.abspath(os.fspath(v))
             opts[k] = v
@@ -112,7 +112,8 @@ class Dataset:
       WAV, a failed HTTP call) instead of counting it and going on.
     * ``errors`` (path): keep the failed rows with their messages in this JSON-lines
       file (written when the job succeeds; writes only).
-    * ``progress`` (bool): a progress line on stderr; default: when stderr is a terminal.
+    * ``progress`` (bool): progress of writes: a line on stderr when it is a terminal,
+      a tqdm bar in Jupyter (when tqdm is installed); default: on in those two places.
     * ``unordered`` (bool): output in the order batches finish instead of input order.
     * ``threads_per_worker`` (int): threads each stateful step (a model) may use.
 
@@ -373,10 +374,10 @@ class Dataset:
     # -- terminal calls --------------------------------------------------------------
     def _write(self, sink, run_options, where):
         opts = _RunKwargs.split(run_options, where)
-        opts.setdefault("progress", 1 if sys.stderr.isatty() else 0)
         plan = self._plan()
         sink_text = "sink: " + _yaml_value(_clean(sink)) + "\n"
-        stats = json.loads(plan.write(sink_text, where, os.getcwd(), opts))
+        with _Progress(opts, where) as opts:
+            stats = json.loads(plan.write(sink_text, where, os.getcwd(), opts))
         return stats
 
     def write_tfrecord(self, path, *, compression=None, record_type=None, shards=None,
@@ -466,6 +467,57 @@ def _as_batch(out):
     if mod.startswith("pandas"):
         return pa.RecordBatch.from_pandas(out, preserve_index=False)
     return out  # the engine names the type in its error
+
+
+def _in_notebook():
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return False
+    shell = get_ipython()
+    return shell is not None and type(shell).__name__ == "ZMQInteractiveShell"
+
+
+class _Progress:
+    """Chooses how a write shows progress: the engine's line on a terminal, a tqdm bar
+    in Jupyter (when tqdm is installed), nothing otherwise unless asked (progress=True
+    without a terminal uses tqdm when it can)."""
+
+    def __init__(self, opts, label):
+        self.opts = dict(opts)
+        self.label = label
+        self.bar = None
+
+    def __enter__(self):
+        asked = self.opts.pop("progress", None)
+        tty = sys.stderr.isatty()
+        if asked == 0:
+            self.opts["progress"] = 0
+            return self.opts
+        if tty:
+            self.opts["progress"] = 1
+            return self.opts
+        self.opts["progress"] = 0
+        if asked == 1 or _in_notebook():
+            try:
+                from tqdm.auto import tqdm
+            except ImportError:
+                return self.opts
+            self.tqdm = tqdm
+            self.opts["on_progress"] = self._update
+        return self.opts
+
+    def _update(self, rows, nbytes, parts, total):
+        if self.bar is None:
+            self.bar = self.tqdm(total=total if total > 0 else None, desc=self.label,
+                                 unit="part")
+        self.bar.n = parts
+        self.bar.set_postfix(rows=rows, MB=round(nbytes / 1e6, 1), refresh=False)
+        self.bar.refresh()
+
+    def __exit__(self, *exc):
+        if self.bar is not None:
+            self.bar.close()
 
 
 class _BatchStream:
@@ -702,9 +754,9 @@ def run(pipeline, **run_options):
     except OSError as e:
         raise _error("IOError", f"cannot read pipeline file '{path}': {e.strerror}") from None
     opts = _RunKwargs.split(run_options, "run")
-    opts.setdefault("progress", 1 if sys.stderr.isatty() else 0)
     plan = _dlprep.Plan(text, path, os.path.dirname(path), None, [])
-    return json.loads(plan.write("", path, os.path.dirname(path), opts))
+    with _Progress(opts, "run") as opts:
+        return json.loads(plan.write("", path, os.path.dirname(path), opts))
 
 
 def steps():

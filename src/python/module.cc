@@ -11,6 +11,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <deque>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -490,7 +491,8 @@ void RegisterAllSteps() {
 /// released, checking for signals every 50 ms. On KeyboardInterrupt it sets `*cancel`,
 /// waits for `fn` to return (the run stops and writes nothing), and re-raises.
 template <typename F>
-auto RunReleased(F&& fn, std::atomic<bool>* cancel) -> decltype(fn()) {
+auto RunReleased(F&& fn, std::atomic<bool>* cancel,
+                 const std::function<void()>& tick = nullptr) -> decltype(fn()) {
   using R = decltype(fn());
   std::mutex mu;
   std::condition_variable cv;
@@ -516,6 +518,8 @@ auto RunReleased(F&& fn, std::atomic<bool>* cancel) -> decltype(fn()) {
         if (PyErr_CheckSignals() != 0) {
           PyErr_Fetch(&type, &value, &tb);
           cancel->store(true);
+        } else if (tick) {
+          tick();
         }
       }
       lock.lock();
@@ -645,7 +649,23 @@ class Plan {
     Progress progress("dlprep", file_.source->num_partitions(),
                       config.progress && isatty(2));
     config.options.progress = &progress;
-    auto run = RunReleased([&] { return p.Run(config.options); }, &cancel);
+    // A Python progress callback (tqdm in Jupyter), called with the GIL from this
+    // thread while the run goes on: (rows, bytes, partitions done, partitions).
+    std::function<void()> tick;
+    nb::object on_progress;
+    if (opts.contains("on_progress") && !opts["on_progress"].is_none()) {
+      on_progress = opts["on_progress"];
+      tick = [&] {
+        try {
+          on_progress(progress.rows(), progress.bytes(), progress.parts(),
+                      progress.total_parts());
+        } catch (nb::python_error& e) {
+          e.discard_as_unraisable("dlprep progress callback");
+        }
+      };
+    }
+    auto run = RunReleased([&] { return p.Run(config.options); }, &cancel, tick);
+    if (tick) tick();
     progress.Finish();
     if (!run.ok()) {
       Raise(run.status().WithMessage(run.status().message(), "; nothing was written to '",

@@ -254,3 +254,36 @@ def test_run_a_pipeline_file(cli, events, tmp_path):
     t = read_all(tmp_path / "out")
     assert t.num_rows == stats["rows_written"] > 0
     assert set(t.column("kind").to_pylist()) == {"a"}
+
+
+def test_score_equals_the_score_command(cli, events, tmp_path):
+    torch = pytest.importorskip("torch")
+    torch.manual_seed(0)
+    model = torch.jit.script(torch.nn.Sequential(torch.nn.Linear(4, 3)))
+    model.save(str(tmp_path / "m.pt"))
+    src, t = events
+    ds = dlprep.read_parquet(src, columns=["id", "vec"]).score(
+        tmp_path / "m.pt", "vec", shapes=["4"], argmax=True, softmax=True)
+    ds.write_tfrecord(tmp_path / "py", workers=2)
+    cli("score", "--model", tmp_path / "m.pt", "-i", src, "--columns", "id,vec", "--column",
+        "vec", "--shape", "4", "--argmax", "--softmax", "-o", tmp_path / "cli", "-q")
+    assert file_bytes(tmp_path / "py") == file_bytes(tmp_path / "cli")
+    got = ds.to_arrow().sort_by("id")
+    x = torch.tensor(np.stack(t.sort_by("id").column("vec").to_numpy(zero_copy_only=False)))
+    with torch.no_grad():
+        ref = torch.softmax(model(x), dim=1)
+    assert got.column("prediction").to_pylist() == ref.argmax(dim=1).tolist()
+    assert np.allclose(np.stack(got.column("scores").to_numpy(zero_copy_only=False)),
+                       ref.numpy(), atol=1e-6)
+
+
+def test_progress_bar_with_tqdm(events, tmp_path, capsys):
+    pytest.importorskip("tqdm")
+    src, _ = events
+    dlprep.read_parquet(src).write_parquet(tmp_path / "o", progress=True)
+    err = capsys.readouterr().err
+    import re
+    done = re.findall(r"write_parquet: .*?(\d+)/(\d+)", err)
+    assert done and done[-1][0] == done[-1][1], err
+    dlprep.read_parquet(src).write_parquet(tmp_path / "o2", progress=False)
+    assert capsys.readouterr().err == ""
