@@ -104,8 +104,10 @@ struct RunOptions {
   /// error naming the key value, the group's size and the option.
   int64_t max_group_bytes = 0;
   /// Grouped steps only. Parent folder of the spill folder; the run creates a fresh
-  /// `dlprep-spill-<uuid>` folder inside it on the first spill and removes it at the
-  /// end of the run, also when the run fails. Empty: $TMPDIR, else /tmp.
+  /// `dlprep-spill-<pid>-<uuid>` folder inside it on the first spill and removes it at
+  /// the end of the run, also when the run fails. A run killed outright (SIGKILL) cannot;
+  /// the next run with grouped steps removes such folders of processes that no longer
+  /// exist (the CLI says so on stderr). Empty: $TMPDIR, else /tmp.
   std::string spill_dir = "";
   /// Grouped steps only. Number of hash buckets (>= 1). Part of the output order (see
   /// Pipeline::GroupBy), so it does not depend on `workers`.

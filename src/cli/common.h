@@ -69,7 +69,9 @@ struct RunFlags {
 };
 
 void AddRunFlags(CLI::App* app, RunFlags* flags);
-/// RunOptions from the flags; Invalid naming the flag on a bad size.
+/// RunOptions from the flags; Invalid naming the flag on a bad size. Also removes the
+/// spill folders that runs killed outright left in the spill folder, saying so in one
+/// line on stderr.
 arrow::Result<RunOptions> MakeRunOptions(const RunFlags& flags);
 
 /// The RunOptions of a job that reports per-row errors: MakeRunOptions(flags) plus
