@@ -79,8 +79,9 @@ struct RunOptions {
   /// plus the one being written. 0: 4 x workers batches.
   int64_t max_buffered_batches = 0;
   int64_t max_buffered_bytes = int64_t{256} << 20;
-  /// When it becomes true the run stops (checked between batches, and every 20 ms while
-  /// waiting) and returns Status::Cancelled. May be null.
+  /// When it becomes true the run stops (checked before it starts, between batches, and
+  /// every 20 ms while waiting) and returns Status::Cancelled; true before Run() is
+  /// called: nothing is opened or written. May be null.
   const std::atomic<bool>* cancel = nullptr;
   /// Updated as batches are written (rows, sink bytes, partitions done). May be null.
   Progress* progress = nullptr;

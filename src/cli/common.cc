@@ -168,6 +168,7 @@ arrow::Result<RunOptions> MakeRunOptions(const RunFlags& f) {
                           ParseByteSize(f.max_group_bytes, "--max-group-bytes"));
   }
   o.spill_dir = f.spill_dir;
+  o.cancel = InstallCancelHandler();
   std::vector<std::string> removed = exec::RemoveStaleSpillFolders(f.spill_dir);
   if (!removed.empty()) {
     std::string list;
@@ -382,6 +383,11 @@ const std::atomic<bool>* InstallCancelHandler() {
   sigaction(SIGINT, &sa, nullptr);
   sigaction(SIGTERM, &sa, nullptr);
   return &g_cancel;
+}
+
+arrow::Status CheckInterrupted() {
+  if (g_cancel.load()) return arrow::Status::Cancelled("interrupted");
+  return arrow::Status::OK();
 }
 
 arrow::Status WriteStats(const std::string& path, const std::string& json) {
