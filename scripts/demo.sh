@@ -88,9 +88,22 @@ else
 fi
 
 echo
+echo "== 9. the churn windows on Spark (local[2]): dlprep.spark.windows -> TFRecord, committed on the driver"
+if [ ! -x .venv-pkg/bin/python ] ||
+   ! .venv-pkg/bin/python -c "import pyspark, dlprep.spark" 2>/dev/null; then
+  echo "skipped: .venv-pkg with pyspark and the dlprep wheel is not installed (make pytest-pkg)"
+elif ! command -v java >/dev/null && [ -z "${JAVA_HOME:-}" ]; then
+  echo "skipped: Spark needs Java 17"
+else
+  SPARK_LOCAL_IP="${SPARK_LOCAL_IP:-127.0.0.1}" PYSPARK_PYTHON="$(pwd)/.venv-pkg/bin/python" \
+    .venv-pkg/bin/python examples/spark/churn_windows.py demo-out/spark_churn --customers 400
+fi
+
+echo
 echo "Output: $(pwd)/demo-out/events_tfr (_manifest.json lists files, rows and feature spec)"
 echo "        $(pwd)/demo-out/churn_windows (one row per customer window)"
 echo "        $(pwd)/demo-out/speech (one row per clip and noisy copy: log_mel [101, 64], mfcc [101, 13])"
 echo "        $(pwd)/examples/speech/out (the keyword model and its predictions)"
 echo "        $(pwd)/examples/mlserver/out/scores (churn probabilities served by MLServer)"
+echo "        $(pwd)/demo-out/spark_churn/windows (the churn windows written by Spark)"
 echo "Read it in your own code with python/dlprep/tfrecord.py, as in demo-out/read_with_tf.py."

@@ -13,6 +13,7 @@ APT_PACKAGES=(
   libsndfile1-dev libsoxr-dev libfftw3-dev libkissfft-dev espeak-ng
   libtorch-dev python3-torch
   libcurl4-openssl-dev libsimdjson-dev libssl-dev openssl
+  openjdk-17-jre-headless python3-venv python3-dev
 )
 PY_REQUIREMENTS="$root/scripts/requirements.txt"
 

@@ -1,5 +1,6 @@
 """The Python examples (examples/python) run end to end against the installed package:
 the churn and speech scripts as subprocesses, the churn notebook through nbclient."""
+import ast
 import json
 import os
 import subprocess
@@ -8,7 +9,7 @@ import sys
 import pyarrow.parquet as pq
 import pytest
 
-from conftest import SOURCE
+from conftest import BIN, SOURCE
 
 EXAMPLES = SOURCE / "examples" / "python"
 
@@ -105,3 +106,43 @@ def test_churn_notebook(tmp_path, kernel_name):
         assert any(f"epoch {epoch}: {m['rows']} windows, batches of (14, 12) features" in t
                    for t in text.values()), text
     assert any("windows:" in t and "customer_id" in t for t in text.values()), text
+
+
+def test_spark_speech_and_score_scripts(tmp_path):
+    """examples/spark/speech.py and score.py (score only where torch imports) on
+    local[2], as subprocesses whose Spark workers run this Python."""
+    pytest.importorskip("pyspark")
+    import shutil
+    if not (os.environ.get("JAVA_HOME") or shutil.which("java")):
+        pytest.skip("Spark needs Java (17)")
+    env = dict(os.environ, PYSPARK_PYTHON=sys.executable, SPARK_LOCAL_IP="127.0.0.1")
+
+    def run(name, out):
+        p = subprocess.run([sys.executable, str(SOURCE / "examples" / "spark" / name),
+                            str(out)], capture_output=True, text=True, timeout=300,
+                           env=env)
+        assert p.returncode == 0, f"{name} exited {p.returncode}:\n{p.stdout}\n{p.stderr}"
+        return p.stdout
+
+    out = run("speech.py", tmp_path / "speech")
+    with open(tmp_path / "speech" / "features" / "_manifest.json") as f:
+        m = json.load(f)
+    assert m["rows"] == 24 and len(m["files"]) == 4 and m["compression"] == "gzip"
+    assert m["features"]["log_mel"]["shape"] == [101, 64]
+    assert "audio: 24 clips in 4 files, log_mel [101,64], mfcc [101,13]" in out
+    [line] = [x for x in out.splitlines() if x.startswith("clips per label: ")]
+    assert ast.literal_eval(line.split(": ", 1)[1]) == {"high": 8, "low": 8, "mid": 8}
+
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        return
+    help_text = subprocess.run([str(BIN / "dlprep"), "score", "--help"],
+                               capture_output=True, text=True).stdout
+    if "This build has no TorchScript backend" in help_text:
+        return
+    out = run("score.py", tmp_path / "score")
+    t = pq.read_table(tmp_path / "score" / "scores")
+    assert t.num_rows == 24 and t.column_names == ["path", "label", "scores", "prediction"]
+    # Tones an octave apart: the nearest-mean model tells every clip's pitch.
+    assert "predictions: 24 of 24 match the label" in out

@@ -307,6 +307,53 @@ def test_windows_and_tfrecord_equal_the_engine(spark, churn, tmp_path):
         dsp.write_tfrecord(w, out)
 
 
+def test_one_large_key_equals_the_engine(spark, tmp_path):
+    """One key with 300k events among small ones. Spark 4.0's applyInArrow hands a group
+    over as one Arrow batch whatever maxRecordsPerBatch says (the map side still gets
+    small batches), so the key's rows are held in the Python worker at once."""
+    rng = np.random.default_rng(11)
+    big, small = 300_000, 20 * 150
+    start = 1_700_000_000
+    ts = start + rng.choice(45 * 86400, big + small, replace=False)  # distinct times
+    keys = np.concatenate([np.zeros(big, np.int64), np.arange(small) % 20 + 1])
+    events = pa.table({
+        "customer_id": pa.array(keys, pa.int64()),
+        "ts": pa.array(ts * 1_000_000, pa.timestamp("us", tz="UTC")),
+        "event_type": pa.array(rng.choice(["login", "purchase", "support"], big + small)),
+        "amount": pa.array(rng.gamma(2.0, 10.0, big + small)),
+        "duration": pa.array(rng.integers(1, 600, big + small), pa.int64())})
+    pq.write_table(events, tmp_path / "events.parquet")
+    opts = {k: v for k, v in WINDOWS.items() if k != "horizon"}
+    expected = dlprep.from_arrow(events).windows(**opts).to_arrow()
+
+    spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", "10000")
+    try:
+        df = spark.read.parquet(str(tmp_path / "events.parquet"))
+        got = dsp.windows(df, **opts).toArrow()
+    finally:
+        spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", "200")
+    big_key = pa.compute.equal(expected.column("customer_id"), 0)
+    assert expected.filter(big_key).num_rows > 0
+    _same_rows(got, expected, ["customer_id", "window_end"])
+
+
+def test_a_key_too_large_for_memory_fails_naming_the_key(monkeypatch):
+    class Op:
+        def apply_group(self, rows):
+            raise pa.ArrowMemoryError("malloc of size 8589934592 failed")
+
+    class Entry:
+        op = Op()
+
+    monkeypatch.setattr(dsp, "_cached", lambda *a: (None, Entry()))
+    pre = pa.schema([("customer_id", pa.int64()), ("ts", pa.int64())])
+    spec = dsp._GroupSpec("windows", {}, "customer_id", pre, pre, pre, pre)
+    table = pa.table({"customer_id": [7, 7], "ts": [1, 2]})
+    message = r"key customer_id=7 \(2 rows.*spark\.executor\.memoryOverhead"
+    with pytest.raises(dlprep.errors.OutOfMemory, match=message):
+        dsp._group_function(spec)((pa.scalar(7),), table)
+
+
 # -- stateful: audio (opens once per worker), score, score_http --------------------------
 def test_audio_equals_the_engine_and_opens_once_per_worker(spark, clips):
     expected = dlprep.read_binary_files(clips, recursive=True, name_filter="*.wav") \
@@ -450,6 +497,45 @@ def test_failed_job_leaves_no_files(spark, tmp_path):
     assert os.listdir(tmp_path / "old") == ["keep.txt"]
 
 
+def test_an_attempt_after_the_job_ended_writes_nothing(monkeypatch, tmp_path):
+    """A task attempt that starts (or finishes writing) after the driver removed the
+    job's folder, as a speculative copy Spark did not kill in time can, leaves no file
+    in the output folder (the engine's writer would create the missing folders)."""
+    import pyspark
+
+    class Ctx:
+        def partitionId(self):
+            return 3
+
+        def stageId(self):
+            return 1
+
+        def attemptNumber(self):
+            return 1
+
+    monkeypatch.setattr(pyspark.TaskContext, "get", staticmethod(lambda: Ctx()))
+    schema = pa.schema([("id", pa.int64())])
+    out = tmp_path / "out"
+    job_dir = out / "_temporary" / "job"
+    spec = dsp._WriteSpec("tfrecord", {}, str(job_dir), schema, 1)
+    batch = pa.record_batch({"id": pa.array([1, 2, 3], pa.int64())})
+    assert list(dsp._write_task(spec, iter([batch]))) == []  # the job had ended
+    assert not out.exists()
+
+    (job_dir / "_template").mkdir(parents=True)  # the job is running ...
+
+    def batches():
+        yield batch
+        shutil.rmtree(out / "_temporary")  # ... the driver commits while this one writes
+
+    assert list(dsp._write_task(spec, batches())) == []
+    assert os.listdir(out) == []
+    (job_dir / "_template").mkdir(parents=True)
+    [summary] = list(dsp._write_task(spec, iter([batch])))
+    assert summary.column("rows").to_pylist() == [3]
+    assert summary.column("dir").to_pylist() == ["attempt-1-3-1"]
+
+
 # -- Spark Connect -----------------------------------------------------------------------
 def test_spark_connect_gives_the_same_rows(connect_server, clips, tmp_path):
     if connect_server is None:
@@ -529,3 +615,52 @@ def test_standalone_cluster_gives_the_same_rows(standalone, clips, tmp_path):
     got = _local_path(dlprep.read_tfrecord(tmp_path / "out").to_arrow())
     _same_rows(got, expected.select(got.schema.names), ["path"])
     assert 1 <= dsp.operator_opens(standalone) <= 4  # at most 2 per executor (1 core)
+
+
+# -- speculation ------------------------------------------------------------------------
+@pytest.fixture()
+def speculative(spark):
+    """local[2,4] with speculative execution on (checked every 100 ms, a task slower than
+    1.1 x the median of half the tasks is copied); a fresh SparkContext, as speculation
+    is fixed when the context starts."""
+    spark.stop()  # one SparkContext per process
+    s = _session("local[2,4]", **{"spark.speculation": "true",
+                                  "spark.speculation.interval": "100ms",
+                                  "spark.speculation.multiplier": "1.1",
+                                  "spark.speculation.quantile": "0.5",
+                                  "spark.speculation.minTaskRuntime": "50ms"})
+    yield s
+    s.stop()
+
+
+def test_speculation_commits_every_row_once(speculative, tmp_path):
+    """One slow task under speculation: every row once, no attempt folder left. Spark
+    launches no speculative copy in local mode (TaskSchedulerImpl runs its speculation
+    check only when the master is not local[...]) nor on a host where the task already
+    runs, so a copy may or may not run; each attempt leaves a mark so the test can say
+    which case it saw."""
+    marks = tmp_path / "marks"
+    marks.mkdir()
+
+    def slow(batches):
+        from pyspark import TaskContext
+        ctx = TaskContext.get()
+        p, attempt = ctx.partitionId(), ctx.attemptNumber()
+        (marks / f"p{p}-a{attempt}").touch()
+        for b in batches:
+            yield b
+        if p == 2 and attempt == 0:
+            time.sleep(4)
+
+    df = speculative.range(0, 3000, 1, numPartitions=6)
+    stats = dsp.write_tfrecord(df.mapInArrow(slow, df.schema), tmp_path / "out")
+    names = sorted(os.listdir(tmp_path / "out"))
+    assert "_SUCCESS" in names and "_temporary" not in names
+    assert not [n for n in names if n.startswith(".")]
+    got = dlprep.read_tfrecord(tmp_path / "out").to_arrow()
+    assert sorted(got.column("id").to_pylist()) == list(range(3000))
+    assert stats["rows"] == 3000 and stats["partitions"] == 6
+    time.sleep(1)  # a copy still running when the job ended must not write afterwards
+    assert sorted(os.listdir(tmp_path / "out")) == names
+    copies = sorted(m.name for m in marks.iterdir() if not m.name.endswith("-a0"))
+    print(f"speculative copies: {copies or 'none'}; committed: {stats['attempts']}")
