@@ -53,6 +53,10 @@ class RecordReader {
   /// truncation), in which case the rest of the file is lost and must be reported.
   virtual arrow::Result<bool> SkipCorrupt() = 0;
 
+  /// After SkipCorrupt() returned false: the bytes of the file after the last record
+  /// read (compressed bytes for a compressed file), which no record can be read from.
+  virtual int64_t lost_bytes() const = 0;
+
   virtual const std::string& path() const = 0;
 };
 

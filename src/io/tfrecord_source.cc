@@ -168,9 +168,15 @@ class TfRecordBatchReader final : public arrow::RecordBatchReader {
       auto next = reader_->Next(&record);
       if (!next.ok()) {
         if (!config_.skip_corrupt) return next.status();
-        log_->Add(next.status().message());
         ARROW_ASSIGN_OR_RAISE(bool resync, reader_->SkipCorrupt());
-        if (!resync) done_ = true;  // the rest of the file is lost (reported above)
+        if (resync) {
+          log_->Add(next.status().message());
+        } else {
+          // The rest of the file is lost; the next partition is another file.
+          log_->Add(next.status().message() + "; skipped the rest of the file (" +
+                    std::to_string(reader_->lost_bytes()) + " bytes)");
+          done_ = true;
+        }
         continue;
       }
       if (!*next) {

@@ -6,13 +6,16 @@ import os
 import signal
 import subprocess
 import time
+from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-
+# Regression seeds: hostile inputs that once crashed or misled dlprep
+# (tests/fuzz/make_corpus.py says how each was made).
+CORPUS = Path(__file__).resolve().parents[1] / "fuzz" / "corpus"
 
 
 def write_plain_records(path, payloads):
@@ -239,3 +242,48 @@ def test_usage_errors_name_the_option(dlprep, tmp_path, good_file):
     assert p.returncode == 1 and "--input-format" in p.stderr
     p = dlprep("convert", "-i", path, "-o", out, "--format", "avro", check=False)
     assert p.returncode != 0 and "--format" in p.stderr
+
+
+@pytest.mark.parametrize("name", sorted(
+    p.name for p in (CORPUS / "tfrecord_framing").glob("length_*")))
+def test_huge_record_length_is_an_error_not_a_crash(dlprep, tmp_path, name):
+    # Two good records, then a header whose length (2^63, or a few below 2^64) has a
+    # valid CRC: length + footer wrapped around and every reader died with SIGSEGV.
+    src = CORPUS / "tfrecord_framing" / name
+    verify = dlprep("inspect", src, "--verify", "-q", check=False)
+    assert verify.returncode == 1, verify.stderr
+    assert name in verify.stderr and "at byte offset 100" in verify.stderr
+    out = tmp_path / "o"
+    assert_job_error(run_convert(dlprep, src, out), out, name, "at byte offset 100")
+    stats = tmp_path / "stats.json"
+    proc = run_convert(dlprep, src, out, "--skip-corrupt", "--stats", stats)
+    assert proc.returncode == 0, proc.stderr
+    assert pq.read_table(out).column("id").to_pylist() == [0, 1]
+    s = json.loads(stats.read_text())
+    assert s["input"]["skipped_records"] == 1
+    assert "at byte offset 100; skipped the rest of the file" in s["input"]["skipped"][0]
+
+
+@pytest.mark.parametrize("name, kept, lost", [
+    ("gzip_corrupt_block.tfrecord.gz", list(range(10)), "corrupt gzip data"),
+    ("gzip_trailing_garbage.tfrecord.gz", [0, 1], "16 bytes after the end of the gzip data"),
+])
+def test_damaged_gzip(dlprep, tmp_path, name, kept, lost):
+    src = CORPUS / "tfrecord_framing" / name
+    other = tmp_path / "more.tfrecord"
+    write_plain_records(other, [example_bytes(i) for i in (100, 101)])
+    out = tmp_path / "o"
+    proc = dlprep("convert", "-i", src, "-i", other, "-o", out, "--format", "parquet", "-q",
+                  check=False)
+    assert_job_error(proc, out, name, lost, "at byte offset")
+    # --skip-corrupt keeps every record before the damage, reports the rest of the file
+    # as skipped and goes on with the next file (it failed the job before).
+    stats = tmp_path / "stats.json"
+    proc = dlprep("convert", "-i", src, "-i", other, "-o", out, "--format", "parquet",
+                  "--skip-corrupt", "--stats", stats)
+    assert pq.read_table(out).column("id").to_pylist() == kept + [100, 101]
+    s = json.loads(stats.read_text())
+    assert s["input"]["skipped_records"] == 1
+    assert name in s["input"]["skipped"][0] and lost in s["input"]["skipped"][0]
+    assert "skipped the rest of the file" in s["input"]["skipped"][0]
+    assert "skipped 1 corrupt record" in proc.stderr
