@@ -11,6 +11,7 @@
 #include "cli/commands.h"
 #include "cli/common.h"
 #include "core/progress.h"
+#include "core/text.h"
 #include "core/units.h"
 
 namespace fs = std::filesystem;
@@ -135,7 +136,7 @@ arrow::Status RunInspect(const InspectFlags& f) {
                           {"rows", read_all ? rows : manifest_rows},
                           {"skipped_records", source->skipped_records()},
                           {"verified", f.verify}};
-  return WriteStats(f.common.stats_path, stats.dump(2));
+  return WriteStats(f.common.stats_path, DumpJson(stats, 2));
 }
 
 }  // namespace

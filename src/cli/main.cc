@@ -2,6 +2,7 @@
 // on stderr and an exit code (0 ok, 1 job failed, 2 usage, 130 interrupted).
 #include <cstdio>
 #include <cstdlib>
+#include <exception>
 #include <memory>
 #include <vector>
 
@@ -55,7 +56,16 @@ int main(int argc, char** argv) {
   CLI11_PARSE(app, argc, argv);
   for (auto& cmd : commands) {
     if (!cmd.app->parsed()) continue;
-    arrow::Status st = cmd.run();
+    arrow::Status st;
+    // The module edge: an exception from a library (JSON, YAML, the standard library)
+    // that nothing below caught is a failed job with a message, not std::terminate.
+    try {
+      st = cmd.run();
+    } catch (const std::exception& e) {
+      st = arrow::Status::UnknownError("internal error: ", e.what());
+    } catch (...) {
+      st = arrow::Status::UnknownError("internal error: unknown exception");
+    }
     if (st.ok()) return 0;
     std::fprintf(stderr, "dlprep %s: error: %s\n", cmd.app->get_name().c_str(),
                  st.message().c_str());

@@ -1,5 +1,6 @@
 #include "exec/filter_expr.h"
 
+#include <algorithm>
 #include <cctype>
 #include <cstdlib>
 #include <string>
@@ -9,6 +10,8 @@
 #include <arrow/compute/api_scalar.h>
 #include <arrow/compute/expression.h>
 #include <arrow/scalar.h>
+
+#include "core/text.h"
 
 namespace dlprep::exec {
 
@@ -44,8 +47,12 @@ class Parser {
   }
 
  private:
+  // The expression may hold any bytes (a pipeline file is not checked for UTF-8): the
+  // message escapes those that are not UTF-8, as it goes into JSON and onto one line.
   arrow::Status Error(size_t pos, const std::string& expected) const {
-    return arrow::Status::Invalid("filter expression '", text_, "': expected ", expected,
+    return arrow::Status::Invalid(EscapeInvalidUtf8("filter expression '" +
+                                                    std::string(text_) + "': expected " +
+                                                    expected),
                                   " at position ", pos);
   }
 
@@ -120,8 +127,10 @@ class Parser {
         if (op == "=") op = "==";
         tokens_.push_back({Tok::kOp, op, start});
       } else {
-        return Error(start, std::string("a column, literal, operator or parenthesis, not '") +
-                                c + "'");
+        // The whole character when it is one (position counts bytes).
+        const size_t n = std::max<size_t>(Utf8CharLength(text_.substr(start)), 1);
+        return Error(start, "a column, literal, operator or parenthesis, not '" +
+                                std::string(text_.substr(start, n)) + "'");
       }
     }
     tokens_.push_back({Tok::kEnd, "", text_.size()});

@@ -17,6 +17,8 @@
 #include <arrow/util/key_value_metadata.h>
 #include <nlohmann/json.hpp>
 
+#include "core/text.h"
+
 namespace dlprep::io {
 namespace {
 
@@ -285,7 +287,7 @@ arrow::Result<std::string> BuildManifestJson(const ManifestInfo& info) {
       m["job"] = std::move(job);
     }
     // Column names and metadata may hold bytes that are not UTF-8: replace, don't throw.
-    return m.dump(2, ' ', false, Json::error_handler_t::replace) + "\n";
+    return DumpJson(m, 2) + "\n";
   } catch (const std::exception& e) {
     return arrow::Status::UnknownError("building _manifest.json: ", e.what());
   }

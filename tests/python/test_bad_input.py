@@ -287,3 +287,27 @@ def test_damaged_gzip(dlprep, tmp_path, name, kept, lost):
     assert name in s["input"]["skipped"][0] and lost in s["input"]["skipped"][0]
     assert "skipped the rest of the file" in s["input"]["skipped"][0]
     assert "skipped 1 corrupt record" in proc.stderr
+
+
+PIPELINE_HEAD = b"source: {format: tfrecord, paths: [%s]}\nsteps:\n"
+
+
+@pytest.mark.parametrize("steps", [
+    b'  - filter: {expr: "id > \xc3\xa9"}\nsink: {format: parquet, path: out}\n',
+    b"  - filter: {expr: id > 1 \xc3}\nsink: {format: parquet, path: out}\n",
+    b"  - filter: {expr: id > 1 \xc3}",  # the file ends in half a UTF-8 character
+    b"sink: {format: parquet, path: out}\nb\xffd: 1\n",
+])
+def test_pipeline_errors_on_bytes_beyond_ascii_are_clean(dlprep, tmp_path, steps):
+    # Error messages naming these bytes made the --stats JSON writer throw: abort (134).
+    src = tmp_path / "in.tfrecord"
+    write_plain_records(src, [example_bytes(i) for i in range(3)])
+    pipeline = tmp_path / "p.yaml"
+    pipeline.write_bytes(PIPELINE_HEAD % str(src).encode() + steps)
+    stats = tmp_path / "stats.json"
+    proc = dlprep("run", pipeline, "--stats", stats, check=False)
+    assert proc.returncode == 1, proc.stderr
+    assert proc.stderr.startswith("dlprep run: error: ") and "p.yaml" in proc.stderr
+    assert "terminate" not in proc.stderr
+    s = json.loads(stats.read_text(encoding="utf-8"))
+    assert s["status"] == "error" and "p.yaml" in s["error"]
