@@ -250,11 +250,12 @@ class TfRecordSource final : public Source {
 
 arrow::Result<std::shared_ptr<arrow::Schema>> InferFromFiles(
     const std::vector<std::string>& files, const SourceConfig& config, int64_t max_records) {
-  std::vector<std::string> sample;
+  io::ExampleSchemaInferer inferer(config.record_type);
+  int64_t sampled = 0;
   for (const auto& file : files) {
-    if (static_cast<int64_t>(sample.size()) >= max_records) break;
+    if (sampled >= max_records) break;
     ARROW_ASSIGN_OR_RAISE(auto reader, RecordReader::Open(file, config.compression));
-    while (static_cast<int64_t>(sample.size()) < max_records) {
+    while (sampled < max_records) {
       std::string_view rec;
       auto next = reader->Next(&rec);
       if (!next.ok()) {
@@ -264,16 +265,18 @@ arrow::Result<std::shared_ptr<arrow::Schema>> InferFromFiles(
         continue;
       }
       if (!*next) break;
-      sample.emplace_back(rec);
+      arrow::Status st = inferer.Add(rec);
+      if (!st.ok()) {
+        // With skip_corrupt the record stays out of the sample; reading reports it.
+        if (config.skip_corrupt) continue;
+        return arrow::Status::Invalid("cannot infer a schema: ", file, ": record at byte offset ",
+                                      reader->record_offset(), ": ", st.message(),
+                                      " (pass a schema, or --skip-corrupt to skip such records)");
+      }
+      ++sampled;
     }
   }
-  auto schema = io::InferExampleSchema(sample, config.record_type);
-  if (!schema.ok()) {
-    return arrow::Status::Invalid("cannot infer a schema from the first ", sample.size(),
-                                  " records of ", files.front(), " ...: ",
-                                  schema.status().message(), "; pass a schema explicitly");
-  }
-  return schema;
+  return inferer.Finish();
 }
 
 }  // namespace

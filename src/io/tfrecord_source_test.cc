@@ -351,5 +351,49 @@ TEST(TfRecordSource, HugeRecordLengthIsCorruptNotACrash) {
       << lenient->skipped_messages()[0];
 }
 
+TEST(TfRecordSource, FeatureKeyThatIsNotUtf8NamesFileAndOffsetOrIsSkipped) {
+  using io::testing::PbEntry;
+  using io::testing::PbInt64Feature;
+  using io::testing::PbSection;
+  std::string dir = io::testing::TempDir("d");
+  const std::string path = dir + "/f.tfrecord";
+  const std::vector<std::string> records = {
+      PbSection(PbEntry("id", PbInt64Feature({0}))),
+      PbSection(PbEntry("id", PbInt64Feature({1})) + PbEntry("k\xff", PbInt64Feature({1}))),
+      PbSection(PbEntry("id", PbInt64Feature({2})))};
+  {
+    auto w = io::RecordWriter::Open(path, TfRecordCompression::kNone).ValueOrDie();
+    for (const auto& r : records) ASSERT_TRUE(w->Write(r).ok());
+    ASSERT_TRUE(w->Close().ok());
+  }
+  const std::string bad_offset = std::to_string(records[0].size() + 16);
+  TfRecordSourceOptions opts;
+  opts.paths = {path};
+  // Schema inference meets it first...
+  auto st = OpenTfRecordSource(opts).status();
+  EXPECT_TRUE(st.IsInvalid()) << st.ToString();
+  EXPECT_TRUE(Contains(st, path + ": record at byte offset " + bad_offset +
+                               ": feature key 'k\\xff' is not valid UTF-8"))
+      << st.ToString();
+  // ... and the decoder when the schema is given.
+  opts.schema = arrow::schema({arrow::field("id", arrow::int64())});
+  st = ReadAll(*OpenTfRecordSource(opts).ValueOrDie()).status();
+  EXPECT_TRUE(Contains(st, path + ": record at byte offset " + bad_offset)) << st.ToString();
+  EXPECT_TRUE(Contains(st, "'k\\xff'")) << st.ToString();
+
+  opts.schema = nullptr;
+  opts.skip_corrupt = true;
+  auto lenient = OpenTfRecordSource(opts).ValueOrDie();
+  EXPECT_EQ(lenient->schema()->ToString(), "id: int64");
+  auto got = ReadAll(*lenient).ValueOrDie();
+  EXPECT_EQ(got.table->column(0)->ToString(),
+            arrow::ChunkedArray(Json(arrow::int64(), "[0, 2]")).ToString());
+  EXPECT_EQ(lenient->skipped_records(), 1);
+  ASSERT_EQ(lenient->skipped_messages().size(), 1u);
+  EXPECT_TRUE(lenient->skipped_messages()[0].find("byte offset " + bad_offset) !=
+              std::string::npos)
+      << lenient->skipped_messages()[0];
+}
+
 }  // namespace
 }  // namespace dlprep

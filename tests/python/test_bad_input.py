@@ -289,6 +289,26 @@ def test_damaged_gzip(dlprep, tmp_path, name, kept, lost):
     assert "skipped 1 corrupt record" in proc.stderr
 
 
+def test_feature_key_not_utf8_is_refused(dlprep, tmp_path):
+    # Records 0 and 2 are fine; record 1 has a feature key b"bad\xff\xfekey". Protobuf
+    # refuses such an Example (map keys are proto3 strings); dlprep wrote it to Parquet
+    # that pyarrow could not read.
+    src = CORPUS / "tfrecord_framing" / "key_not_utf8.tfrecord"
+    out = tmp_path / "o"
+    proc = run_convert(dlprep, src, out)
+    assert_job_error(proc, out, src.name, "record at byte offset 50",
+                     "feature key 'bad\\xff\\xfekey' is not valid UTF-8")
+    stats = tmp_path / "stats.json"
+    proc = run_convert(dlprep, src, out, "--skip-corrupt", "--stats", stats)
+    assert proc.returncode == 0, proc.stderr
+    table = pq.read_table(out)
+    assert table.column_names == ["id", "name"]
+    assert table.column("id").to_pylist() == [0, 2]
+    s = json.loads(stats.read_text())
+    assert s["input"]["skipped_records"] == 1
+    assert "record at byte offset 50" in s["input"]["skipped"][0]
+
+
 PIPELINE_HEAD = b"source: {format: tfrecord, paths: [%s]}\nsteps:\n"
 
 
