@@ -157,6 +157,41 @@ def test_inspect_verify(dlprep, tmp_path, good_file):
     assert path.name in bad.stderr and str(offsets[3]) in bad.stderr
 
 
+def record_offsets(data):
+    """Start offsets of the records of an uncompressed TFRecord file's bytes."""
+    offsets, off = [], 0
+    while off < len(data):
+        offsets.append(off)
+        off += 16 + int.from_bytes(data[off:off + 8], "little")
+    return offsets
+
+
+def test_inspect_verify_checks_the_manifest(dlprep, tmp_path, good_file):
+    path, _ = good_file
+    out = tmp_path / "tfr"
+    dlprep("convert", "-i", path, "-o", out, "--max-rows-per-file", "3", "-q")
+    ok = dlprep("inspect", out, "--verify", "-q")
+    assert "verify: OK" in ok.stdout and "match _manifest.json (2 files)" in ok.stdout
+    first, second = sorted(out.glob("part-*.tfrecord"))
+    # A whole record removed from the first file: every CRC still checks out.
+    data = first.read_bytes()
+    first.write_bytes(data[:record_offsets(data)[-1]])
+    bad = dlprep("inspect", out, "--verify", "-q", check=False)
+    assert bad.returncode == 1, bad.stdout
+    line = bad.stderr.strip().splitlines()[-1]
+    assert line.startswith("dlprep inspect: error: verify failed: ")
+    assert f"{first.name}: _manifest.json lists 3 rows, read 2" in line
+    assert f"{first.name}: _manifest.json lists {len(data)} bytes, the file has " in line
+    assert "verify: OK" not in bad.stdout
+    # A file gone, and one that the manifest does not list.
+    first.write_bytes(data)
+    second.rename(out / "part-extra.tfrecord")
+    bad = dlprep("inspect", out, "--verify", "-q", check=False)
+    assert bad.returncode == 1
+    assert f"{second.name}: listed in _manifest.json but missing" in bad.stderr
+    assert "part-extra.tfrecord: not listed in _manifest.json" in bad.stderr
+
+
 def big_parquet(tmp_path, rows=200_000):
     rng = np.random.default_rng(0)
     vec = pa.FixedSizeListArray.from_arrays(
