@@ -7,7 +7,20 @@ ifneq ($(CI),)
 CMAKE_FLAGS += -DDLPREP_WERROR=ON
 endif
 
-.PHONY: setup build test unit pytest demo bench clean format
+# The wheel is built by scikit-build-core from this CMake project in $(BUILD)/wheel (with
+# the same flags as $(BUILD), so ccache shares their objects) and tested installed.
+SKBUILD_ARGS = -C build-dir=$(BUILD)/wheel -C cmake.define.CMAKE_CXX_COMPILER=$(CXX_PATH)
+# ccache would hash the build folder into objects with debug info; both folders compile
+# the same sources with the same flags, so let them share.
+export CCACHE_NOHASHDIR := true
+# ccache also tells compilers apart by the name they are called by (c++ vs g++): both
+# builds use the one CMake finds by default.
+CXX_PATH := $(shell command -v $${CXX:-c++})
+ifneq ($(CI),)
+SKBUILD_ARGS += -C cmake.define.DLPREP_WERROR=ON
+endif
+
+.PHONY: setup build wheel wheel-repaired test unit pytest pytest-pkg demo bench clean format
 
 setup:
 	@bash scripts/setup.sh
@@ -23,7 +36,30 @@ unit: build
 pytest: build
 	DLPREP_BUILD=$(abspath $(BUILD)) .venv/bin/python -m pytest -q tests/python
 
-test: unit pytest
+wheel: setup
+	@rm -f $(BUILD)/dist/dlprep-*.whl
+	CMAKE_GENERATOR=Ninja .venv/bin/python -m pip wheel . --no-build-isolation --no-deps -q \
+	  -w $(BUILD)/dist $(SKBUILD_ARGS)
+
+# The wheel with the system libraries it links vendored (libsndfile, soxr, fftw, curl,
+# yaml-cpp, ...; auditwheel renames them), so it installs where the Debian -dev packages
+# are absent. pyarrow's Arrow libraries and libtorch stay outside: they come from the
+# installed pyarrow and from the system (the TorchScript plugin is optional).
+wheel-repaired: wheel
+	@rm -rf $(BUILD)/dist-repaired
+	PATH=$(CURDIR)/.venv/bin:$$PATH .venv/bin/auditwheel repair --plat manylinux_2_36_x86_64 \
+	  -w $(BUILD)/dist-repaired --exclude 'libarrow*.so.*' --exclude 'libparquet.so.*' \
+	  --exclude 'libtorch*.so*' --exclude 'libc10.so*' --exclude libdlprep.so \
+	  $(BUILD)/dist/dlprep-*.whl
+
+# The Python package's tests, against the wheel installed into .venv-pkg and run from
+# outside the source tree.
+pytest-pkg: wheel
+	.venv-pkg/bin/python -m pip install -q --force-reinstall --no-deps $(BUILD)/dist/dlprep-*.whl
+	cd $(BUILD) && DLPREP_SOURCE=$(CURDIR) DLPREP_BUILD=$(abspath $(BUILD)) \
+	  $(CURDIR)/.venv-pkg/bin/python -m pytest -q -p no:cacheprovider $(CURDIR)/tests/python_pkg
+
+test: unit pytest pytest-pkg
 
 demo: build
 	@bash scripts/demo.sh $(BUILD)

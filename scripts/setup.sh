@@ -32,10 +32,10 @@ PY="${PYTHON:-python3}"
 # make_venv DIR REQUIREMENTS: creates DIR and installs REQUIREMENTS into it, again only
 # when the requirements file changed (a hash stamp in DIR).
 make_venv() {
-  local dir="$1" req="$2"
+  local dir="$1" req="$2" venv_flags="${3:-}" py="${4:-$PY}"
   if [ ! -x "$dir/bin/python" ]; then
     echo "setup: creating $dir"
-    "$PY" -m venv "$dir"
+    "$py" -m venv $venv_flags "$dir"
   fi
   local stamp="$dir/.requirements.sha256" want
   want="$(sha256sum "$req" | cut -d' ' -f1)"
@@ -53,4 +53,10 @@ make_venv .venv "$PY_REQUIREMENTS"
 if [ "${DLPREP_SKIP_MLSERVER:-0}" != 1 ]; then
   make_venv .venv-mlserver "$root/scripts/requirements-mlserver.txt"
 fi
+# The Python package's tests run against the installed wheel in a venv of their own,
+# which sees Debian's torch (python3-torch) through the system site-packages.
+# It is made from Debian's Python, whose site-packages hold that torch.
+PKG_PY=/usr/bin/python3
+[ -x "$PKG_PY" ] || PKG_PY="$PY"
+make_venv .venv-pkg "$root/scripts/requirements-pkg.txt" --system-site-packages "$PKG_PY"
 echo "setup: ok"

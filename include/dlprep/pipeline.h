@@ -79,8 +79,9 @@ struct RunOptions {
   /// plus the one being written. 0: 4 x workers batches.
   int64_t max_buffered_batches = 0;
   int64_t max_buffered_bytes = int64_t{256} << 20;
-  /// When it becomes true the run stops (checked between batches, and every 20 ms while
-  /// waiting) and returns Status::Cancelled. May be null.
+  /// When it becomes true the run stops (checked before it starts, between batches, and
+  /// every 20 ms while waiting) and returns Status::Cancelled; true before Run() is
+  /// called: nothing is opened or written. May be null.
   const std::atomic<bool>* cancel = nullptr;
   /// Updated as batches are written (rows, sink bytes, partitions done). May be null.
   Progress* progress = nullptr;
@@ -104,8 +105,10 @@ struct RunOptions {
   /// error naming the key value, the group's size and the option.
   int64_t max_group_bytes = 0;
   /// Grouped steps only. Parent folder of the spill folder; the run creates a fresh
-  /// `dlprep-spill-<uuid>` folder inside it on the first spill and removes it at the
-  /// end of the run, also when the run fails. Empty: $TMPDIR, else /tmp.
+  /// `dlprep-spill-<pid>-<uuid>` folder inside it on the first spill and removes it at
+  /// the end of the run, also when the run fails. A run killed outright (SIGKILL) cannot;
+  /// the next run with grouped steps removes such folders of processes that no longer
+  /// exist (the CLI says so on stderr). Empty: $TMPDIR, else /tmp.
   std::string spill_dir = "";
   /// Grouped steps only. Number of hash buckets (>= 1). Part of the output order (see
   /// Pipeline::GroupBy), so it does not depend on `workers`.

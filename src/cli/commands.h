@@ -24,8 +24,5 @@ void AddScoreHttpCommand(CLI::App* root, std::vector<Command>* commands);
 void AddRunCommand(CLI::App* root, std::vector<Command>* commands);
 void AddScoreCommand(CLI::App* root, std::vector<Command>* commands);
 
-/// Registers the pipeline-file step `score`: the TorchScript backend's step, or, in a
-/// build without libtorch, a step that fails saying so.
-arrow::Status RegisterScoreStep();
 
 }  // namespace dlprep::cli

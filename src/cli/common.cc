@@ -12,6 +12,7 @@
 #include "core/progress.h"
 #include "core/units.h"
 #include "exec/error_sink.h"
+#include "exec/grouped.h"
 
 namespace fs = std::filesystem;
 
@@ -147,7 +148,8 @@ void AddRunFlags(CLI::App* app, RunFlags* f) {
                   "Largest group handed whole to a grouped operator; larger ones are "
                   "streamed or refused (default: a quarter of --memory-limit)");
   app->add_option("--spill-dir", f->spill_dir,
-                  "Folder for spill files (default: $TMPDIR); removed after the run");
+                  "Folder for spill files (default: $TMPDIR); removed after the run, and "
+                  "those of killed runs by the next run");
 }
 
 arrow::Result<RunOptions> MakeRunOptions(const RunFlags& f) {
@@ -166,6 +168,16 @@ arrow::Result<RunOptions> MakeRunOptions(const RunFlags& f) {
                           ParseByteSize(f.max_group_bytes, "--max-group-bytes"));
   }
   o.spill_dir = f.spill_dir;
+  o.cancel = InstallCancelHandler();
+  std::vector<std::string> removed = exec::RemoveStaleSpillFolders(f.spill_dir);
+  if (!removed.empty()) {
+    std::string list;
+    for (const auto& path : removed) list += (list.empty() ? "'" : ", '") + path + "'";
+    std::fprintf(stderr,
+                 "dlprep: removed %zu spill folder(s) left by runs that were killed "
+                 "(their process is gone): %s\n",
+                 removed.size(), list.c_str());
+  }
   return o;
 }
 
@@ -371,6 +383,11 @@ const std::atomic<bool>* InstallCancelHandler() {
   sigaction(SIGINT, &sa, nullptr);
   sigaction(SIGTERM, &sa, nullptr);
   return &g_cancel;
+}
+
+arrow::Status CheckInterrupted() {
+  if (g_cancel.load()) return arrow::Status::Cancelled("interrupted");
+  return arrow::Status::OK();
 }
 
 arrow::Status WriteStats(const std::string& path, const std::string& json) {

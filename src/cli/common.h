@@ -69,7 +69,9 @@ struct RunFlags {
 };
 
 void AddRunFlags(CLI::App* app, RunFlags* flags);
-/// RunOptions from the flags; Invalid naming the flag on a bad size.
+/// RunOptions from the flags, with Ctrl-C handling; Invalid naming the flag on a bad
+/// size. Also removes the spill folders that runs killed outright left in the spill
+/// folder, saying so in one line on stderr.
 arrow::Result<RunOptions> MakeRunOptions(const RunFlags& flags);
 
 /// The RunOptions of a job that reports per-row errors: MakeRunOptions(flags) plus
@@ -107,8 +109,14 @@ arrow::Result<WriteOptions> MakeWriteOptions(const OutputFlags& flags);
 /// could clean up, with the command that removes them.
 void WarnAboutLeftoverAttempts(const std::string& output_dir);
 
-/// Set by SIGINT/SIGTERM; a second signal kills the process the default way.
+/// Set by SIGINT/SIGTERM; a second signal kills the process the default way. main()
+/// installs it before anything else, so that a signal at any time is an orderly exit
+/// 130; commands call it again (harmlessly) for the flag.
 const std::atomic<bool>* InstallCancelHandler();
+
+/// Cancelled("interrupted") once SIGINT/SIGTERM arrived; commands check it between
+/// steps that come before Pipeline::Run (which checks it itself).
+arrow::Status CheckInterrupted();
 
 /// Writes the --stats JSON (when a path was given). `json` is a serialized object.
 arrow::Status WriteStats(const std::string& path, const std::string& json);

@@ -105,7 +105,6 @@ arrow::Status RunConvert(const ConvertFlags& f) {
   auto run_r = MakeRunOptions(f.run);
   if (!run_r.ok()) return finish(run_r.status());
   RunOptions run = *run_r;
-  run.cancel = InstallCancelHandler();
   run.progress = &progress;
   auto result = Pipeline::Read(source).Write(*wopts).Run(run);
   progress.Finish();

@@ -99,6 +99,7 @@ arrow::Status RunGenChurn(const GenFlags& f) {
   int64_t total_events = 0, churners = 0;
   const int64_t end = kEpoch + f.days * 86400;
   for (int64_t c = 0; c < f.customers; ++c) {
+    ARROW_RETURN_NOT_OK(CheckInterrupted());  // the writers' attempt folders go with them
     const int64_t id = 1'000'000 + c;
     const double rate = std::min(200.0, std::exp(log_rate(rng)));
     const int64_t first_day = static_cast<int64_t>(unit(rng) * static_cast<double>(f.days) / 3);

@@ -1,5 +1,6 @@
 // The dlprep command: parses flags, runs one subcommand, turns a Status into one line
-// on stderr and an exit code (0 ok, 1 job failed, 2 usage, 130 interrupted).
+// on stderr and an exit code (0 ok, 1 job failed, 2 usage, 130 interrupted: SIGINT or
+// SIGTERM at any time after main() began).
 #include <cstdio>
 #include <cstdlib>
 #include <exception>
@@ -9,6 +10,7 @@
 #include <arrow/memory_pool.h>
 
 #include "cli/commands.h"
+#include "cli/common.h"
 
 namespace {
 
@@ -28,6 +30,9 @@ void PreferJemalloc() {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // First: a Ctrl-C while flags are parsed, inputs globbed and opened must end in the
+  // orderly way (exit 130, nothing written), not kill the process.
+  dlprep::cli::InstallCancelHandler();
   PreferJemalloc();
   CLI::App app{
       "dlprep: native data preparation for deep learning over Apache Arrow.\n"
@@ -56,20 +61,29 @@ int main(int argc, char** argv) {
   CLI11_PARSE(app, argc, argv);
   for (auto& cmd : commands) {
     if (!cmd.app->parsed()) continue;
-    arrow::Status st;
+    arrow::Status st = dlprep::cli::CheckInterrupted();
     // The module edge: an exception from a library (JSON, YAML, the standard library)
     // that nothing below caught is a failed job with a message, not std::terminate.
     try {
-      st = cmd.run();
+      if (st.ok()) st = cmd.run();
     } catch (const std::exception& e) {
       st = arrow::Status::UnknownError("internal error: ", e.what());
     } catch (...) {
       st = arrow::Status::UnknownError("internal error: unknown exception");
     }
     if (st.ok()) return 0;
-    std::fprintf(stderr, "dlprep %s: error: %s\n", cmd.app->get_name().c_str(),
-                 st.message().c_str());
-    return st.IsCancelled() ? 130 : 1;
+    const char* name = cmd.app->get_name().c_str();
+    // A signal can also surface as another error (a system call cut short by it).
+    if (st.IsCancelled() || !dlprep::cli::CheckInterrupted().ok()) {
+      if (st.message().rfind("interrupted", 0) == 0) {
+        std::fprintf(stderr, "dlprep %s: %s\n", name, st.message().c_str());
+      } else {
+        std::fprintf(stderr, "dlprep %s: interrupted: %s\n", name, st.message().c_str());
+      }
+      return 130;
+    }
+    std::fprintf(stderr, "dlprep %s: error: %s\n", name, st.message().c_str());
+    return 1;
   }
   return 2;
 }

@@ -15,6 +15,7 @@
 #include "exec/pipeline_file.h"
 #include "features/steps.h"
 #include "infer/http/steps.h"
+#include "infer/plugin/score_step.h"
 
 namespace dlprep::cli {
 
@@ -43,7 +44,7 @@ arrow::Status RunPipelineFile(const PipelineFileFlags& f) {
   if (!registered.ok() && !registered.IsAlreadyExists()) return finish(registered);
   registered = http::RegisterHttpSteps();
   if (!registered.ok() && !registered.IsAlreadyExists()) return finish(registered);
-  registered = RegisterScoreStep();
+  registered = infer::RegisterScoreStep();
   if (!registered.ok() && !registered.IsAlreadyExists()) return finish(registered);
   auto loaded = exec::LoadPipelineFile(f.pipeline);
   if (!loaded.ok()) return finish(loaded.status());
@@ -117,6 +118,9 @@ void AddRunCommand(CLI::App* root, std::vector<Command>* commands) {
       "Steps: select {columns}, rename {columns: {old: new}}, cast {columns: {x: float32}},\n"
       "filter {expr}, regex_extract {column, pattern, output, on_mismatch: null|error},\n"
       "split {key, fractions, seed, output}, join {source, on, max_bytes}.\n"
+      "filter expressions: comparisons, is_null(c), is_valid(c), and, or, not,\n"
+      "parentheses; and/or chains of any length, but parentheses and 'not' nested at\n"
+      "most 256 levels deep.\n"
       "Featurizers: windows {key, time, ...}, audio {sample_rate, clip_seconds, n_mels,\n"
       "mfcc, label_regex, noise, copies, snr_db, seed, ...} (see README).\n"
       "Inference: score {model, columns, shapes, batch_size, argmax, softmax,\n"

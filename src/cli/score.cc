@@ -21,16 +21,12 @@
 #include "core/units.h"
 #include "exec/error_sink.h"
 #include "exec/pipeline_file.h"
+#include "infer/plugin/score_step.h"
 #include "infer/torchscript/score.h"
 
 namespace dlprep::cli {
 
 namespace {
-
-constexpr const char* kNoTorch =
-    "this dlprep was built without the TorchScript backend (libtorch was not found "
-    "when CMake configured the build, or -DDLPREP_WITH_TORCH=OFF); install libtorch "
-    "(Debian: apt-get install libtorch-dev) and rebuild with -DDLPREP_WITH_TORCH=ON";
 
 struct ScoreFlags {
   InputFlags input;
@@ -51,49 +47,6 @@ struct ScoreFlags {
   bool fail_on_error = false;
   std::string errors_path;
 };
-
-// The backend's function table, loading the plugin on the first call. Thread-safe.
-arrow::Result<const infer::TorchBackendApi*> TorchBackend() {
-#ifndef DLPREP_HAVE_TORCH
-  return arrow::Status::NotImplemented(kNoTorch);
-#else
-  static std::mutex mu;
-  static const infer::TorchBackendApi* api = nullptr;
-  std::lock_guard<std::mutex> lock(mu);
-  if (api != nullptr) return api;
-  namespace fs = std::filesystem;
-  std::vector<std::string> candidates;
-  if (const char* env = std::getenv("DLPREP_TORCH_BACKEND")) candidates.push_back(env);
-  std::error_code ec;
-  fs::path exe_dir = fs::read_symlink("/proc/self/exe", ec).parent_path();
-  candidates.push_back((exe_dir / "libdlprep_torch.so").string());
-  candidates.push_back((exe_dir / ".." / "lib" / "libdlprep_torch.so").string());
-  std::string looked;
-  for (const auto& path : candidates) {
-    if (!fs::exists(path, ec)) {
-      looked += (looked.empty() ? "" : ", ") + path;
-      continue;
-    }
-    void* handle = dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL);
-    if (handle == nullptr) {
-      return arrow::Status::IOError("the TorchScript backend '", path,
-                                    "' could not be loaded: ", dlerror());
-    }
-    using Entry = const infer::TorchBackendApi* (*)();
-    auto entry = reinterpret_cast<Entry>(dlsym(handle, "dlprep_torch_backend_v1"));
-    if (entry == nullptr) {
-      return arrow::Status::IOError("'", path, "' is not a dlprep TorchScript backend (no "
-                                    "dlprep_torch_backend_v1)");
-    }
-    api = entry();
-    return api;
-  }
-  return arrow::Status::IOError(
-      "the TorchScript backend libdlprep_torch.so was not found (looked for ", looked,
-      "); it is built beside the dlprep binary and installed into lib/, or set "
-      "DLPREP_TORCH_BACKEND to its path");
-#endif
-}
 
 std::string Absolute(const std::string& path) {
   return std::filesystem::absolute(path).lexically_normal().string();
@@ -152,7 +105,7 @@ arrow::Result<std::string> PipelineFileText(const ScoreFlags& f,
 
 arrow::Status RunScore(const ScoreFlags& f) {
   nlohmann::json stats = {{"command", "score"}, {"model", f.model}};
-  ARROW_ASSIGN_OR_RAISE(const infer::TorchBackendApi* api, TorchBackend());
+  ARROW_ASSIGN_OR_RAISE(const infer::TorchBackendApi* api, infer::LoadTorchBackend());
   ARROW_ASSIGN_OR_RAISE(infer::ScoreOptions o, MakeScoreOptions(f, *api));
   ARROW_ASSIGN_OR_RAISE(auto source, OpenInput(f.input));
   ARROW_ASSIGN_OR_RAISE(auto factory, api->make_score_factory(o));
@@ -203,45 +156,6 @@ arrow::Status RunScore(const ScoreFlags& f) {
 }
 
 }  // namespace
-
-arrow::Status RegisterScoreStep() {
-  // The plugin loads when a pipeline file uses the step, not when it is registered.
-  return exec::RegisterStep("score", [](exec::ConfigNode* o) -> arrow::Result<PipelineStep> {
-    auto backend = TorchBackend();
-    if (!backend.ok()) {
-      return o->OptionError("model", "step 'score' is unavailable: " +
-                                         backend.status().message());
-    }
-    const infer::TorchBackendApi& api = **backend;
-    infer::ScoreOptions s;
-    ARROW_ASSIGN_OR_RAISE(std::string model, o->GetString("model"));
-    s.model = o->ResolvePath(model);
-    ARROW_ASSIGN_OR_RAISE(s.columns, o->GetStringList("columns"));
-    ARROW_ASSIGN_OR_RAISE(auto shapes, o->GetStringList("shapes", {}));
-    for (const auto& text : shapes) {
-      auto shape = api.parse_shape(text, "shapes");
-      if (!shape.ok()) return o->OptionError("shapes", shape.status().message());
-      s.shapes.push_back(*shape);
-    }
-    ARROW_ASSIGN_OR_RAISE(s.batch_size, o->GetInt("batch_size", 256));
-    ARROW_ASSIGN_OR_RAISE(s.argmax, o->GetBool("argmax", false));
-    ARROW_ASSIGN_OR_RAISE(s.softmax, o->GetBool("softmax", false));
-    ARROW_ASSIGN_OR_RAISE(s.output_names, o->GetStringList("output_names", {}));
-    if (o->Has("keep")) {
-      s.keep_all = false;
-      ARROW_ASSIGN_OR_RAISE(s.keep, o->GetStringList("keep"));
-    }
-    ARROW_ASSIGN_OR_RAISE(s.device, o->GetString("device", "cpu"));
-    ARROW_ASSIGN_OR_RAISE(int64_t threads, o->GetInt("threads_per_worker", 0));
-    s.threads_per_worker = static_cast<int>(threads);
-    auto factory = api.make_score_factory(s);
-    if (!factory.ok()) return o->OptionError("model", factory.status().message());
-    PipelineStep step;
-    step.kind = PipelineStep::Kind::kStateful;
-    step.stateful = *std::move(factory);
-    return step;
-  });
-}
 
 void AddScoreCommand(CLI::App* root, std::vector<Command>* commands) {
   auto f = std::make_shared<ScoreFlags>();

@@ -133,6 +133,7 @@ arrow::Status ScanEvents(const WindowsFlags& f, int workers, int64_t* max_time,
     for (int64_t p = next++; p < source->num_partitions(); p = next++) {
       ARROW_ASSIGN_OR_RAISE(auto reader, source->OpenPartition(p));
       while (true) {
+        ARROW_RETURN_NOT_OK(CheckInterrupted());
         std::shared_ptr<arrow::RecordBatch> batch;
         ARROW_RETURN_NOT_OK(reader->ReadNext(&batch));
         if (batch == nullptr) break;
@@ -237,7 +238,6 @@ arrow::Status RunWindows(const WindowsFlags& f) {
 
   Progress progress("windows", events->num_partitions(), !f.common.quiet);
   ARROW_ASSIGN_OR_RAISE(RunOptions run, MakeRunOptions(f.run));
-  run.cancel = InstallCancelHandler();
   run.progress = &progress;
   auto result = pipeline.Run(run);
   progress.Finish();

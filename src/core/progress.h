@@ -31,6 +31,8 @@ class Progress {
 
   int64_t rows() const { return rows_.load(); }
   int64_t bytes() const { return bytes_.load(); }
+  int64_t parts() const { return parts_.load(); }
+  int64_t total_parts() const { return total_parts_; }
   double elapsed_seconds() const;
 
  private:

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <cerrno>
 #include <cstdlib>
 #include <string>
 #include <utility>
@@ -50,10 +51,30 @@ class Parser {
   // The expression may hold any bytes (a pipeline file is not checked for UTF-8): the
   // message escapes those that are not UTF-8, as it goes into JSON and onto one line.
   arrow::Status Error(size_t pos, const std::string& expected) const {
-    return arrow::Status::Invalid(EscapeInvalidUtf8("filter expression '" +
-                                                    std::string(text_) + "': expected " +
-                                                    expected),
+    return arrow::Status::Invalid("filter expression ", Quoted(), ": expected ",
+                                  EscapeInvalidUtf8(expected),
                                   " at position ", pos);
+  }
+
+  // The text in quotes, its start only when it is long (machine-written filters run to
+  // megabytes; the position in the message says where the problem is).
+  std::string Quoted() const {
+    constexpr size_t kShown = 120;
+    if (text_.size() <= 200) return "'" + EscapeInvalidUtf8(text_) + "'";
+    return "'" + EscapeInvalidUtf8(text_.substr(0, kShown)) + "...' (" +
+           std::to_string(text_.size()) + " characters)";
+  }
+
+  // Enters one level of parentheses or 'not' at the token at `pos`.
+  arrow::Status Enter(size_t pos) {
+    if (++depth_ > kMaxFilterNesting) {
+      return arrow::Status::Invalid(
+          "filter expression ", Quoted(), ": parentheses and 'not' nested more than ",
+          kMaxFilterNesting, " levels deep at position ", pos,
+          " (the limit; chains of 'and' / 'or' may be any length, so write long "
+          "conditions flat rather than nested)");
+    }
+    return arrow::Status::OK();
   }
 
   arrow::Status Tokenize() {
@@ -143,33 +164,58 @@ class Parser {
     return Peek().kind == Tok::kIdent && Lower(Peek().text) == kw;
   }
 
+  // Combines the terms of an and/or chain pairwise, level by level, into a balanced
+  // tree (depth ceil(log2(n))) in their order. A left-deep tree would be as deep as the
+  // chain is long, and Arrow binds, evaluates and destroys expressions by recursion.
+  static cp::Expression Balanced(std::vector<cp::Expression> terms, bool is_and) {
+    while (terms.size() > 1) {
+      std::vector<cp::Expression> next;
+      next.reserve((terms.size() + 1) / 2);
+      for (size_t i = 0; i + 1 < terms.size(); i += 2) {
+        next.push_back(is_and ? cp::and_(std::move(terms[i]), std::move(terms[i + 1]))
+                              : cp::or_(std::move(terms[i]), std::move(terms[i + 1])));
+      }
+      if (terms.size() % 2 == 1) next.push_back(std::move(terms.back()));
+      terms = std::move(next);
+    }
+    return std::move(terms.front());
+  }
+
   arrow::Result<cp::Expression> ParseOr() {
-    ARROW_ASSIGN_OR_RAISE(cp::Expression left, ParseAnd());
+    std::vector<cp::Expression> terms;
+    ARROW_ASSIGN_OR_RAISE(cp::Expression first, ParseAnd());
+    terms.push_back(std::move(first));
     while (PeekKeyword("or")) {
       Take();
-      ARROW_ASSIGN_OR_RAISE(cp::Expression right, ParseAnd());
-      left = cp::or_(std::move(left), std::move(right));
+      ARROW_ASSIGN_OR_RAISE(cp::Expression next, ParseAnd());
+      terms.push_back(std::move(next));
     }
-    return left;
+    return Balanced(std::move(terms), /*is_and=*/false);
   }
 
   arrow::Result<cp::Expression> ParseAnd() {
-    ARROW_ASSIGN_OR_RAISE(cp::Expression left, ParseNot());
+    std::vector<cp::Expression> terms;
+    ARROW_ASSIGN_OR_RAISE(cp::Expression first, ParseNot());
+    terms.push_back(std::move(first));
     while (PeekKeyword("and")) {
       Take();
-      ARROW_ASSIGN_OR_RAISE(cp::Expression right, ParseNot());
-      left = cp::and_(std::move(left), std::move(right));
+      ARROW_ASSIGN_OR_RAISE(cp::Expression next, ParseNot());
+      terms.push_back(std::move(next));
     }
-    return left;
+    return Balanced(std::move(terms), /*is_and=*/true);
   }
 
+  // 'not' 'not' ... compare, counted in a loop (each one a level of nesting).
   arrow::Result<cp::Expression> ParseNot() {
-    if (PeekKeyword("not")) {
-      Take();
-      ARROW_ASSIGN_OR_RAISE(cp::Expression inner, ParseNot());
-      return cp::not_(std::move(inner));
+    int nots = 0;
+    while (PeekKeyword("not")) {
+      ARROW_RETURN_NOT_OK(Enter(Take().pos));
+      ++nots;
     }
-    return ParseCompare();
+    ARROW_ASSIGN_OR_RAISE(cp::Expression e, ParseCompare());
+    for (int i = 0; i < nots; ++i) e = cp::not_(std::move(e));
+    depth_ -= nots;
+    return e;
   }
 
   arrow::Result<cp::Expression> ParseCompare() {
@@ -202,13 +248,15 @@ class Parser {
     const Token& t = Peek();
     switch (t.kind) {
       case Tok::kLParen: {
-        Take();
+        const size_t open = Take().pos;
+        ARROW_RETURN_NOT_OK(Enter(open));
         ARROW_ASSIGN_OR_RAISE(cp::Expression inner, ParseOr());
         if (Peek().kind != Tok::kRParen) {
           return Error(Peek().pos, "')' closing the '(' at position " +
-                                       std::to_string(t.pos));
+                                       std::to_string(open));
         }
         Take();
+        --depth_;
         return inner;
       }
       case Tok::kString:
@@ -260,6 +308,7 @@ class Parser {
   std::string_view text_;
   std::vector<Token> tokens_;
   size_t next_ = 0;
+  int depth_ = 0;  // levels of parentheses and 'not' around the next token
 };
 
 }  // namespace

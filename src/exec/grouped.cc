@@ -4,6 +4,8 @@
 #include <array>
 #include <limits>
 #include <atomic>
+#include <cerrno>
+#include <charconv>
 #include <chrono>
 #include <condition_variable>
 #include <cstdlib>
@@ -16,6 +18,11 @@
 #include <sstream>
 #include <string_view>
 #include <utility>
+
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/file.h>
+#include <unistd.h>
 
 #include <arrow/array.h>
 #include <arrow/builder.h>
@@ -48,6 +55,40 @@ constexpr int64_t kOutputBatchRows = 65536;
 constexpr int kPartitionBits = 23;  // partitions < 2^23, rows per partition < 2^40
 constexpr int kRowBits = 40;
 constexpr auto kWaitSlice = std::chrono::milliseconds(20);
+
+// Spill folders are "dlprep-spill-<pid>-<uuid>"; the run holds an exclusive flock() on
+// the lock file inside for as long as the folder exists.
+constexpr char kSpillPrefix[] = "dlprep-spill-";
+constexpr char kSpillLockFile[] = ".lock";
+constexpr size_t kUuidLength = 36;
+
+// The folder spill folders go in: `spill_dir`, else $TMPDIR, else /tmp.
+std::string SpillParent(const std::string& spill_dir) {
+  if (!spill_dir.empty()) return spill_dir;
+  const char* tmp = std::getenv("TMPDIR");
+  return (tmp != nullptr && *tmp != '\0') ? tmp : "/tmp";
+}
+
+// The PID in a spill folder's name, or -1 when the name is not "dlprep-spill-<pid>-<uuid>"
+// (an older dlprep's "dlprep-spill-<uuid>", anything else).
+int64_t SpillFolderPid(std::string_view name) {
+  const std::string_view prefix = kSpillPrefix;
+  if (name.substr(0, prefix.size()) != prefix) return -1;
+  name.remove_prefix(prefix.size());
+  const size_t dash = name.find('-');
+  if (dash == std::string_view::npos || name.size() - dash - 1 != kUuidLength) return -1;
+  int64_t pid = 0;
+  auto [end, ec] = std::from_chars(name.data(), name.data() + dash, pid);
+  if (ec != std::errc() || end != name.data() + dash || pid <= 0) return -1;
+  return pid;
+}
+
+// Whether no process `pid` exists (here, in this PID namespace). EPERM: it exists but
+// belongs to another user.
+bool ProcessIsGone(int64_t pid) {
+  if (pid > std::numeric_limits<pid_t>::max()) return true;
+  return ::kill(static_cast<pid_t>(pid), 0) != 0 && errno == ESRCH;
+}
 
 // The 64-bit finalizer of MurmurHash3: a bijective bit mixer.
 inline uint64_t Mix64(uint64_t x) {
@@ -404,16 +445,15 @@ class BucketStore {
     return t;
   }
 
-  // A fresh path in the spill folder (created on first use).
+  ~BucketStore() { UnlockDir(); }
+
+  // A fresh path in the spill folder (created on first use, named after this process,
+  // locked while it exists: RemoveStaleSpillFolders() tells a dead run's folder by them).
   arrow::Result<std::string> NewPath(const std::string& stem) {
     std::lock_guard<std::mutex> lock(dir_mu_);
     if (dir_.empty()) {
-      std::string parent = options_.spill_dir;
-      if (parent.empty()) {
-        const char* tmp = std::getenv("TMPDIR");
-        parent = (tmp != nullptr && *tmp != '\0') ? tmp : "/tmp";
-      }
-      fs::path dir = fs::path(parent) / ("dlprep-spill-" + RandomUuid());
+      fs::path dir = fs::path(SpillParent(options_.spill_dir)) /
+                     (kSpillPrefix + std::to_string(::getpid()) + "-" + RandomUuid());
       std::error_code ec;
       fs::create_directories(dir, ec);
       if (ec) {
@@ -421,6 +461,9 @@ class BucketStore {
                                       "' (RunOptions::spill_dir / --spill-dir): ",
                                       ec.message());
       }
+      // Best effort: where flock() does not work, the PID in the name still tells.
+      lock_fd_ = ::open((dir / kSpillLockFile).c_str(), O_CREAT | O_RDWR | O_CLOEXEC, 0600);
+      if (lock_fd_ >= 0 && ::flock(lock_fd_, LOCK_EX | LOCK_NB) != 0) UnlockDir();
       dir_ = dir.string();
     }
     return dir_ + "/" + stem + "-" + std::to_string(next_file_++) + ".arrows";
@@ -450,6 +493,7 @@ class BucketStore {
     if (dir_.empty()) return arrow::Status::OK();
     std::error_code ec;
     fs::remove_all(dir_, ec);
+    UnlockDir();
     std::string dir = std::move(dir_);
     dir_.clear();
     if (ec) {
@@ -564,8 +608,14 @@ class BucketStore {
   int holders_ = 0;              // GUARDED_BY(mu_): holds of phase 2 readers
   int waiting_holders_ = 0;      // GUARDED_BY(mu_): of those, held by waiting readers
 
+  void UnlockDir() {
+    if (lock_fd_ >= 0) ::close(lock_fd_);  // releases the flock()
+    lock_fd_ = -1;
+  }
+
   std::mutex dir_mu_;
   std::string dir_;        // GUARDED_BY(dir_mu_)
+  int lock_fd_ = -1;       // GUARDED_BY(dir_mu_): the spill folder's lock file
   int64_t next_file_ = 0;  // GUARDED_BY(dir_mu_)
 
   std::atomic<int64_t> spilled_bytes_{0};
@@ -1401,6 +1451,36 @@ const std::shared_ptr<arrow::Schema>& GroupedStage::output_schema() const {
 }
 std::shared_ptr<Source> GroupedStage::source() const { return source_; }
 
+std::vector<std::string> RemoveStaleSpillFolders(const std::string& spill_dir) {
+  std::vector<std::string> removed;
+  std::vector<fs::path> stale;
+  std::error_code ec;
+  for (auto it = fs::directory_iterator(SpillParent(spill_dir), ec);
+       !ec && it != fs::directory_iterator(); it.increment(ec)) {
+    const int64_t pid = SpillFolderPid(it->path().filename().string());
+    if (pid <= 0 || pid == ::getpid() || !ProcessIsGone(pid)) continue;
+    std::error_code type_ec;
+    if (it->symlink_status(type_ec).type() != fs::file_type::directory) continue;
+    stale.push_back(it->path());
+  }
+  std::sort(stale.begin(), stale.end());
+  for (const fs::path& dir : stale) {
+    // A run in another PID namespace (a container sharing the folder) has a PID that
+    // means nothing here; it holds the lock file. Holding it ourselves while removing
+    // also keeps two new runs from removing the same folder at once.
+    const int fd = ::open((dir / kSpillLockFile).c_str(), O_RDWR | O_CLOEXEC);
+    if (fd >= 0 && ::flock(fd, LOCK_EX | LOCK_NB) != 0) {
+      ::close(fd);
+      continue;
+    }
+    std::error_code rm_ec;
+    fs::remove_all(dir, rm_ec);
+    if (fd >= 0) ::close(fd);
+    if (!rm_ec) removed.push_back(dir.string());
+  }
+  return removed;
+}
+
 arrow::Status GroupedStage::Begin(const RunOptions& options) {
   static const arrow::Status init = arrow::compute::Initialize();
   ARROW_RETURN_NOT_OK(init);
@@ -1414,6 +1494,9 @@ arrow::Status GroupedStage::Begin(const RunOptions& options) {
         ">= 0 (0: no limit)");
   }
   ARROW_RETURN_NOT_OK(End());
+  // Spill folders of runs that were killed outright (SIGKILL, the OOM killer) would
+  // stay forever: remove them. The CLI does it first and says what it removed.
+  RemoveStaleSpillFolders(options.spill_dir);
   store_ = std::make_shared<BucketStore>(plan_, options);
   sink_ = std::make_unique<PartitionSink>(store_);
   return arrow::Status::OK();

@@ -40,6 +40,17 @@ inline constexpr char kRowIdColumn[] = "__dlprep_row_id";
 arrow::Status HashKeys(const arrow::RecordBatch& batch, const std::vector<int>& key_indices,
                        std::vector<uint64_t>* hashes);
 
+/// Removes the spill folders in `spill_dir` (empty: $TMPDIR, else /tmp) that runs killed
+/// outright (SIGKILL, the OOM killer, a power cut) left behind, and returns their paths,
+/// sorted. A spill folder is "dlprep-spill-<pid>-<uuid>"; it is removed only when no
+/// process <pid> exists (kill(pid, 0) fails with ESRCH) and nobody holds the lock file
+/// in it (a live run does, whatever PID namespace it is in). This process's folders,
+/// other users' live processes' (EPERM), names of any other form (an older dlprep's
+/// "dlprep-spill-<uuid>"), symlinks and files are left alone, and so are folders that
+/// cannot be removed (another user's). A missing or unreadable `spill_dir` has nothing
+/// to remove. Never fails; safe to call from several processes at once.
+std::vector<std::string> RemoveStaleSpillFolders(const std::string& spill_dir);
+
 /// One grouped step of a plan, for one input schema. Planning validates the keys and the
 /// sort column; Begin()/End() bracket each run (phase 1 sink, phase 2 source, spill
 /// folder).

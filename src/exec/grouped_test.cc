@@ -2,8 +2,17 @@
 
 #include <atomic>
 #include <filesystem>
+#include <fstream>
 #include <map>
+#include <mutex>
+#include <string>
 #include <tuple>
+#include <vector>
+
+#include <fcntl.h>
+#include <sys/file.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <arrow/api.h>
 #include <gmock/gmock.h>
@@ -622,6 +631,87 @@ TEST(GroupedTest, CancellationStopsTheRunAndRemovesSpills) {
   ASSERT_FALSE(r.ok());
   EXPECT_TRUE(r.status().IsCancelled()) << r.status().ToString();
   EXPECT_LT(op->applied.load(), 997);
+  EXPECT_TRUE(EmptyDir(dir));
+}
+
+// A run killed outright (SIGKILL) leaves its spill folder behind; the next run removes
+// the folders whose process (the PID in the name) is gone, and only those.
+TEST(GroupedTest, StaleSpillFoldersOfDeadProcessesAreRemoved) {
+  const std::string dir = TestDir("stale");
+  // A PID that is certainly gone: a child that exited and was reaped.
+  const pid_t child = ::fork();
+  if (child == 0) ::_exit(0);
+  ASSERT_GT(child, 0);
+  ASSERT_EQ(::waitpid(child, nullptr, 0), child);
+  const std::string uuid = "0f1e2d3c-4b5a-4978-8695-a4b3c2d1e0f9";
+  auto make = [&](const std::string& name) {
+    const fs::path p = fs::path(dir) / name;
+    fs::create_directories(p);
+    std::ofstream(p / "spill-0.arrows") << "spilled rows";
+    return p.string();
+  };
+  const std::string dead = make("dlprep-spill-" + std::to_string(child) + "-" + uuid);
+  const std::string dead_too =
+      make("dlprep-spill-" + std::to_string(child) + "-1" + uuid.substr(1));
+  const std::string mine = make("dlprep-spill-" + std::to_string(::getpid()) + "-" + uuid);
+  const std::string init = make("dlprep-spill-1-" + uuid);  // PID 1 always exists
+  const std::string older = make("dlprep-spill-" + uuid);   // no PID: kept
+  // An older name whose uuid starts with digits is not read as a PID either.
+  const std::string digits = make("dlprep-spill-12345678-4b5a-4978-8695-a4b3c2d1e0f9");
+  const std::string other = make("other-" + std::to_string(child) + "-" + uuid);
+  // A dead PID whose lock file is held: a live run in another PID namespace.
+  const std::string locked =
+      make("dlprep-spill-" + std::to_string(child) + "-2" + uuid.substr(1));
+  const int fd = ::open((fs::path(locked) / ".lock").c_str(), O_CREAT | O_RDWR, 0600);
+  ASSERT_GE(fd, 0);
+  ASSERT_EQ(::flock(fd, LOCK_EX | LOCK_NB), 0);
+
+  EXPECT_EQ(RemoveStaleSpillFolders(dir), (std::vector<std::string>{dead, dead_too}));
+  EXPECT_FALSE(fs::exists(dead));
+  EXPECT_FALSE(fs::exists(dead_too));
+  for (const auto& kept : {mine, init, older, digits, other, locked}) {
+    EXPECT_TRUE(fs::exists(fs::path(kept) / "spill-0.arrows")) << kept;
+  }
+  // Once its owner is gone (the lock released), that one is stale too.
+  ::close(fd);
+  EXPECT_EQ(RemoveStaleSpillFolders(dir), (std::vector<std::string>{locked}));
+  EXPECT_TRUE(RemoveStaleSpillFolders(dir).empty());
+  EXPECT_TRUE(RemoveStaleSpillFolders(dir + "/missing").empty());
+}
+
+// A live run's spill folder holds its PID and is never taken for a stale one; and a run
+// removes stale folders when it starts.
+TEST(GroupedTest, RunsNameSpillFoldersAfterTheirProcess) {
+  auto source = std::make_shared<GeneratedSource>(6, 4, 1000, SkewedKey);
+  auto op = std::make_shared<Identity>();
+  const std::string dir = TestDir("own");
+  const pid_t child = ::fork();
+  if (child == 0) ::_exit(0);
+  ASSERT_EQ(::waitpid(child, nullptr, 0), child);
+  const fs::path stale = fs::path(dir) / ("dlprep-spill-" + std::to_string(child) +
+                                          "-0f1e2d3c-4b5a-4978-8695-a4b3c2d1e0f9");
+  fs::create_directories(stale);
+  std::vector<std::string> seen;
+  std::mutex mu;
+  op->on_apply = [&] {
+    std::lock_guard<std::mutex> lock(mu);
+    if (!seen.empty()) return;
+    for (const auto& e : fs::directory_iterator(dir)) {
+      seen.push_back(e.path().filename().string());
+    }
+    // While the run spills: its own folder is not stale.
+    EXPECT_TRUE(RemoveStaleSpillFolders(dir).empty());
+  };
+  RunOptions o{.workers = 2};
+  o.memory_limit = 200 << 10;
+  o.spill_dir = dir;
+  RunStats stats;
+  ASSERT_OK_AND_ASSIGN(auto t, Pipeline::Read(source).GroupBy({"k"}, "ts").Apply(op)
+                                   .Collect(o, &stats));
+  EXPECT_GT(stats.spill_files, 0);
+  ASSERT_EQ(seen.size(), 1u);  // the stale folder went when the run began
+  EXPECT_EQ(seen[0].rfind("dlprep-spill-" + std::to_string(::getpid()) + "-", 0), 0u)
+      << seen[0];
   EXPECT_TRUE(EmptyDir(dir));
 }
 

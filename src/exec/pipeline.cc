@@ -126,6 +126,10 @@ arrow::Result<RunStats> Pipeline::Run(const RunOptions& options) const {
     return arrow::Status::Invalid(
         "Pipeline::Run: no output; call Write() first (or Collect() for a table)");
   }
+  // Cancelled before it began (Ctrl-C while the inputs were opened): no attempt folder.
+  if (options.cancel != nullptr && options.cancel->load()) {
+    return arrow::Status::Cancelled("interrupted before the run started");
+  }
   ARROW_ASSIGN_OR_RAISE(auto ex, exec::Executor::Make(source_, steps_, options));
   ARROW_ASSIGN_OR_RAISE(std::unique_ptr<DatasetWriter> writer,
                         writer_opener_(ex->output_schema()));
@@ -148,6 +152,9 @@ arrow::Result<RunStats> Pipeline::Run(const RunOptions& options) const {
 
 arrow::Result<std::shared_ptr<arrow::Table>> Pipeline::Collect(const RunOptions& options,
                                                                RunStats* stats) const {
+  if (options.cancel != nullptr && options.cancel->load()) {
+    return arrow::Status::Cancelled("interrupted before the run started");
+  }
   ARROW_ASSIGN_OR_RAISE(auto ex, exec::Executor::Make(source_, steps_, options));
   exec::CollectSink sink;
   ARROW_ASSIGN_OR_RAISE(RunStats run_stats, ex->Run(&sink));

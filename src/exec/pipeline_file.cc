@@ -555,7 +555,7 @@ arrow::Status LocateStepError(const arrow::Status& st, const ConfigNode& node,
 }
 
 arrow::Result<PipelineFile> Parse(const std::string& text, const std::string& name,
-                                  const std::string& base_dir) {
+                                  const std::string& base_dir, const PipelineParts& parts) {
   YAML::Node root;
   try {
     root = YAML::Load(text);
@@ -570,10 +570,12 @@ arrow::Result<PipelineFile> Parse(const std::string& text, const std::string& na
   PipelineFile out;
   YAML::Node normalized(YAML::NodeType::Map);
 
-  ARROW_ASSIGN_OR_RAISE(ConfigNode source, top.GetMap("source"));
-  ARROW_ASSIGN_OR_RAISE(out.source, OpenSourceFromConfig(&source));
-  ARROW_RETURN_NOT_OK(source.Finish());
-  normalized["source"] = ConfigNodeAccess::Of(source).normalized;
+  if (parts.source || top.Has("source")) {
+    ARROW_ASSIGN_OR_RAISE(ConfigNode source, top.GetMap("source"));
+    ARROW_ASSIGN_OR_RAISE(out.source, OpenSourceFromConfig(&source));
+    ARROW_RETURN_NOT_OK(source.Finish());
+    normalized["source"] = ConfigNodeAccess::Of(source).normalized;
+  }
 
   YAML::Node steps = ConfigNodeAccess::Of(top).Get("steps");
   YAML::Node steps_norm(YAML::NodeType::Sequence);
@@ -620,10 +622,12 @@ arrow::Result<PipelineFile> Parse(const std::string& text, const std::string& na
   }
   normalized["steps"] = steps_norm;
 
-  ARROW_ASSIGN_OR_RAISE(ConfigNode sink, top.GetMap("sink"));
-  ARROW_ASSIGN_OR_RAISE(out.write, WriteOptionsFromConfig(&sink));
-  ARROW_RETURN_NOT_OK(sink.Finish());
-  normalized["sink"] = ConfigNodeAccess::Of(sink).normalized;
+  if (parts.sink || top.Has("sink")) {
+    ARROW_ASSIGN_OR_RAISE(ConfigNode sink, top.GetMap("sink"));
+    ARROW_ASSIGN_OR_RAISE(out.write, WriteOptionsFromConfig(&sink));
+    ARROW_RETURN_NOT_OK(sink.Finish());
+    normalized["sink"] = ConfigNodeAccess::Of(sink).normalized;
+  }
   ARROW_RETURN_NOT_OK(top.Finish());
 
   YAML::Emitter emitter;
@@ -660,10 +664,11 @@ Pipeline PipelineFile::ToPipeline() const {
 
 arrow::Result<PipelineFile> ParsePipelineYaml(const std::string& text,
                                               const std::string& name,
-                                              const std::string& base_dir) {
+                                              const std::string& base_dir,
+                                              const PipelineParts& parts) {
   arrow::Result<PipelineFile> parsed;
   try {
-    parsed = Parse(text, name, base_dir);
+    parsed = Parse(text, name, base_dir, parts);
   } catch (const YAML::Exception& e) {
     parsed = arrow::Status::Invalid(WhereMark(name, e.mark), ": ", e.msg);
   } catch (const std::exception& e) {

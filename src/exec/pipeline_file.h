@@ -140,12 +140,22 @@ struct PipelineFile {
   Pipeline ToPipeline() const;
 };
 
+/// Which parts a pipeline text must have. The Python package builds pipelines whose
+/// source (an Arrow stream) or sink (batches handed back to Python) is not a file; it
+/// parses the rest with `source` / `sink` false, and a part that is absent is then left
+/// empty (`source` null, `write.output_dir` empty) instead of being an error.
+struct PipelineParts {
+  bool source = true;
+  bool sink = true;
+};
+
 /// Parses pipeline YAML. `name` is used in messages ("labels.yaml"); relative paths
 /// are resolved against `base_dir`. Opens the sources (so missing inputs fail here)
 /// but reads no data. Errors name the file, line and column.
 arrow::Result<PipelineFile> ParsePipelineYaml(const std::string& text,
                                               const std::string& name,
-                                              const std::string& base_dir);
+                                              const std::string& base_dir,
+                                              const PipelineParts& parts = {});
 
 /// Reads and parses the pipeline file at `path` (IOError when it cannot be read).
 arrow::Result<PipelineFile> LoadPipelineFile(const std::string& path);

@@ -185,15 +185,51 @@ TEST(PipelineTest, RunAbortsOnFailure) {
   EXPECT_FALSE(wlog->committed);
 }
 
+// Sets the flag when it sees its first batch.
+class CancelOnFirstBatch : public BatchOperator {
+ public:
+  explicit CancelOnFirstBatch(std::atomic<bool>* cancel) : cancel_(cancel) {}
+  std::string name() const override { return "cancel"; }
+  arrow::Result<std::shared_ptr<arrow::Schema>> OutputSchema(
+      const arrow::Schema& input) const override {
+    return std::make_shared<arrow::Schema>(input);
+  }
+  arrow::Result<std::shared_ptr<arrow::RecordBatch>> Process(
+      const std::shared_ptr<arrow::RecordBatch>& batch) const override {
+    cancel_->store(true);
+    return batch;
+  }
+
+ private:
+  std::atomic<bool>* cancel_;
+};
+
 TEST(PipelineTest, RunAbortsOnCancel) {
+  auto wlog = std::make_shared<WriterLog>();
+  std::atomic<bool> cancel{false};
+  auto r = Pipeline::Read(VectorSource::FromSizes({{4}, {4}, {4}}))
+               .Map(std::make_shared<CancelOnFirstBatch>(&cancel))
+               .Write(FakeOpener(wlog))
+               .Run(RunOptions{.workers = 1, .cancel = &cancel});
+  EXPECT_TRUE(r.status().IsCancelled());
+  EXPECT_TRUE(wlog->aborted);
+  EXPECT_FALSE(wlog->committed);
+}
+
+// Ctrl-C before the run began (while a command opened its inputs): nothing is opened,
+// so no attempt folder is created and none is left.
+TEST(PipelineTest, CancelledBeforeTheStartOpensNoWriter) {
   auto wlog = std::make_shared<WriterLog>();
   std::atomic<bool> cancel{true};
   auto r = Pipeline::Read(VectorSource::FromSizes({{4}}))
                .Write(FakeOpener(wlog))
                .Run(RunOptions{.cancel = &cancel});
-  EXPECT_TRUE(r.status().IsCancelled());
-  EXPECT_TRUE(wlog->aborted);
+  ASSERT_TRUE(r.status().IsCancelled()) << r.status().ToString();
+  EXPECT_EQ(r.status().message(), "interrupted before the run started");
+  EXPECT_EQ(wlog->schema, nullptr);  // the opener was never called
   EXPECT_FALSE(wlog->committed);
+  auto t = Pipeline::Read(VectorSource::FromSizes({{4}})).Collect({.cancel = &cancel});
+  EXPECT_TRUE(t.status().IsCancelled());
 }
 
 }  // namespace

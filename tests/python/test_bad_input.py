@@ -366,3 +366,61 @@ def test_pipeline_errors_on_bytes_beyond_ascii_are_clean(dlprep, tmp_path, steps
     assert "terminate" not in proc.stderr
     s = json.loads(stats.read_text(encoding="utf-8"))
     assert s["status"] == "error" and "p.yaml" in s["error"]
+
+
+def catches_sigint(pid):
+    """Whether process `pid` has a SIGINT handler installed (SigCgt in /proc)."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("SigCgt:"):
+                    return (int(line.split()[1], 16) >> (signal.SIGINT - 1)) & 1 == 1
+    except OSError:
+        pass
+    return False
+
+
+def sigint_after(cmd, delay):
+    """Starts `cmd`, sends SIGINT `delay` seconds later and returns (exit code, stderr).
+    The time the dynamic loader takes before main() does not count: the signal waits up
+    to 0.3 s more for the process to catch SIGINT (dlprep installs its handler first
+    thing in main, so only a process that does it later is still signalled unprepared)."""
+    proc = subprocess.Popen([str(c) for c in cmd], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
+    time.sleep(delay)
+    deadline = time.monotonic() + 0.3
+    while time.monotonic() < deadline and proc.poll() is None and not catches_sigint(proc.pid):
+        time.sleep(0.005)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    return proc.returncode, err
+
+
+@pytest.mark.parametrize("command", ["windows", "convert"])
+def test_sigint_right_after_the_start_exits_130_and_leaves_nothing(dlprep, tmp_path, command):
+    """Ctrl-C in the first moments (flags, globbing, opening inputs, the windows scan)
+    exits 130 saying "interrupted", like one during the run, and leaves no output."""
+    data = tmp_path / "churn"
+    dlprep("gen", "churn", "--customers", 3000, "--days", 120, "-o", data, "-q")
+    if command == "convert":
+        # Many files, so that globbing and opening them takes a while.
+        events = pq.read_table(data / "events")
+        many = tmp_path / "many"
+        many.mkdir()
+        step = -(-events.num_rows // 400)
+        for i in range(400):
+            pq.write_table(events.slice(i * step, step), many / f"part-{i:04d}.parquet")
+        args = ["convert", "-i", str(many / "*.parquet"), "--compression", "gzip"]
+    else:
+        args = ["windows", "--events", data / "events", "--labels", data / "labels",
+                "--key", "customer_id", "--time", "ts", "--category", "event_type",
+                "--values", "amount,duration", "--window", "14d", "--stride", "7d",
+                "--step", "1d", "--label-time", "churn_ts"]
+    parent = tmp_path / "jobs"
+    parent.mkdir()
+    for delay in [0.05, 0.1, 0.15, 0.2]:
+        out = parent / f"out-{int(delay * 1000)}"
+        code, err = sigint_after([dlprep.exe, *args, "-o", out, "-q"], delay)
+        assert code == 130, (delay, code, err)
+        assert err.strip().splitlines()[-1].startswith(f"dlprep {command}: interrupted"), err
+        assert list(parent.iterdir()) == [], (delay, err)  # no output, no attempt folder

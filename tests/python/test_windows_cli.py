@@ -156,3 +156,47 @@ def test_dry_run_pipeline_file_gives_the_same_windows(dlprep, tmp_path):
     dlprep("run", tmp_path / "w.yaml", "-q")
     assert rows_of(pq.read_table(via)) == EXPECTED
     assert pq.read_table(via).equals(pq.read_table(direct))
+
+
+WINDOW_ARGS = ["--key", "customer_id", "--time", "ts", "--category", "event_type",
+               "--values", "amount,duration", "--aggs", "sum,mean,max", "--window", "14d",
+               "--stride", "7d", "--step", "1d", "--horizon", "30d",
+               "--label-time", "churn_ts", "--format", "parquet"]
+
+
+def test_spill_folder_of_a_killed_run_is_removed_by_the_next(dlprep, tmp_path):
+    """SIGKILL leaves the spill folder behind; the next run removes it (its owner's PID,
+    in the folder's name, is gone), says so on stderr, and succeeds."""
+    import subprocess
+    import time
+    data = tmp_path / "churn"
+    dlprep("gen", "churn", "--customers", 1500, "--days", 90, "-o", data, "-q")
+    spill = tmp_path / "spill"
+    spill.mkdir()
+    args = ["windows", "--events", data / "events", "--labels", data / "labels",
+            *WINDOW_ARGS, "--memory-limit", "4MB", "--spill-dir", spill, "-w", "2", "-q"]
+    proc = subprocess.Popen([dlprep.exe, *map(str, args), "--output",
+                             str(tmp_path / "killed")],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    folder = None
+    deadline = time.monotonic() + 120
+    while folder is None and time.monotonic() < deadline and proc.poll() is None:
+        for d in spill.iterdir():
+            if any(f.suffix == ".arrows" for f in d.iterdir()):
+                folder = d
+        time.sleep(0.01)
+    proc.kill()
+    proc.communicate()
+    assert folder is not None, "the run did not spill; lower --memory-limit"
+    assert folder.name.startswith(f"dlprep-spill-{proc.pid}-")
+    assert folder.exists()  # SIGKILL gives no chance to clean up
+
+    stats = tmp_path / "stats.json"
+    again = dlprep(*args, "--output", tmp_path / "next", "--stats", stats)
+    assert not folder.exists()
+    notes = [line for line in again.stderr.splitlines() if "spill" in line]
+    assert len(notes) == 1 and str(folder) in notes[0] and "removed" in notes[0], \
+        again.stderr
+    assert list(spill.iterdir()) == []  # and the new run removed its own folder
+    assert json.loads(stats.read_text())["run"]["memory"]["spill_files"] > 0
+    assert pq.read_table(tmp_path / "next").num_rows > 1500

@@ -2,9 +2,11 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <cstdio>
 #include <cstring>
 #include <memory>
+#include <string>
 
 #include <sndfile.h>
 #include <soxr.h>
@@ -72,20 +74,66 @@ bool Supported(int format) {
   }
 }
 
-// A WAV whose data chunk announces more bytes than the file holds was cut short;
-// libsndfile notes it in its log ("data : 32000 (should be 15978)") and reads what is
-// there. Returns the message for such a file, else "". Streaming writers that leave the
-// size unset (0 or 0xFFFFFFFF) are not truncated.
-std::string WavTruncation(SNDFILE* snd) {
-  char log[2048];
-  sf_command(snd, SFC_GET_LOG_INFO, log, sizeof(log));
-  const char* line = std::strstr(log, "\ndata : ");
-  if (line == nullptr) return "";
-  unsigned long long announced = 0, actual = 0;
-  if (std::sscanf(line, "\ndata : %llu (should be %llu)", &announced, &actual) != 2) return "";
-  if (announced <= actual || announced == 0 || announced >= 0xFFFFFFFFull) return "";
-  return "truncated: the WAV data chunk announces " + std::to_string(announced) +
-         " bytes but the file holds " + std::to_string(actual);
+// Sizes of a WAV data chunk that mean "length unknown": programs writing to a pipe
+// cannot go back to fill in the size and leave a placeholder; the data then runs to the
+// end of the file. 0xFFFFFFFF is ffmpeg's and current sox's, 0x7FFFF000 older sox's
+// (sox's own reader takes both as unknown).
+constexpr uint64_t kUnknownWavSize = 0xFFFFFFFFull;
+constexpr uint64_t kOldSoxUnknownWavSize = 0x7FFFF000ull;
+
+uint32_t U32(const uint8_t* p, bool big_endian) {
+  if (big_endian) {
+    return uint32_t{p[0]} << 24 | uint32_t{p[1]} << 16 | uint32_t{p[2]} << 8 | p[3];
+  }
+  return uint32_t{p[3]} << 24 | uint32_t{p[2]} << 16 | uint32_t{p[1]} << 8 | p[0];
+}
+
+uint64_t U64(const uint8_t* p) {  // little-endian (RF64's ds64 chunk)
+  return uint64_t{U32(p + 4, false)} << 32 | U32(p, false);
+}
+
+// What is wrong with the data chunk of a WAV (RIFF, RIFX or RF64), or "" when nothing
+// is. The chunks are walked here rather than read from libsndfile's log, which is
+// capped at 2 KB and so misses the data chunk after many others; libsndfile itself
+// reads whatever is there either way.
+// * A chunk announcing more bytes than the file holds was cut short: truncated. Unless
+//   its size means "length unknown" (kUnknownWavSize, kOldSoxUnknownWavSize; in RF64
+//   when its ds64 chunk gives none): such data runs to the end of the file.
+// * One announcing 0 bytes with bytes after it: libsndfile reads no samples; the
+//   message says so rather than guessing that they are samples.
+std::string WavDataProblem(const uint8_t* data, int64_t size) {
+  if (size < 12) return "";
+  const bool rf64 = std::memcmp(data, "RF64", 4) == 0;
+  const bool big_endian = std::memcmp(data, "RIFX", 4) == 0;
+  if (std::memcmp(data, "RIFF", 4) != 0 && !big_endian && !rf64) return "";
+  uint64_t ds64_data_size = kUnknownWavSize;
+  int64_t pos = 12;
+  while (pos + 8 <= size) {
+    const uint8_t* chunk = data + pos;
+    const uint64_t chunk_size = U32(chunk + 4, big_endian);
+    if (rf64 && std::memcmp(chunk, "ds64", 4) == 0 && pos + 8 + 16 <= size) {
+      ds64_data_size = U64(chunk + 8 + 8);  // after the 64-bit RIFF size
+    }
+    if (std::memcmp(chunk, "data", 4) == 0) {
+      uint64_t announced = chunk_size;
+      if (rf64 && announced == kUnknownWavSize) announced = ds64_data_size;
+      const uint64_t holds = static_cast<uint64_t>(size - pos - 8);
+      if (announced == 0 && holds > 0) {
+        return "no audio samples: the WAV data chunk announces 0 bytes and " +
+               std::to_string(holds) +
+               " bytes follow it (if they are samples, the program that wrote the file "
+               "did not fill in the size)";
+      }
+      if (announced <= holds || announced == kUnknownWavSize ||
+          announced == kOldSoxUnknownWavSize) {
+        return "";
+      }
+      return "truncated: the WAV data chunk announces " + std::to_string(announced) +
+             " bytes but the file holds " + std::to_string(holds);
+    }
+    pos += 8 + static_cast<int64_t>(chunk_size + (chunk_size & 1));  // chunks are even
+  }
+  return "";
 }
 
 struct SndfileCloser {
@@ -117,8 +165,8 @@ arrow::Status DecodeMono(const uint8_t* data, int64_t size, double max_seconds,
   }
   const int major = sfi.format & SF_FORMAT_TYPEMASK;
   if (major == SF_FORMAT_WAV || major == SF_FORMAT_WAVEX || major == SF_FORMAT_RF64) {
-    std::string truncated = WavTruncation(snd.get());
-    if (!truncated.empty()) return arrow::Status::Invalid(truncated);
+    std::string problem = WavDataProblem(data, size);
+    if (!problem.empty()) return arrow::Status::Invalid(problem);
   }
   if (sfi.samplerate <= 0 || sfi.channels <= 0) {
     return arrow::Status::Invalid("invalid header: sample rate ", sfi.samplerate, ", ",

@@ -2,6 +2,9 @@
 
 #include <cmath>
 #include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
 #include <string>
 #include <vector>
 
@@ -104,6 +107,109 @@ TEST(DecodeMono, BadInputIsAnInvalidStatusWithTheReason) {
               &mono, &info);
   EXPECT_TRUE(st.IsInvalid());
   EXPECT_NE(st.message().find("unsupported audio format"), std::string::npos) << st.message();
+}
+
+// Overwrites the little-endian u32 at `offset` (the RIFF size at 4, the data chunk's
+// size at 40 in Wav16's layout).
+std::string WithU32(std::string wav, size_t offset, uint32_t v) {
+  std::memcpy(wav.data() + offset, &v, 4);
+  return wav;
+}
+
+// Programs writing a WAV to a pipe cannot go back to fill in the sizes and leave
+// 0xFFFFFFFF there (ffmpeg, sox): such a data chunk runs to the end of the file. Any
+// other size larger than what the file holds is a truncated file.
+TEST(DecodeMono, StreamedWavSizeRunsToTheEndButTruncationIsAnError) {
+  std::vector<int16_t> samples(1000);
+  for (size_t i = 0; i < samples.size(); ++i) samples[i] = static_cast<int16_t>(i * 16);
+  const std::string wav = Wav16(16000, 1, samples);
+  std::vector<float> mono;
+  AudioInfo info;
+
+  // Data size 0xFFFFFFFF, and the RIFF size too (as a streaming writer leaves both).
+  const std::string streamed_data = WithU32(wav, 40, 0xFFFFFFFFu);
+  for (const std::string& streamed :
+       {streamed_data, WithU32(streamed_data, 4, 0xFFFFFFFFu)}) {
+    auto st = Decode(streamed, &mono, &info);
+    ASSERT_TRUE(st.ok()) << st.ToString();
+    EXPECT_EQ(info.frames, 1000);
+    ASSERT_EQ(mono.size(), 1000u);
+    EXPECT_EQ(mono[999], 999 * 16 / 32768.0f);
+  }
+  // Streamed and then cut: whatever whole frames are there (an odd byte is dropped).
+  auto st = Decode(WithU32(wav, 40, 0xFFFFFFFFu).substr(0, 44 + 601), &mono, &info);
+  ASSERT_TRUE(st.ok()) << st.ToString();
+  EXPECT_EQ(mono.size(), 300u);
+
+  // Any other size beyond the end: truncated, the largest real one included.
+  st = Decode(WithU32(wav, 40, 0xFFFFFFFEu), &mono, &info);
+  EXPECT_TRUE(st.IsInvalid());
+  EXPECT_NE(st.message().find("truncated: the WAV data chunk announces 4294967294 "
+                              "bytes but the file holds 2000"),
+            std::string::npos)
+      << st.message();
+  st = Decode(WithU32(wav, 40, 2002), &mono, &info);
+  EXPECT_TRUE(st.IsInvalid());
+  EXPECT_NE(st.message().find("announces 2002 bytes but the file holds 2000"),
+            std::string::npos)
+      << st.message();
+  // Truncation is found however much comes before the data chunk (libsndfile's log,
+  // where it notes the size it expected, holds 2 KB).
+  std::string chunky = wav.substr(0, 36);
+  for (int i = 0; i < 150; ++i) chunky += std::string("junk\x02\0\0\0ab", 10);
+  chunky += wav.substr(36);
+  ASSERT_TRUE(Decode(chunky, &mono, &info).ok());
+  EXPECT_EQ(mono.size(), 1000u);
+  st = Decode(chunky.substr(0, chunky.size() - 1000), &mono, &info);
+  EXPECT_TRUE(st.IsInvalid());
+  EXPECT_NE(st.message().find("announces 2000 bytes but the file holds 1000"),
+            std::string::npos)
+      << st.message();
+  // Older sox leaves 0x7FFFF000 (sox reads it as "length unknown" too): to the end.
+  st = Decode(WithU32(wav, 40, 0x7FFFF000u), &mono, &info);
+  ASSERT_TRUE(st.ok()) << st.ToString();
+  EXPECT_EQ(mono.size(), 1000u);
+  // A data size of 0 (old ffmpeg to a pipe) is not guessed at: libsndfile reads no
+  // samples, and the message says what the header announced.
+  st = Decode(WithU32(wav, 40, 0), &mono, &info);
+  EXPECT_TRUE(st.IsInvalid());
+  EXPECT_NE(st.message().find("no audio samples: the WAV data chunk announces 0 bytes "
+                              "and 2000 bytes follow it"),
+            std::string::npos)
+      << st.message();
+
+  // A data chunk that ends before the file does is not truncated: what follows it is
+  // another chunk (or padding), not samples.
+  st = Decode(WithU32(wav, 40, 1000), &mono, &info);
+  ASSERT_TRUE(st.ok()) << st.ToString();
+  EXPECT_EQ(mono.size(), 500u);
+}
+
+// WAV files of tests/fuzz/corpus/wav (see its README), 100 samples each.
+TEST(DecodeMono, CorpusSeeds) {
+  int seen = 0;
+  for (const auto& entry :
+       std::filesystem::directory_iterator(DLPREP_FUZZ_CORPUS "/wav")) {
+    std::ifstream in(entry.path(), std::ios::binary);
+    const std::string bytes((std::istreambuf_iterator<char>(in)), {});
+    const std::string name = entry.path().filename().string();
+    std::vector<float> mono;
+    AudioInfo info;
+    auto st = Decode(bytes, &mono, &info);
+    if (name.rfind("streamed_", 0) == 0 || name.rfind("old_sox_", 0) == 0) {
+      ASSERT_TRUE(st.ok()) << name << ": " << st.ToString();
+      EXPECT_EQ(mono.size(), 100u) << name;
+    } else if (name.rfind("truncated_", 0) == 0) {
+      EXPECT_NE(st.message().find("truncated: the WAV data chunk announces"),
+                std::string::npos)
+          << name << ": " << st.ToString();
+    } else {
+      EXPECT_NE(st.message().find("no audio samples"), std::string::npos)
+          << name << ": " << st.ToString();
+    }
+    ++seen;
+  }
+  EXPECT_GE(seen, 5);
 }
 
 TEST(Resampler, LengthAsLibrosaAndToneKept) {

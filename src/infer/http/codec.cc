@@ -1,7 +1,10 @@
 #include "infer/http/codec.h"
 
+#include <algorithm>
 #include <charconv>
 #include <cmath>
+#include <cstdio>
+#include <limits>
 #include <string>
 
 #include <arrow/api.h>
@@ -22,7 +25,19 @@ std::string ShapeText(const std::vector<int64_t>& shape) {
   return s + "]";
 }
 
-// Parses "[a,b,...]" of positive integers; false on anything else.
+// The number of values of `shape` (the product of its dimensions); false when it does not
+// fit in int64 (a shape such as [8, 2^61 + 1] must not wrap around to 8).
+bool CheckedProduct(const std::vector<int64_t>& shape, int64_t* product) {
+  int64_t p = 1;
+  for (int64_t d : shape) {
+    if (__builtin_mul_overflow(p, d, &p)) return false;
+  }
+  *product = p;
+  return true;
+}
+
+// Parses "[a,b,...]" of positive integers whose product fits in int64; false on
+// anything else.
 bool ParseShape(std::string_view text, std::vector<int64_t>* shape) {
   shape->clear();
   if (text.size() < 2 || text.front() != '[' || text.back() != ']') return false;
@@ -40,9 +55,11 @@ bool ParseShape(std::string_view text, std::vector<int64_t>* shape) {
       text.remove_prefix(1);
     }
   }
-  return !shape->empty();
+  int64_t product = 0;
+  return !shape->empty() && CheckedProduct(*shape, &product);
 }
 
+// The product of a shape that ParseShape() accepted (so it does not overflow).
 int64_t Product(const std::vector<int64_t>& shape) {
   int64_t p = 1;
   for (int64_t d : shape) p *= d;
@@ -567,14 +584,24 @@ void Flatten(element e, std::vector<element>* out) {
   }
 }
 
-// Appends one leaf value to `col` as `spec` says.
-arrow::Status AppendLeaf(const OutputSpec& spec, element e, DecodedColumn* col) {
+// What `spec` expects for one value ("a number", "a string").
+const char* ExpectedValue(const OutputSpec& spec) {
+  return spec.type == OutputSpec::Type::kString ? "a string" : "a number";
+}
+
+// Appends one leaf value of row `row` to `col` as `spec` says. Anything that is not a
+// value of the output's type is an error, never a score: null, a bool, a number outside
+// float32's range for a float32 output (it would become infinity), a fraction or a number
+// beyond int64 for an int64 output.
+arrow::Status AppendLeaf(const OutputSpec& spec, element e, int64_t row,
+                         DecodedColumn* col) {
   const element_type t = e.type();
+  auto wrong_type = [&]() {
+    return arrow::Status::Invalid("output '", spec.name, "', row ", row, ": expected ",
+                                  ExpectedValue(spec), ", got ", TypeName(t));
+  };
   if (spec.type == OutputSpec::Type::kString) {
-    if (t != element_type::STRING) {
-      return arrow::Status::Invalid("output '", spec.name, "': expected a string, got ",
-                                    TypeName(t));
-    }
+    if (t != element_type::STRING) return wrong_type();
     col->strings.emplace_back(e.get_string().value_unsafe());
     return arrow::Status::OK();
   }
@@ -588,7 +615,7 @@ arrow::Status AppendLeaf(const OutputSpec& spec, element e, DecodedColumn* col) 
     case element_type::UINT64: {
       uint64_t u = e.get_uint64().value_unsafe();
       if (spec.type == OutputSpec::Type::kInt64) {
-        return arrow::Status::Invalid("output '", spec.name, "': ", u,
+        return arrow::Status::Invalid("output '", spec.name, "', row ", row, ": ", u,
                                       " does not fit in int64");
       }
       d = static_cast<double>(u);
@@ -598,19 +625,22 @@ arrow::Status AppendLeaf(const OutputSpec& spec, element e, DecodedColumn* col) 
       d = e.get_double().value_unsafe();
       if (spec.type == OutputSpec::Type::kInt64) {
         if (d != std::floor(d) || std::fabs(d) > 9.2e18) {
-          return arrow::Status::Invalid("output '", spec.name,
-                                        "': expected an integer, got ", d);
+          return arrow::Status::Invalid("output '", spec.name, "', row ", row,
+                                        ": expected an integer, got ", d);
         }
         i = static_cast<int64_t>(d);
       }
       break;
-    case element_type::BOOL:
-      i = e.get_bool().value_unsafe() ? 1 : 0;
-      d = static_cast<double>(i);
-      break;
-    default:
-      return arrow::Status::Invalid("output '", spec.name, "': expected a number, got ",
-                                    TypeName(t));
+    default:  // bool, null, array, object
+      return wrong_type();
+  }
+  if (spec.type == OutputSpec::Type::kFloat32 && std::isinf(static_cast<float>(d))) {
+    char text[96];
+    std::snprintf(text, sizeof(text), "%.9g is out of the range of float32 (+-%.9g)", d,
+                  static_cast<double>(std::numeric_limits<float>::max()));
+    return arrow::Status::Invalid("output '", spec.name, "', row ", row, ": ", text,
+                                  "; declare the output as ", spec.name,
+                                  ":float64 for such scores");
   }
   if (spec.type == OutputSpec::Type::kInt64) {
     col->ints.push_back(i);
@@ -631,25 +661,6 @@ int64_t ValueCount(const OutputSpec& spec, const DecodedColumn& col) {
   }
 }
 
-// Appends a null row.
-void AppendNull(const OutputSpec& spec, DecodedColumn* col) {
-  col->valid.push_back(0);
-  if (spec.is_list) {
-    col->offsets.push_back(ValueCount(spec, *col));
-    return;
-  }
-  switch (spec.type) {
-    case OutputSpec::Type::kString:
-      col->strings.emplace_back();
-      break;
-    case OutputSpec::Type::kInt64:
-      col->ints.push_back(0);
-      break;
-    default:
-      col->doubles.push_back(0);
-  }
-}
-
 // Appends one row made of `leaves` (already flattened).
 arrow::Status AppendRow(const OutputSpec& spec, const element* leaves, int64_t count,
                         int64_t row, DecodedColumn* col) {
@@ -666,10 +677,24 @@ arrow::Status AppendRow(const OutputSpec& spec, const element* leaves, int64_t c
                                   " needs ", Product(spec.shape));
   }
   for (int64_t k = 0; k < count; ++k)
-    ARROW_RETURN_NOT_OK(AppendLeaf(spec, leaves[k], col));
-  col->valid.push_back(1);
+    ARROW_RETURN_NOT_OK(AppendLeaf(spec, leaves[k], row, col));
+  col->rows += 1;
   if (spec.is_list) col->offsets.push_back(ValueCount(spec, *col));
   return arrow::Status::OK();
+}
+
+// Invalid when object `obj` has a key twice: JSON parsers differ in which value they
+// take, so neither is trusted. `what` names the object ("the response", "row 3").
+arrow::Status CheckUniqueKeys(simdjson::dom::object obj, const std::string& what,
+                              std::vector<std::string_view>* keys) {
+  if (obj.size() < 2) return arrow::Status::OK();
+  keys->clear();
+  for (auto field : obj) keys->push_back(field.key);
+  std::sort(keys->begin(), keys->end());
+  auto dup = std::adjacent_find(keys->begin(), keys->end());
+  if (dup == keys->end()) return arrow::Status::OK();
+  return arrow::Status::Invalid(what, " has the key \"", *dup,
+                                "\" twice; expected each key once");
 }
 
 }  // namespace
@@ -678,7 +703,8 @@ struct ResponseDecoder::Impl {
   Protocol protocol;
   std::vector<OutputSpec> outputs;
   simdjson::dom::parser parser;
-  std::vector<element> leaves;  // reused
+  std::vector<element> leaves;         // reused
+  std::vector<std::string_view> keys;  // reused by CheckUniqueKeys
 
   // One row's value (tfserving / records): a value, or an object with the outputs.
   arrow::Status DecodeRow(element e, int64_t row, std::vector<DecodedColumn>* out) {
@@ -687,6 +713,10 @@ struct ResponseDecoder::Impl {
       return arrow::Status::Invalid("row ", row, " is ", TypeName(e.type()),
                                     "; with several outputs each row must be an object "
                                     "with them by name");
+    }
+    if (is_object) {
+      ARROW_RETURN_NOT_OK(CheckUniqueKeys(e.get_object().value_unsafe(),
+                                          "row " + std::to_string(row), &keys));
     }
     for (size_t o = 0; o < outputs.size(); ++o) {
       const OutputSpec& spec = outputs[o];
@@ -699,8 +729,13 @@ struct ResponseDecoder::Impl {
         v = field.value_unsafe();
       }
       if (v.type() == element_type::NULL_VALUE) {
-        AppendNull(spec, &(*out)[o]);
-        continue;
+        // A null is no score: the model did not answer for this row.
+        const bool strings = spec.type == OutputSpec::Type::kString;
+        return arrow::Status::Invalid(
+            "output '", spec.name, "', row ", row, ": expected ",
+            spec.is_list ? (strings ? "a list of strings" : "a list of numbers")
+                         : ExpectedValue(spec),
+            ", got null");
       }
       leaves.clear();
       Flatten(v, &leaves);
@@ -728,24 +763,38 @@ struct ResponseDecoder::Impl {
   }
 
   arrow::Status DecodeV2(element doc, int64_t n, std::vector<DecodedColumn>* out) {
+    ARROW_RETURN_NOT_OK(
+        CheckUniqueKeys(doc.get_object().value_unsafe(), "the response", &keys));
     auto outs = doc["outputs"];
     if (outs.error() || outs.value_unsafe().type() != element_type::ARRAY) {
       return arrow::Status::Invalid("the response has no \"outputs\" array");
     }
     simdjson::dom::array arr = outs.value_unsafe().get_array().value_unsafe();
+    size_t index = 0;
+    for (element t : arr) {
+      if (t.is_object()) {
+        ARROW_RETURN_NOT_OK(CheckUniqueKeys(
+            t.get_object().value_unsafe(),
+            "output entry " + std::to_string(index) + " of \"outputs\"", &keys));
+      }
+      ++index;
+    }
     for (size_t o = 0; o < outputs.size(); ++o) {
       const OutputSpec& spec = outputs[o];
       element found;
-      bool have = false;
+      int named = 0;
       for (element t : arr) {
         auto name = t["name"];
         if (!name.error() && name.value_unsafe().is_string() &&
             name.value_unsafe().get_string().value_unsafe() == spec.name) {
-          found = t;
-          have = true;
-          break;
+          if (named++ == 0) found = t;
         }
       }
+      if (named > 1) {
+        return arrow::Status::Invalid("the response has ", named, " outputs named '",
+                                      spec.name, "'; expected one");
+      }
+      bool have = named == 1;
       // A single declared output takes the only output whatever its name.
       if (!have && outputs.size() == 1 && arr.size() == 1) {
         found = arr.at(0).value_unsafe();
@@ -775,9 +824,14 @@ struct ResponseDecoder::Impl {
       if (data.error()) {
         return arrow::Status::Invalid("output '", spec.name, "' has no \"data\"");
       }
+      int64_t total = 0;
+      if (!CheckedProduct(dims, &total)) {
+        return arrow::Status::Invalid("output '", spec.name, "': shape ", ShapeText(dims),
+                                      " holds more values than int64 can count; expected "
+                                      "the shape of its data");
+      }
       leaves.clear();
       Flatten(data.value_unsafe(), &leaves);
-      const int64_t total = Product(dims);
       if (static_cast<int64_t>(leaves.size()) != total) {
         return arrow::Status::Invalid("output '", spec.name, "' has ", leaves.size(),
                                       " values; its shape ", ShapeText(dims), " needs ",
@@ -785,10 +839,6 @@ struct ResponseDecoder::Impl {
       }
       const int64_t per_row = n == 0 ? 0 : total / n;
       for (int64_t r = 0; r < n; ++r) {
-        if (per_row == 1 && leaves[r].type() == element_type::NULL_VALUE) {
-          AppendNull(spec, &(*out)[o]);
-          continue;
-        }
         ARROW_RETURN_NOT_OK(
             AppendRow(spec, leaves.data() + r * per_row, per_row, r, &(*out)[o]));
       }
@@ -833,7 +883,9 @@ arrow::Status ResponseDecoder::Decode(std::string_view body, int64_t n,
       if (doc.type() != element_type::OBJECT || p.error()) {
         st = arrow::Status::Invalid("the response has no \"predictions\"");
       } else {
-        st = impl_->DecodeRows(p.value_unsafe(), "\"predictions\"", n, out);
+        st = CheckUniqueKeys(doc.get_object().value_unsafe(), "the response",
+                             &impl_->keys);
+        if (st.ok()) st = impl_->DecodeRows(p.value_unsafe(), "\"predictions\"", n, out);
       }
       break;
     }
@@ -894,28 +946,10 @@ arrow::Result<std::vector<std::shared_ptr<arrow::Array>>> BuildOutputArrays(
     if (!spec.is_list) {
       for (const auto* part : parts) {
         const DecodedColumn& col = (*part)[o];
-        ARROW_RETURN_NOT_OK(
-            append_values(values.get(), col, 0, static_cast<int64_t>(col.valid.size())));
-      }
-      // Null rows were appended as 0 / ""; give the array a validity bitmap when any.
-      bool any_null = false;
-      for (const auto* part : parts) {
-        for (uint8_t v : (*part)[o].valid) any_null |= (v == 0);
+        ARROW_RETURN_NOT_OK(append_values(values.get(), col, 0, col.rows));
       }
       std::shared_ptr<arrow::Array> array;
       ARROW_RETURN_NOT_OK(values->Finish(&array));
-      if (any_null) {
-        arrow::TypedBufferBuilder<bool> bits;
-        for (const auto* part : parts) {
-          for (uint8_t v : (*part)[o].valid) ARROW_RETURN_NOT_OK(bits.Append(v != 0));
-        }
-        std::shared_ptr<arrow::Buffer> bitmap;
-        ARROW_RETURN_NOT_OK(bits.Finish(&bitmap));
-        auto data = array->data()->Copy();
-        data->buffers[0] = bitmap;
-        data->null_count = arrow::kUnknownNullCount;
-        array = arrow::MakeArray(data);
-      }
       arrays.push_back(array);
       continue;
     }
@@ -923,11 +957,7 @@ arrow::Result<std::vector<std::shared_ptr<arrow::Array>>> BuildOutputArrays(
     arrow::ListBuilder lb(arrow::default_memory_pool(), std::move(values), list_type);
     for (const auto* part : parts) {
       const DecodedColumn& col = (*part)[o];
-      for (size_t r = 0; r < col.valid.size(); ++r) {
-        if (col.valid[r] == 0) {
-          ARROW_RETURN_NOT_OK(lb.AppendNull());
-          continue;
-        }
+      for (int64_t r = 0; r < col.rows; ++r) {
         ARROW_RETURN_NOT_OK(lb.Append());
         ARROW_RETURN_NOT_OK(
             append_values(lb.value_builder(), col, col.offsets[r], col.offsets[r + 1]));

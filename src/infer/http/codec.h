@@ -84,19 +84,25 @@ class RequestEncoder {
   std::vector<Column> columns_;
 };
 
-/// Values decoded from one response for one output column, `n` rows.
+/// Values decoded from one response for one output column, `rows` rows (never null).
 struct DecodedColumn {
   std::vector<double> doubles;       // kFloat32 / kFloat64
   std::vector<int64_t> ints;         // kInt64
   std::vector<std::string> strings;  // kString
-  std::vector<uint8_t> valid;        // per row; 0: JSON null
-  std::vector<int64_t> offsets;      // lists: n + 1 offsets into the values
+  std::vector<int64_t> offsets;      // lists: rows + 1 offsets into the values
+  int64_t rows = 0;
 };
 
 /// Parses response bodies with simdjson into DecodedColumns. Any deviation from the
-/// protocol (unparseable JSON, a missing field, a wrong number of rows, a value of the
-/// wrong type or size) is an Invalid status for the whole response, and nothing is
-/// kept from it: a response is used whole or not at all.
+/// protocol is an Invalid status for the whole response naming the output (and row)
+/// and what was expected, and nothing is kept from it: a response is used whole or not
+/// at all, so its rows fail. Deviations: unparseable JSON, a missing field, a wrong
+/// number of rows, a value of the wrong type or size, a key twice in an object (or two
+/// kserve-v2 outputs of one name), a kserve-v2 shape whose size overflows int64, and
+/// anything that is no value of the output's type: null, a bool, a number beyond
+/// float32's range for a float32 output (it would be infinity), a fraction or a number
+/// beyond int64 for an int64 output. (Numbers beyond float64's range are not JSON that
+/// simdjson accepts.)
 ///
 /// Not thread-safe (holds one reusable parser); one per operator instance.
 class ResponseDecoder {

@@ -1,9 +1,13 @@
 #include "infer/http/codec.h"
 
 #include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
 #include <limits>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <arrow/api.h>
@@ -176,8 +180,10 @@ TEST(CodecTest, ParsesOutputSpecs) {
   EXPECT_EQ(s->shape, (std::vector<int64_t>{4, 2}));
   EXPECT_EQ(s->field()->metadata()->Get("dlprep.shape").ValueOrDie(), "[4,2]");
   EXPECT_EQ(ParseOutputSpec("l:string[]")->ToString(), "l:string[]");
-  for (const char* bad :
-       {"", ":float32", "x:float16", "x:float32[", "x:int64[0]", "x:int64[a]"}) {
+  for (const char* bad : {"", ":float32", "x:float16", "x:float32[", "x:int64[0]",
+                          "x:int64[a]",
+                          // The product of the dimensions overflows int64 (to 0).
+                          "x:float32[4611686018427387904,4]"}) {
     EXPECT_TRUE(ParseOutputSpec(bad).status().IsInvalid()) << bad;
   }
 }
@@ -248,9 +254,9 @@ TEST(CodecTest, KServeV2ResponseErrors) {
 TEST(CodecTest, DecodesTfServingPredictions) {
   ResponseDecoder d(Protocol::kTfServing, Specs({"score:float64"}));
   std::vector<DecodedColumn> out;
-  ASSERT_TRUE(d.Decode(R"({"predictions":[0.5,[1.5],null,{"score":7}]})", 4, &out).ok());
-  EXPECT_EQ(out[0].doubles, (std::vector<double>{0.5, 1.5, 0, 7}));
-  EXPECT_EQ(out[0].valid, (std::vector<uint8_t>{1, 1, 0, 1}));
+  ASSERT_TRUE(d.Decode(R"({"predictions":[0.5,[1.5],-2,{"score":7}]})", 4, &out).ok());
+  EXPECT_EQ(out[0].doubles, (std::vector<double>{0.5, 1.5, -2, 7}));
+  EXPECT_EQ(out[0].rows, 4);
   ExpectError(&d, R"({"predictions":[0.5,1.5]})", 3, "wrong number of rows");
   ExpectError(&d, R"({"outputs":[]})", 3, "no \"predictions\"");
   ExpectError(&d, R"({"predictions":[[1,2]]})", 1, "a scalar output needs 1");
@@ -269,13 +275,13 @@ TEST(CodecTest, DecodesRecords) {
   ResponseDecoder d(Protocol::kRecords, Specs({"label:string", "p:float32[]"}));
   std::vector<DecodedColumn> out;
   ASSERT_TRUE(d.Decode(R"([{"label":"cat","p":[0.9,0.1]},{"label":"dog","p":[]},)"
-                       R"({"label":null,"p":null}])",
+                       R"({"label":"","p":[1]}])",
                        3, &out)
                   .ok());
   EXPECT_EQ(out[0].strings, (std::vector<std::string>{"cat", "dog", ""}));
-  EXPECT_EQ(out[0].valid, (std::vector<uint8_t>{1, 1, 0}));
-  EXPECT_EQ(out[1].offsets, (std::vector<int64_t>{0, 2, 2, 2}));
-  EXPECT_EQ(out[1].valid, (std::vector<uint8_t>{1, 1, 0}));
+  EXPECT_EQ(out[0].rows, 3);
+  EXPECT_EQ(out[1].offsets, (std::vector<int64_t>{0, 2, 2, 3}));
+  EXPECT_EQ(out[1].rows, 3);
   ExpectError(&d, R"({"label":"cat"})", 1, "expected an array with one entry per row");
   ExpectError(&d, R"([{"label":"cat","p":[1]},{"label":"cat","p":[1]}])", 1,
               "wrong number of rows: the response has 2 entries for a request of 1 rows");
@@ -285,23 +291,142 @@ TEST(CodecTest, BuildsArraysAcrossResponses) {
   auto specs = Specs({"s:float32", "l:int64[]"});
   ResponseDecoder d(Protocol::kRecords, specs);
   std::vector<DecodedColumn> a, b;
-  ASSERT_TRUE(d.Decode(R"([{"s":0.1,"l":[1,2]},{"s":null,"l":[3]}])", 2, &a).ok());
-  ASSERT_TRUE(d.Decode(R"([{"s":2.5,"l":null}])", 1, &b).ok());
+  ASSERT_TRUE(d.Decode(R"([{"s":0.1,"l":[1,2]},{"s":-3,"l":[3]}])", 2, &a).ok());
+  ASSERT_TRUE(d.Decode(R"([{"s":2.5,"l":[]}])", 1, &b).ok());
   auto arrays = BuildOutputArrays(specs, {&a, &b});
   ASSERT_TRUE(arrays.ok()) << arrays.status().ToString();
   const auto& s = static_cast<const arrow::FloatArray&>(*(*arrays)[0]);
   ASSERT_EQ(s.length(), 3);
+  EXPECT_EQ(s.null_count(), 0);
   EXPECT_EQ(s.Value(0), 0.1f);
-  EXPECT_TRUE(s.IsNull(1));
+  EXPECT_EQ(s.Value(1), -3.0f);
   EXPECT_EQ(s.Value(2), 2.5f);
   const auto& l = static_cast<const arrow::ListArray&>(*(*arrays)[1]);
   ASSERT_TRUE(l.ValidateFull().ok());
+  EXPECT_EQ(l.null_count(), 0);
   EXPECT_EQ(l.value_length(0), 2);
   EXPECT_EQ(l.value_length(1), 1);
-  EXPECT_TRUE(l.IsNull(2));
+  EXPECT_EQ(l.value_length(2), 0);
   const auto& lv = static_cast<const arrow::Int64Array&>(*l.values());
   EXPECT_EQ(lv.Value(0), 1);
   EXPECT_EQ(lv.Value(2), 3);
+}
+
+// Hostile responses (from a fuzzing probe): a value that is no score must never become
+// one. Each is an Invalid status for the whole response (its rows fail), naming the
+// output and what was expected.
+TEST(CodecTest, KServeV2RefusesValuesThatAreNoScores) {
+  ResponseDecoder d(Protocol::kKServeV2, Specs({"score"}));
+  // Beyond float32's range: would become +inf.
+  ExpectError(&d, R"({"outputs":[{"name":"score","shape":[2],"data":[0.5,1e39]}]})", 2,
+              "output 'score', row 1: 1e+39 is out of the range of float32");
+  ExpectError(&d, R"({"outputs":[{"name":"score","shape":[2],"data":[-3.5e38,0.5]}]})", 2,
+              "output 'score', row 0: -3.5e+38 is out of the range of float32");
+  // A bool is no number (was 1.0), null no score (was a null row).
+  ExpectError(&d, R"({"outputs":[{"name":"score","shape":[2],"data":[0.5,true]}]})", 2,
+              "output 'score', row 1: expected a number, got a bool");
+  ExpectError(&d, R"({"outputs":[{"name":"score","shape":[2],"data":[null,0.5]}]})", 2,
+              "output 'score', row 0: expected a number, got null");
+  // A shape whose product overflows int64: 8 x (2^61 + 1) wraps around to 8.
+  ExpectError(&d,
+              R"({"outputs":[{"name":"score","shape":[8,2305843009213693953],)"
+              R"("data":[1,2,3,4,5,6,7,8]}]})",
+              8, "output 'score': shape [8,2305843009213693953] holds more values");
+  // Duplicate keys: which one is meant is ambiguous.
+  ExpectError(&d,
+              R"({"outputs":[{"name":"score","shape":[1],"data":[1]}],)"
+              R"("outputs":[{"name":"score","shape":[1],"data":[2]}]})",
+              1, "the response has the key \"outputs\" twice");
+  ExpectError(&d, R"({"outputs":[{"name":"score","shape":[1],"data":[1],"data":[2]}]})",
+              1, "output entry 0 of \"outputs\" has the key \"data\" twice");
+  ExpectError(&d,
+              R"({"outputs":[{"name":"score","shape":[1],"data":[1]},)"
+              R"({"name":"score","shape":[1],"data":[2]}]})",
+              1, "the response has 2 outputs named 'score'");
+
+  // In range: float32's largest, float64 and int64 outputs are unaffected.
+  std::vector<DecodedColumn> out;
+  ASSERT_TRUE(
+      d.Decode(R"({"outputs":[{"name":"score","shape":[1],"data":[3.4028234e38]}]})", 1,
+               &out)
+          .ok());
+  EXPECT_EQ(static_cast<float>(out[0].doubles[0]), std::numeric_limits<float>::max());
+  ResponseDecoder wide(Protocol::kKServeV2, Specs({"score:float64", "n:int64"}));
+  ASSERT_TRUE(wide.Decode(R"({"outputs":[{"name":"score","shape":[1],"data":[1e39]},)"
+                          R"({"name":"n","shape":[1],"data":[-7]}]})",
+                          1, &out)
+                  .ok());
+  EXPECT_EQ(out[0].doubles, (std::vector<double>{1e39}));
+  EXPECT_EQ(out[1].ints, (std::vector<int64_t>{-7}));
+  ExpectError(&wide,
+              R"({"outputs":[{"name":"score","shape":[1],"data":[1]},)"
+              R"({"name":"n","shape":[1],"data":[true]}]})",
+              1, "output 'n', row 0: expected a number, got a bool");
+  // Beyond float64's range JSON itself is refused by the parser.
+  ExpectError(&wide,
+              R"({"outputs":[{"name":"score","shape":[1],"data":[1e400]},)"
+              R"({"name":"n","shape":[1],"data":[1]}]})",
+              1, "not valid JSON");
+}
+
+TEST(CodecTest, TfServingRefusesValuesThatAreNoScores) {
+  ResponseDecoder d(Protocol::kTfServing, Specs({"score"}));
+  ExpectError(&d, R"({"predictions":[0.5,1e39]})", 2,
+              "output 'score', row 1: 1e+39 is out of the range of float32");
+  ExpectError(&d, R"({"predictions":[[true],0.5]})", 2,
+              "output 'score', row 0: expected a number, got a bool");
+  ExpectError(&d, R"({"predictions":[0.5,null]})", 2,
+              "output 'score', row 1: expected a number, got null");
+  ExpectError(&d, R"({"predictions":[0.5],"predictions":[0.25]})", 1,
+              "the response has the key \"predictions\" twice");
+  ExpectError(&d, R"({"predictions":[{"score":0.5,"score":0.25}]})", 1,
+              "row 0 has the key \"score\" twice");
+
+  ResponseDecoder labels(Protocol::kTfServing, Specs({"label:string"}));
+  ExpectError(&labels, R"({"predictions":["cat",null]})", 2,
+              "output 'label', row 1: expected a string, got null");
+}
+
+TEST(CodecTest, RecordsRefuseValuesThatAreNoScores) {
+  ResponseDecoder d(Protocol::kRecords, Specs({"score", "emb:float32[]"}));
+  ExpectError(&d, R"([{"score":1e39,"emb":[1]}])", 1,
+              "output 'score', row 0: 1e+39 is out of the range of float32");
+  ExpectError(&d, R"([{"score":1,"emb":[1,-1e39]}])", 1,
+              "output 'emb', row 0: -1e+39 is out of the range of float32");
+  ExpectError(&d, R"([{"score":1,"emb":[1]},{"score":false,"emb":[1]}])", 2,
+              "output 'score', row 1: expected a number, got a bool");
+  ExpectError(&d, R"([{"score":null,"emb":[1]}])", 1,
+              "output 'score', row 0: expected a number, got null");
+  ExpectError(&d, R"([{"score":1,"emb":null}])", 1,
+              "output 'emb', row 0: expected a list of numbers, got null");
+  ExpectError(&d, R"([{"score":1,"emb":[1],"score":2}])", 1,
+              "row 0 has the key \"score\" twice");
+}
+
+// Responses of tests/fuzz/corpus/http_response_* (see its README): each is an error
+// whatever the number of rows asked for, never a score.
+TEST(CodecTest, CorpusSeedsAreErrors) {
+  const std::pair<const char*, Protocol> folders[] = {
+      {"http_response_kserve", Protocol::kKServeV2},
+      {"http_response_tfserving", Protocol::kTfServing},
+      {"http_response_records", Protocol::kRecords}};
+  int seen = 0;
+  for (const auto& [folder, protocol] : folders) {
+    ResponseDecoder d(protocol, Specs({"score"}));
+    for (const auto& entry : std::filesystem::directory_iterator(
+             std::string(DLPREP_FUZZ_CORPUS) + "/" + folder)) {
+      std::ifstream in(entry.path(), std::ios::binary);
+      const std::string body((std::istreambuf_iterator<char>(in)), {});
+      for (int64_t n = 1; n <= 8; ++n) {
+        std::vector<DecodedColumn> out;
+        arrow::Status st = d.Decode(body, n, &out);
+        EXPECT_TRUE(st.IsInvalid()) << entry.path() << " n=" << n;
+        EXPECT_TRUE(out.empty());
+      }
+      ++seen;
+    }
+  }
+  EXPECT_GE(seen, 16);
 }
 
 }  // namespace

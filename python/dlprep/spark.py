@@ -1,0 +1,862 @@
+"""dlprep's operators inside Apache Spark (PySpark 4), through Arrow UDFs.
+
+Spark does the cluster work (scheduling, shuffles, retries); each Spark task calls the
+engine's operators (:mod:`dlprep.ops`) on the Arrow batches Spark hands its Python
+worker. Every function takes and returns Spark DataFrames::
+
+    from dlprep import spark as dsp
+    files = spark.read.format("binaryFile").option("pathGlobFilter", "*.wav").load("clips/")
+    feats = dsp.audio(files, clip_seconds=1, mfcc=13, label_regex=r"([^/]+)/[^/]+$")
+    scores = dsp.score(feats, model="/shared/model.pt", column="log_mel", argmax=True)
+    dsp.write_tfrecord(scores, "/shared/out/scores", compression="gzip")
+    df = dsp.read_tfrecord(spark, "/shared/out/scores")
+
+* Batch and stateful steps (``audio``, ``score``, ``score_http``, :func:`step`) run
+  in ``DataFrame.mapInArrow``. A stateful step (a model) is opened once per Python
+  worker process and kept open across tasks (a cache in this module; Spark reuses its
+  Python workers unless ``spark.python.worker.reuse`` is false); the rows it still
+  holds are flushed at the end of every task. :func:`operator_opens` counts the opens.
+* :func:`windows` runs the operator's map-side step in a ``mapInArrow``, then
+  ``groupBy(key).applyInArrow`` (one key's rows at a time, in memory). The categories
+  and the end time are found by one Spark aggregation; labels are broadcast-joined in
+  Spark.
+* :func:`write_tfrecord` / :func:`write_parquet` write each task's rows with the
+  engine's writer into ``path/_temporary/<job>/attempt-<stage>-<partition>-<attempt>/``
+  and commit on the driver: one attempt per partition (the one Spark returned),
+  renamed to ``part-<partition>-<job>-c<k>``, then ``_manifest.json`` and ``_SUCCESS``.
+  A failed job leaves no part file and no ``_SUCCESS``. The folder must be on a file
+  system every worker and the driver see at the same path (local, NFS).
+* Options are checked on the driver before a task runs (the operator is built there and
+  asked for its output schema), so a bad option or a missing model fails at once with
+  the engine's message. Output types are the operator's Arrow types in Spark's terms
+  (:func:`spark_schema`); tensor shapes (``dlprep.shape``) travel in the Spark column
+  metadata, so a later ``score`` or ``write_tfrecord`` still knows them.
+
+Row errors (a corrupt WAV, a failed HTTP call), option ``errors``:
+
+* ``"drop"`` (default): the row is left out, as in the engine; counted by
+  :func:`row_error_count`.
+* ``"fail"``: the task raises with the row's message (Spark retries it, then fails
+  the job).
+* ``"column"``: the output gets a string column ``_dlprep_error``, null on good rows;
+  a failed row is kept with its message there, the columns it shares with the input
+  (``path`` for ``audio``) copied from the input and the rest null (every column is
+  then nullable).
+
+Threads: Spark sets ``OMP_NUM_THREADS`` to ``spark.task.cpus`` in its Python workers;
+``threads_per_task`` (default: that variable, else 1) is what a model may use.
+"""
+import base64
+import collections
+import functools
+import json
+import os
+import shutil
+import tempfile
+import uuid
+
+import pyarrow as pa
+
+from . import ops as _ops
+from .errors import InvalidInput as _InvalidInput
+from .errors import TypeError as _TypeError
+
+__all__ = ["audio", "score", "score_http", "step", "windows", "write_tfrecord",
+           "write_parquet", "read_tfrecord", "operator_opens", "row_error_count",
+           "spark_schema", "arrow_schema"]
+
+ERROR_COLUMN = "_dlprep_error"
+_ERROR_MODES = ("drop", "fail", "column")
+# Field metadata keys that travel through Spark (as Spark column metadata).
+_META_PREFIX = "dlprep."
+_TYPE_KEY = "dlprep.arrow_type"
+
+
+# -- types ------------------------------------------------------------------------------
+def _spark_type(t, where):
+    """The Spark type holding Arrow type ``t`` without loss."""
+    from pyspark.sql import types as T
+    if pa.types.is_dictionary(t):
+        return _spark_type(t.value_type, where)
+    if pa.types.is_boolean(t):
+        return T.BooleanType()
+    if pa.types.is_int8(t):
+        return T.ByteType()
+    if pa.types.is_int16(t) or pa.types.is_uint8(t):
+        return T.ShortType()
+    if pa.types.is_int32(t) or pa.types.is_uint16(t):
+        return T.IntegerType()
+    if pa.types.is_int64(t) or pa.types.is_uint32(t):
+        return T.LongType()
+    if pa.types.is_float16(t) or pa.types.is_float32(t):
+        return T.FloatType()
+    if pa.types.is_float64(t):
+        return T.DoubleType()
+    if pa.types.is_decimal(t) and t.precision <= 38:
+        return T.DecimalType(t.precision, t.scale)
+    if pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_string_view(t):
+        return T.StringType()
+    if (pa.types.is_binary(t) or pa.types.is_large_binary(t) or
+            pa.types.is_fixed_size_binary(t) or pa.types.is_binary_view(t)):
+        return T.BinaryType()
+    if pa.types.is_date(t):
+        return T.DateType()
+    if pa.types.is_timestamp(t):
+        return T.TimestampType() if t.tz is not None else T.TimestampNTZType()
+    if pa.types.is_duration(t):
+        return T.DayTimeIntervalType()
+    if (pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t)
+            or pa.types.is_list_view(t) or pa.types.is_large_list_view(t)):
+        return T.ArrayType(_spark_type(t.value_type, where), t.value_field.nullable)
+    if pa.types.is_map(t):
+        return T.MapType(_spark_type(t.key_type, where), _spark_type(t.item_type, where),
+                         t.item_field.nullable)
+    if pa.types.is_struct(t):
+        return T.StructType([T.StructField(f.name, _spark_type(f.type, where), f.nullable)
+                             for f in t])
+    if pa.types.is_null(t):
+        return T.NullType()
+    raise _TypeError(f"{where} has Arrow type {t}, which Spark cannot hold; cast it first "
+                     "(e.g. with dlprep.ops.cast or the cast step)")
+
+
+def _field_metadata(field, spark_type):
+    meta = field.metadata or {}
+    out = {}
+    for k, v in meta.items():
+        k = k.decode("utf-8", "replace") if isinstance(k, bytes) else k
+        if k.startswith(_META_PREFIX) and k != _TYPE_KEY:
+            out[k] = v.decode("utf-8", "replace") if isinstance(v, bytes) else v
+    if _arrow_type(spark_type) != field.type:
+        # Spark has no such type (timestamp[s], uint32, fixed_size_list, dictionary):
+        # the column keeps its exact Arrow type in its metadata, restored by
+        # arrow_schema(), so a write gives the bytes and schema the engine gives.
+        out[_TYPE_KEY] = base64.b64encode(
+            pa.schema([pa.field("t", field.type)]).serialize().to_pybytes()).decode()
+    return out
+
+
+def _type_from_metadata(text):
+    try:
+        return pa.ipc.read_schema(pa.py_buffer(base64.b64decode(text))).field(0).type
+    except (ValueError, pa.ArrowInvalid):
+        return None
+
+
+def spark_schema(schema, *, nullable=False):
+    """The Spark ``StructType`` of an Arrow schema: int64 -> LongType, int32 ->
+    IntegerType, float32 -> FloatType, list<float32> -> ArrayType(FloatType), timestamp
+    with a time zone -> TimestampType, without -> TimestampNTZType, unsigned integers ->
+    the next wider signed type. ``dlprep.*`` field metadata (tensor shapes) becomes the
+    column's Spark metadata, and so does the exact Arrow type where Spark has none
+    (``dlprep.arrow_type``). ``nullable=True`` makes every column nullable."""
+    from pyspark.sql import types as T
+    fields = []
+    for f in schema:
+        st = _spark_type(f.type, f"column '{f.name}'")
+        fields.append(T.StructField(f.name, st, True if nullable else f.nullable,
+                                    _field_metadata(f, st)))
+    return T.StructType(fields)
+
+
+def _arrow_type(dt):
+    """The Arrow type dlprep's operators are given for a Spark type (timestamps in UTC,
+    Arrow's default list field name)."""
+    from pyspark.sql import types as T
+    if isinstance(dt, T.ArrayType):
+        return pa.list_(pa.field("item", _arrow_type(dt.elementType), dt.containsNull))
+    if isinstance(dt, T.StructType):
+        return pa.struct([pa.field(f.name, _arrow_type(f.dataType), f.nullable)
+                          for f in dt.fields])
+    if isinstance(dt, T.MapType):
+        return pa.map_(_arrow_type(dt.keyType),
+                       pa.field("value", _arrow_type(dt.valueType), dt.valueContainsNull))
+    from pyspark.sql.pandas.types import to_arrow_type
+    return to_arrow_type(dt, timestamp_utc=True)
+
+
+def arrow_schema(schema):
+    """The Arrow schema dlprep's operators see for a Spark ``StructType`` (timestamps
+    as timestamp[us, UTC]); the inverse of :func:`spark_schema`, Spark column metadata
+    ``dlprep.*`` included (a column's ``dlprep.arrow_type`` gives its exact type)."""
+    fields = []
+    for f in schema.fields:
+        meta = {k: str(v) for k, v in (f.metadata or {}).items() if k.startswith(_META_PREFIX)}
+        t = _arrow_type(f.dataType)
+        exact = meta.pop(_TYPE_KEY, None)
+        if exact is not None:
+            exact = _type_from_metadata(exact)
+            if exact is not None and _spark_type(exact, f.name) == f.dataType:
+                t = exact
+        fields.append(pa.field(f.name, t, f.nullable, meta or None))
+    return pa.schema(fields)
+
+
+def _spark_arrow_schema(struct, large):
+    """The exact Arrow schema Spark expects back for ``struct``."""
+    from pyspark.sql.pandas.types import to_arrow_schema
+    return to_arrow_schema(struct, timestamp_utc=True, prefers_large_types=large)
+
+
+def _conform(batch, schema):
+    """``batch`` (RecordBatch or Table) with exactly ``schema``: columns taken by name
+    and cast where their types differ (time zones, list field names, fixed-size lists,
+    unsigned integers, string sizes)."""
+    names = batch.schema.names
+    cols = []
+    for f in schema:
+        col = batch.column(names.index(f.name))
+        if col.type != f.type:
+            col = col.cast(f.type)
+        cols.append(col)
+    if isinstance(batch, pa.Table):
+        return pa.Table.from_arrays(cols, schema=schema)
+    return pa.RecordBatch.from_arrays(cols, schema=schema)
+
+
+def _large_var_types(spark):
+    try:
+        v = spark.conf.get("spark.sql.execution.arrow.useLargeVarTypes", "false")
+    except Exception:  # noqa: BLE001 - a conf that cannot be read keeps Spark's default
+        return False
+    return str(v).lower() == "true"
+
+
+# -- the per-process operator cache and the counters ------------------------------------
+# (step name, options JSON, threads) -> _Cached, least recently used first. One per
+# Python worker process: Spark runs one task at a time in a worker, so an entry is never
+# used by two tasks at once. At most _MAX_OPERATORS stay open (each may hold a model).
+_OPERATORS = collections.OrderedDict()
+_MAX_OPERATORS = 8
+# Spark application id -> (opens accumulator, row errors accumulator), on the driver.
+_ACCUMULATORS = {}
+
+
+class _Cached:
+    def __init__(self, op):
+        self.op = op
+        self.rows = 0  # rows given to op.process() so far (row errors count from here)
+
+
+def _cached(name, options, threads):
+    key = (name, json.dumps(options, sort_keys=True), int(threads))
+    entry = _OPERATORS.get(key)
+    if entry is None:
+        entry = _Cached(_ops.Operator(name, options, threads))
+        _OPERATORS[key] = entry
+        while len(_OPERATORS) > _MAX_OPERATORS:
+            _evict(next(iter(_OPERATORS)))
+    _OPERATORS.move_to_end(key)
+    return key, entry
+
+
+def _evict(key):
+    entry = _OPERATORS.pop(key, None)
+    if entry is not None:
+        try:
+            entry.op.close()
+        except Exception:  # noqa: BLE001 - the task's own error is the one to report
+            pass
+
+
+def _default_threads():
+    try:
+        return max(1, int(os.environ.get("OMP_NUM_THREADS") or 1))
+    except ValueError:
+        return 1
+
+
+def _accumulators(spark):
+    """(opens, row errors) accumulators of a classic SparkSession; (None, None) where
+    there is no SparkContext (Spark Connect)."""
+    try:
+        sc = spark.sparkContext
+        app = sc.applicationId
+    except Exception:  # noqa: BLE001 - Spark Connect has no SparkContext
+        return None, None
+    accs = _ACCUMULATORS.get(app)
+    if accs is None:
+        accs = (sc.accumulator(0), sc.accumulator(0))
+        _ACCUMULATORS[app] = accs
+    return accs
+
+
+def _counter(spark, index):
+    if spark is None:
+        from pyspark.sql import SparkSession
+        spark = SparkSession.getActiveSession()
+    if spark is None:
+        return None
+    try:
+        app = spark.sparkContext.applicationId
+    except Exception:  # noqa: BLE001
+        return None
+    accs = _ACCUMULATORS.get(app)
+    return 0 if accs is None else accs[index].value
+
+
+def operator_opens(spark=None):
+    """How many times the Spark jobs of this application (so far) opened a stateful
+    operator (loaded a model): at most one per Python worker process and operator while
+    Spark reuses its workers. Counted with an accumulator: tasks that failed are not
+    counted, recomputed ones are. None under Spark Connect (no accumulators)."""
+    return _counter(spark, 0)
+
+
+def row_error_count(spark=None):
+    """How many rows the stateful operators of this application's jobs reported failed
+    (so far); with ``errors="drop"`` these rows were left out. None under Spark Connect."""
+    return _counter(spark, 1)
+
+
+# -- map steps (scalar, batch, stateful) -----------------------------------------------
+class _MapSpec:
+    """What a mapInArrow task needs (pickled into the task)."""
+
+    def __init__(self, name, options, threads, kind, in_schema, out_schema, errors,
+                 accumulators):
+        self.name = name
+        self.options = options
+        self.threads = threads
+        self.kind = kind
+        self.in_schema = in_schema
+        self.out_schema = out_schema  # what Spark expects back
+        self.errors = errors
+        self.opens_acc, self.errors_acc = accumulators
+
+
+def _check_errors_mode(errors):
+    if errors not in _ERROR_MODES:
+        raise _InvalidInput(f"option errors: '{errors}' is not one of "
+                            f"{', '.join(_ERROR_MODES)}")
+
+
+def _map(df, op, *, threads_per_task, errors):
+    """df.mapInArrow over the operator ``op`` (built on the driver, never opened)."""
+    _check_errors_mode(errors)
+    if op.kind == "grouped":
+        raise _InvalidInput(f"step {op.step_name} is a grouped step: use dlprep.spark."
+                            f"{op.step_name}()")
+    if threads_per_task is not None and int(threads_per_task) < 1:
+        raise _InvalidInput("option threads_per_task: expected an integer >= 1")
+    in_schema = arrow_schema(df.schema)
+    out = op.output_schema(in_schema)  # bad options, columns and types fail here
+    if errors == "column" and op.kind == "stateful":
+        if ERROR_COLUMN in out.names:
+            raise _InvalidInput(f"errors='column': the output already has a column "
+                                f"'{ERROR_COLUMN}'")
+        out = out.append(pa.field(ERROR_COLUMN, pa.string()))
+        struct = spark_schema(out, nullable=True)
+    else:
+        struct = spark_schema(out)
+    spec = _MapSpec(op.step_name, op.options,
+                    None if threads_per_task is None else int(threads_per_task), op.kind,
+                    in_schema, _spark_arrow_schema(struct, _large_var_types(df.sparkSession)),
+                    errors, _accumulators(df.sparkSession))
+    return df.mapInArrow(functools.partial(_map_task, spec), struct)
+
+
+def _map_task(spec, batches):
+    """One Spark task of a map step: the cached operator over the task's batches, then
+    its flush (the operator stays open for the worker's next task)."""
+    threads = spec.threads or _default_threads()
+    key, entry = _cached(spec.name, spec.options, threads)
+    op = entry.op
+    opens_before = op.opens
+    try:
+        for batch in batches:
+            batch = _conform(batch, spec.in_schema)
+            base = entry.rows
+            out = op.process(batch)
+            entry.rows += batch.num_rows
+            errors, op.row_errors = op.row_errors, []
+            for b in out:
+                yield _output(spec, b)
+            if errors:
+                yield from _row_errors(spec, batch, base, errors)
+        for b in op.flush():
+            yield _output(spec, b)
+    except GeneratorExit:
+        # Spark stopped reading early (a limit): drop what the operator still holds.
+        try:
+            op.flush()
+        except Exception:  # noqa: BLE001
+            _evict(key)
+        raise
+    except BaseException:
+        # A failed task may leave rows inside the operator: the next task opens afresh.
+        _evict(key)
+        raise
+    finally:
+        opened = op.opens - opens_before
+        if opened and spec.opens_acc is not None:
+            spec.opens_acc.add(opened)
+
+
+def _output(spec, batch):
+    if spec.errors == "column" and spec.kind == "stateful":
+        batch = batch.append_column(ERROR_COLUMN, pa.nulls(batch.num_rows, pa.string()))
+    return _conform(batch, spec.out_schema)
+
+
+def _row_errors(spec, batch, base, errors):
+    """Handles the row errors ``process()`` reported for ``batch``."""
+    if spec.errors_acc is not None:
+        spec.errors_acc.add(len(errors))
+    if spec.errors == "drop":
+        return
+    rows = [row - base for row, _ in errors]
+    messages = [msg for _, msg in errors]
+    if spec.errors == "fail":
+        from pyspark import TaskContext
+        ctx = TaskContext.get()
+        where = f" (partition {ctx.partitionId()})" if ctx is not None else ""
+        raise _InvalidInput(f"{spec.name}: row {rows[0]} of a batch failed{where}: "
+                            f"{messages[0]} (errors='fail'; {len(rows)} row(s) of this "
+                            "batch failed)")
+    indices = pa.array(rows, pa.int64())
+    cols = []
+    for f in spec.out_schema:
+        if f.name == ERROR_COLUMN:
+            cols.append(pa.array(messages, pa.string()))
+            continue
+        i = batch.schema.get_field_index(f.name)
+        src = batch.column(i).take(indices) if i >= 0 else None
+        if src is not None:
+            try:
+                cols.append(src.cast(f.type))
+                continue
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+                pass
+        cols.append(pa.nulls(len(rows), f.type))
+    yield pa.RecordBatch.from_arrays(cols, schema=spec.out_schema)
+
+
+def step(df, name, *, threads_per_task=None, errors="drop", **options):
+    """Any scalar, batch or stateful step by name with its pipeline-file options
+    (``dsp.step(df, "filter", expr="x > 3")``), in ``mapInArrow``."""
+    return _map(df, _ops.step(name, **options), threads_per_task=threads_per_task,
+                errors=errors)
+
+
+def audio(df, *, threads_per_task=None, errors="drop", **options):
+    """Speech features from a ``binaryFile`` DataFrame (``path``, ``content``; Spark's
+    ``spark.read.format("binaryFile")``), options as :meth:`dlprep.Dataset.audio`. The
+    ``path`` column is Spark's (a URI such as ``file:/data/x.wav``)."""
+    return _map(df, _ops.audio(**options), threads_per_task=threads_per_task,
+                errors=errors)
+
+
+def score(df, model, column, *, threads_per_task=None, errors="drop", **options):
+    """Batch inference with a TorchScript model loaded once per Python worker, options
+    as :meth:`dlprep.Dataset.score`. ``model`` must be readable at the same path on the
+    driver (checked there) and on every worker."""
+    return _map(df, _ops.score(model, column, **options), threads_per_task=threads_per_task,
+                errors=errors)
+
+
+def score_http(df, url, column, *, errors="drop", **options):
+    """Batch inference through an HTTP model server, options as
+    :meth:`dlprep.Dataset.score_http`. Requests go out per Spark Arrow batch
+    (``spark.sql.execution.arrow.maxRecordsPerBatch`` rows), ``concurrency`` at a time
+    in each task."""
+    return _map(df, _ops.score_http(url, column, **options), threads_per_task=None,
+                errors=errors)
+
+
+# -- grouped: windows -------------------------------------------------------------------
+class _GroupSpec:
+    def __init__(self, name, options, in_schema, pre_schema, pre_out, out_schema):
+        self.name = name
+        self.options = options
+        self.in_schema = in_schema    # the map side's input
+        self.pre_schema = pre_schema  # the map-side step's Arrow output (exact)
+        self.pre_out = pre_out        # ... as Spark expects it back
+        self.out_schema = out_schema  # the groups' output as Spark expects it back
+
+
+def _pre_group_task(spec, batches):
+    _, entry = _cached(spec.name, spec.options, 1)
+    for batch in batches:
+        yield _conform(entry.op.pre_group(_conform(batch, spec.in_schema)), spec.pre_out)
+
+
+def _group_task(spec, table):
+    _, entry = _cached(spec.name, spec.options, 1)
+    table = _conform(table, spec.pre_schema)
+    out = entry.op.apply_group(table)
+    if not out:
+        return spec.out_schema.empty_table()
+    return _conform(pa.Table.from_batches(out), spec.out_schema)
+
+
+def _group_function(spec):
+    def apply(table):  # applyInArrow looks at the argument count
+        return _group_task(spec, table)
+    return apply
+
+
+def _time_bounds(df, time, category, step):
+    """(until, categories) as dlprep.Dataset.windows finds them, from one Spark
+    aggregation: the step after the latest event time, and the distinct categories
+    sorted bytewise."""
+    from pyspark.sql import functions as F
+    from pyspark.sql import types as T
+    field = df.schema[time] if time in df.columns else None
+    if field is None:
+        raise _InvalidInput(f"option time: no column '{time}' (columns: "
+                            f"{', '.join(df.columns)})")
+    if isinstance(field.dataType, T.TimestampType):
+        t, per_s = F.unix_micros(F.col(time)), 1_000_000
+    elif isinstance(field.dataType, (T.LongType, T.IntegerType)):
+        t, per_s = F.col(time).cast("long"), 1
+    else:
+        raise _TypeError(f"option time: column '{time}' has Spark type "
+                         f"{field.dataType.simpleString()}; expected a timestamp or "
+                         "int64 epoch seconds")
+    aggs = [F.max(t).alias("max_t")]
+    if category is not None:
+        if category not in df.columns:
+            raise _InvalidInput(f"option category: no column '{category}'")
+        aggs.append(F.collect_set(F.col(category).cast("string")).alias("cats"))
+    row = df.agg(*aggs).collect()[0]
+    if row["max_t"] is None:
+        raise _InvalidInput("the events have no non-null times; pass until=")
+    max_s = row["max_t"] // per_s
+    from . import _dlprep
+    step_s = _dlprep.parse_duration(step, "step")
+    until = (max_s // step_s) * step_s + step_s if step_s > 0 else max_s
+    cats = sorted(row["cats"], key=lambda s: s.encode("utf-8")) if category else None
+    return until, cats
+
+
+def windows(df, key, time, window, stride, step, *, labels=None, label_time=None,
+            category=None, categories=None, values=None, aggs=None, horizon=None,
+            until=None):
+    """Sliding windows over each key's events (options as
+    :meth:`dlprep.Dataset.windows`): the operator's map-side step in ``mapInArrow``,
+    then ``groupBy(key).applyInArrow``. ``categories`` and ``until`` default to what
+    the events hold (one Spark aggregation, run now). ``labels``: a DataFrame with
+    ``key`` and ``label_time`` (at most one row per key), broadcast-joined to the
+    events. Rows with a null key are left out."""
+    from pyspark.sql import functions as F
+    if labels is not None and label_time is None:
+        raise _InvalidInput("option labels needs label_time (the churn time column of the "
+                            "labels)")
+    if labels is None and label_time is not None:
+        raise _InvalidInput("option label_time needs labels")
+    if key not in df.columns:
+        raise _InvalidInput(f"option key: no column '{key}' (columns: "
+                            f"{', '.join(df.columns)})")
+    if category is not None and categories is None or until is None:
+        found_until, found_cats = _time_bounds(df, time, category, step)
+        if until is None:
+            until = found_until
+        if category is not None and categories is None:
+            categories = found_cats
+    events = df
+    if labels is not None:
+        for c in (key, label_time):
+            if c not in labels.columns:
+                raise _InvalidInput(f"option labels: no column '{c}' (columns: "
+                                    f"{', '.join(labels.columns)})")
+        if label_time in df.columns:
+            raise _InvalidInput(f"option label_time: the events already have a column "
+                                f"'{label_time}'")
+        side = labels.select(key, label_time)
+        dup = (side.where(F.col(key).isNotNull()).groupBy(key).count()
+               .where(F.col("count") > 1).limit(1).collect())
+        if dup:
+            raise _InvalidInput(f"join: the labels have the key ({key}={dup[0][key]!r}) "
+                                f"{dup[0]['count']} times; keys of the labels must be "
+                                "unique")
+        events = events.join(F.broadcast(side), on=key, how="left")
+    events = events.where(F.col(key).isNotNull())
+    op = _ops.windows(key, time, window, stride, step, until=until, categories=categories,
+                      category=category, values=values, aggs=aggs, horizon=horizon,
+                      label_time=label_time)
+    in_schema = arrow_schema(events.schema)
+    out = op.output_schema(in_schema)  # bad options, columns and types fail here
+    pre = op.pre_group(pa.RecordBatch.from_pylist([], schema=in_schema)).schema
+    pre_struct = spark_schema(pre)
+    out_struct = spark_schema(out)
+    spec = _GroupSpec(op.step_name, op.options, in_schema, pre,
+                      _spark_arrow_schema(pre_struct, _large_var_types(df.sparkSession)),
+                      _spark_arrow_schema(out_struct, False))
+    mapped = events.mapInArrow(functools.partial(_pre_group_task, spec), pre_struct)
+    return mapped.groupBy(key).applyInArrow(_group_function(spec), out_struct)
+
+
+# -- writing with a driver-side commit --------------------------------------------------
+_SUMMARY = ("partition long, stage int, attempt int, dir string, rows long, bytes long, "
+            "files string, features string, nonnull string")
+
+
+class _WriteSpec:
+    def __init__(self, fmt, sink, job_dir, in_schema, threads):
+        self.format = fmt
+        self.sink = sink
+        self.job_dir = job_dir
+        self.in_schema = in_schema
+        self.threads = threads
+
+
+def _write_task(spec, batches):
+    """One Spark task of a write: the engine writes the task's rows into its own attempt
+    folder (with a manifest); the task returns one summary row."""
+    from pyspark import TaskContext
+
+    from .dataset import from_arrow
+    ctx = TaskContext.get()
+    part, stage, attempt = ctx.partitionId(), ctx.stageId(), ctx.attemptNumber()
+    name = f"attempt-{stage}-{part}-{attempt}"
+    folder = os.path.join(spec.job_dir, name)
+    nonnull = [0] * len(spec.in_schema)
+
+    def counted():
+        for batch in batches:
+            batch = _conform(batch, spec.in_schema)
+            for i, col in enumerate(batch.columns):
+                nonnull[i] += len(col) - col.null_count
+            yield batch
+
+    reader = pa.RecordBatchReader.from_batches(spec.in_schema, counted())
+    write = getattr(from_arrow(reader), "write_" + spec.format)
+    write(folder, overwrite=True, progress=False,
+          workers=spec.threads or _default_threads(), **spec.sink)
+    with open(os.path.join(folder, "_manifest.json"), encoding="utf-8") as f:
+        m = json.load(f)
+    yield pa.record_batch({
+        "partition": pa.array([part], pa.int64()), "stage": pa.array([stage], pa.int32()),
+        "attempt": pa.array([attempt], pa.int32()), "dir": [name],
+        "rows": pa.array([m["rows"]], pa.int64()), "bytes": pa.array([m["bytes"]], pa.int64()),
+        "files": [json.dumps(m["files"])], "features": [json.dumps(m.get("features"))],
+        "nonnull": [json.dumps(nonnull)]})
+
+
+def _stats_shape(field):
+    """True when the manifest's shape of a list column comes from the lengths written
+    (not from dlprep.shape metadata), so per-task shapes must be merged."""
+    t = field.type
+    is_list = pa.types.is_list(t) or pa.types.is_large_list(t)
+    return is_list and not (field.metadata and b"dlprep.shape" in field.metadata)
+
+
+def _merge_features(template, schema, summaries):
+    """The feature spec of the whole output from the tasks' specs, as the engine's
+    writer would compute it from all rows: a shape measured from the lengths holds if
+    every task that wrote a non-null value measured the same one; fixed_length holds
+    if it held in every task that wrote rows."""
+    if template is None:
+        return None
+    merged = json.loads(json.dumps(template))
+    parts = [(json.loads(s["features"]), json.loads(s["nonnull"])) for s in summaries
+             if s["rows"] > 0]
+    for i, field in enumerate(schema):
+        spec = merged[field.name]
+        if not parts:
+            continue
+        spec["fixed_length"] = all(p[field.name]["fixed_length"] for p, _ in parts)
+        if _stats_shape(field):
+            shapes = {tuple(p[field.name]["shape"]) for p, nn in parts if nn[i] > 0}
+            shape = list(shapes.pop()) if len(shapes) == 1 else [-1]
+            spec["shape"] = shape
+            if shape == [-1]:
+                spec["fixed_length"] = False
+        else:
+            spec["shape"] = parts[0][0][field.name]["shape"]
+    return merged
+
+
+def _entries(path):
+    try:
+        return [e for e in os.listdir(path) if e != "_temporary"]
+    except FileNotFoundError:
+        return []
+
+
+def _write(df, path, fmt, sink, overwrite, ext):
+    from .dataset import from_arrow
+    path = os.fspath(path)
+    if "://" in path:
+        raise _InvalidInput("dlprep.spark writes to a folder every worker sees at the same "
+                            f"path (local or NFS), not to '{path}'")
+    path = os.path.abspath(os.path.expanduser(path))
+    existing = _entries(path)
+    if existing and not overwrite:
+        raise _InvalidInput(f"output folder '{path}' exists and is not empty; pass "
+                            "overwrite=True to replace it")
+    created = not os.path.exists(path)
+    job = str(uuid.uuid4())
+    temporary = os.path.join(path, "_temporary")
+    job_dir = os.path.join(temporary, job)
+    os.makedirs(job_dir)
+    try:
+        in_schema = arrow_schema(df.schema)
+        # The engine writes the empty dataset on the driver first: options and column
+        # types it cannot write fail here, before any task runs, and its manifest is the
+        # template of the job's (format, schema, compression, feature specs).
+        template_dir = os.path.join(job_dir, "_template")
+        empty = pa.RecordBatchReader.from_batches(in_schema, iter([]))
+        getattr(from_arrow(empty), "write_" + fmt)(template_dir, overwrite=True,
+                                                   progress=False, workers=1, **sink)
+        with open(os.path.join(template_dir, "_manifest.json"), encoding="utf-8") as f:
+            manifest = json.load(f)
+        spec = _WriteSpec(fmt, sink, job_dir, in_schema, None)
+        rows = df.mapInArrow(functools.partial(_write_task, spec), _SUMMARY).collect()
+        summaries = sorted((r.asDict() for r in rows), key=lambda s: s["partition"])
+        _commit(path, job, job_dir, manifest, summaries, in_schema, ext, df.sparkSession)
+    except BaseException:
+        shutil.rmtree(job_dir, ignore_errors=True)
+        _remove_if_empty(temporary)
+        if created:
+            _remove_if_empty(path)
+        raise
+    shutil.rmtree(job_dir, ignore_errors=True)
+    _remove_if_empty(temporary)
+    return {"path": path, "rows": manifest["rows"], "bytes": manifest["bytes"],
+            "files": len(manifest["files"]), "partitions": len(summaries), "job": job,
+            "attempts": [s["attempt"] for s in summaries]}
+
+
+def _remove_if_empty(folder):
+    try:
+        os.rmdir(folder)
+    except OSError:
+        pass
+
+
+def _commit(path, job, job_dir, manifest, summaries, schema, ext, spark):
+    seen = set()
+    moves = []
+    for s in summaries:
+        if s["partition"] in seen:  # Spark returns one result per partition
+            continue
+        seen.add(s["partition"])
+        files = json.loads(s["files"])
+        for k, f in enumerate(files):
+            name = f"part-{s['partition']:05d}-{job}-c{k:03d}{ext}"
+            moves.append((os.path.join(job_dir, s["dir"], f["name"]), name, f))
+    manifest["rows"] = sum(f["rows"] for _, _, f in moves)
+    manifest["bytes"] = sum(f["bytes"] for _, _, f in moves)
+    manifest["files"] = [{"name": n, "rows": f["rows"], "bytes": f["bytes"]}
+                         for _, n, f in sorted(moves, key=lambda m: m[1])]
+    if "features" in manifest:
+        manifest["features"] = _merge_features(manifest["features"], schema, summaries)
+    job_info = {"engine": "spark", "job_id": job, "partitions": len(seen),
+                "rows_written": manifest["rows"], "files_written": len(moves)}
+    try:
+        job_info["spark_application_id"] = spark.conf.get("spark.app.id")
+    except Exception:  # noqa: BLE001
+        pass
+    manifest["job"] = job_info
+    # An overwritten output loses its _SUCCESS first: readers never see old and new
+    # files together as a complete dataset.
+    old = _entries(path)
+    if old:
+        aside = os.path.join(job_dir, "_old")
+        os.makedirs(aside)
+        for e in sorted(old, key=lambda e: e != "_SUCCESS"):
+            os.rename(os.path.join(path, e), os.path.join(aside, e))
+    for src, name, _ in moves:
+        os.rename(src, os.path.join(path, name))
+    text = json.dumps(manifest, indent=2, ensure_ascii=False) + "\n"
+    _write_small(os.path.join(path, "_manifest.json"), text)
+    _write_small(os.path.join(path, "_SUCCESS"), "")
+
+
+def _write_small(path, text):
+    tmp = path + ".tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def write_tfrecord(df, path, *, compression=None, record_type=None, max_rows_per_file=None,
+                   max_bytes_per_file=None, overwrite=False):
+    """Writes the DataFrame as TFRecord files (``tf.train.Example``, or
+    ``record_type="sequence_example"``) to the folder ``path``, one file per Spark
+    partition (more with ``max_rows_per_file`` / ``max_bytes_per_file``), committed on
+    the driver when the job succeeds: ``part-<partition>-<job>-c<k>.tfrecord[.gz]``,
+    ``_manifest.json`` (as the engine writes it: rows, bytes, files, schema, TF feature
+    spec) and ``_SUCCESS``. Retried and speculative tasks leave nothing behind; a failed
+    job leaves no part file. Returns {path, rows, bytes, files, partitions, job,
+    attempts}: ``attempts`` is the committed attempt number of each partition."""
+    sink = {k: v for k, v in (("compression", compression), ("record_type", record_type),
+                              ("max_rows_per_file", max_rows_per_file),
+                              ("max_bytes_per_file", max_bytes_per_file)) if v is not None}
+    ext = ".tfrecord" + {"gzip": ".gz", "GZIP": ".gz", "zlib": ".zz",
+                         "ZLIB": ".zz"}.get(compression or "none", "")
+    return _write(df, path, "tfrecord", sink, overwrite, ext)
+
+
+def write_parquet(df, path, *, max_rows_per_file=None, max_bytes_per_file=None,
+                  overwrite=False):
+    """Writes Parquet files with the engine's writer and the same commit as
+    :func:`write_tfrecord` (``part-<partition>-<job>-c<k>.parquet``, ``_manifest.json``,
+    ``_SUCCESS``); Spark reads the folder back with ``spark.read.parquet``."""
+    sink = {k: v for k, v in (("max_rows_per_file", max_rows_per_file),
+                              ("max_bytes_per_file", max_bytes_per_file)) if v is not None}
+    return _write(df, path, "parquet", sink, overwrite, ".parquet")
+
+
+# -- reading ----------------------------------------------------------------------------
+class _ReadSpec:
+    def __init__(self, folder, files, columns, out_schema):
+        self.folder = folder
+        self.files = files
+        self.columns = columns
+        self.out_schema = out_schema
+
+
+def _read_task(spec, batches):
+    """Reads the files whose indices arrive, each with the folder's exact schema: the
+    engine takes a folder's schema from its manifest, so each file is read through a
+    private folder holding links to the file and the manifest."""
+    from .dataset import read_tfrecord as engine_read
+    for ids in batches:
+        for i in ids.column(0).to_pylist():
+            name = spec.files[i]
+            tmp = tempfile.mkdtemp(prefix="dlprep-read-")
+            try:
+                os.symlink(os.path.join(spec.folder, "_manifest.json"),
+                           os.path.join(tmp, "_manifest.json"))
+                os.symlink(os.path.join(spec.folder, name), os.path.join(tmp, name))
+                for b in engine_read(tmp, columns=spec.columns).to_batches():
+                    yield _conform(b, spec.out_schema)
+            finally:
+                shutil.rmtree(tmp, ignore_errors=True)
+
+
+def read_tfrecord(spark, path, *, columns=None):
+    """A DataFrame over a TFRecord folder written by dlprep (the engine or
+    :func:`write_tfrecord`): the schema is the manifest's, one Spark partition per file,
+    each file decoded by the engine in ``mapInArrow``."""
+    folder = os.path.abspath(os.path.expanduser(os.fspath(path)))
+    mpath = os.path.join(folder, "_manifest.json")
+    try:
+        with open(mpath, encoding="utf-8") as f:
+            m = json.load(f)
+    except OSError as e:
+        raise _InvalidInput(f"cannot read '{mpath}' ({e.strerror}): read_tfrecord reads "
+                            "folders written by dlprep") from None
+    if m.get("format") != "tfrecord":
+        raise _InvalidInput(f"'{folder}' holds {m.get('format')} files, not tfrecord")
+    schema = pa.ipc.read_schema(pa.py_buffer(base64.b64decode(m["arrow_schema"])))
+    if columns is not None:
+        columns = [columns] if isinstance(columns, str) else list(columns)
+        missing = [c for c in columns if c not in schema.names]
+        if missing:
+            raise _InvalidInput(f"column '{missing[0]}' is not in the TFRecord schema "
+                                f"(columns: {', '.join(schema.names)})")
+        schema = pa.schema([schema.field(c) for c in columns])
+    struct = spark_schema(schema)
+    files = [e["name"] for e in m["files"]]
+    if not files:
+        return spark.createDataFrame([], struct)
+    spec = _ReadSpec(folder, files, columns,
+                     _spark_arrow_schema(struct, _large_var_types(spark)))
+    ids = spark.range(0, len(files), 1, numPartitions=len(files))
+    return ids.mapInArrow(functools.partial(_read_task, spec), struct)

@@ -1,0 +1,531 @@
+"""dlprep.spark: the engine's operators inside PySpark (mapInArrow / applyInArrow) give
+the rows the engine gives on one machine; writes commit once per partition whatever
+Spark retries; stateful operators open once per Python worker."""
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+pyspark = pytest.importorskip("pyspark")
+if not (os.environ.get("JAVA_HOME") or shutil.which("java")):
+    pytest.skip("Spark needs Java (17)", allow_module_level=True)
+
+import dlprep  # noqa: E402
+from conftest import SOURCE  # noqa: E402
+from test_dataset import _write_wav  # noqa: E402
+
+from dlprep import spark as dsp  # noqa: E402
+
+AUDIO = dict(clip_seconds=1, mfcc=13, label_regex=r"([^/]+)/[^/]+$")
+WINDOWS = dict(key="customer_id", time="ts", category="event_type",
+               values=["amount", "duration"], aggs=["sum", "mean", "max"], window="14d",
+               stride="7d", step="1d", horizon="30d")
+
+
+def _session(master, **conf):
+    from pyspark.sql import SparkSession
+    b = (SparkSession.builder.master(master).appName("dlprep-test")
+         .config("spark.ui.enabled", "false")
+         .config("spark.ui.showConsoleProgress", "false")
+         .config("spark.sql.shuffle.partitions", "4")
+         .config("spark.python.worker.reuse", "true")
+         # Small Arrow batches: several per task, so stateful operators hold rows back.
+         .config("spark.sql.execution.arrow.maxRecordsPerBatch", "200")
+         # Not UTC: timestamps must come out right whatever the session's zone.
+         .config("spark.sql.session.timeZone", "America/New_York")
+         .config("spark.driver.memory", "1g"))
+    for k, v in conf.items():
+        b = b.config(k, v)
+    s = b.getOrCreate()
+    s.sparkContext.setLogLevel("ERROR")
+    return s
+
+
+def _free_port():
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class _Processes:
+    """Processes a test started, each stopped by its PID (and process group: the Spark
+    scripts exec java) at the end, also on failure."""
+
+    def __init__(self, folder):
+        self.folder = folder
+        self.procs = []
+        self.logs = []
+
+    def start(self, args, env):
+        log = open(self.folder / f"proc{len(self.procs)}.log", "wb")
+        self.logs.append(log)
+        p = subprocess.Popen(args, env=env, stdout=log, stderr=subprocess.STDOUT,
+                             start_new_session=True)
+        self.procs.append(p)
+        return p
+
+    def stop(self):
+        for p in self.procs:
+            if p.poll() is None:
+                try:
+                    os.killpg(p.pid, signal.SIGTERM)
+                except ProcessLookupError:
+                    pass
+        for p in self.procs:
+            try:
+                p.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(p.pid, signal.SIGKILL)
+                p.wait()
+        for log in self.logs:
+            log.close()
+
+
+SPARK_HOME = Path(os.path.dirname(pyspark.__file__))
+
+
+@pytest.fixture(scope="module", autouse=True)
+def spark_env():
+    """Spark's Python workers run this Python (with the installed dlprep); Spark binds
+    to the loopback interface."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("PYSPARK_PYTHON", sys.executable)
+        mp.setenv("SPARK_LOCAL_IP", "127.0.0.1")
+        yield
+
+
+@pytest.fixture(scope="module")
+def connect_server(spark_env, tmp_path_factory):
+    """A Spark Connect server (local[2,4]) on 127.0.0.1, started at the beginning of the
+    module so that it comes up while the other tests run; None without the Connect
+    client's dependencies (pip install 'pyspark[connect]==4.0.1')."""
+    try:
+        from pyspark.sql.connect.utils import check_dependencies
+        check_dependencies("pyspark.sql.connect")
+    except ImportError:
+        yield None
+        return
+    procs = _Processes(tmp_path_factory.mktemp("connect"))
+    port = _free_port()
+    procs.start([str(SPARK_HOME / "bin" / "spark-submit"), "--class",
+                 "org.apache.spark.sql.connect.service.SparkConnectServer",
+                 "--master", "local[2,4]", "--conf", f"spark.connect.grpc.binding.port={port}",
+                 "--conf", "spark.connect.grpc.binding.address=127.0.0.1",
+                 "--conf", "spark.ui.enabled=false", "--conf", "spark.driver.memory=1g"],
+                dict(os.environ, SPARK_HOME=str(SPARK_HOME)))
+    try:
+        yield port
+    finally:
+        procs.stop()
+
+
+@pytest.fixture(scope="module")
+def spark(connect_server):
+    # local[2,4]: two cores, and a failed task is retried up to 4 times (plain local[N]
+    # never retries).
+    s = _session("local[2,4]")
+    yield s
+    s.stop()
+
+
+def _rows(table, keys):
+    return table.sort_by([(k, "ascending") for k in keys]).to_pylist()
+
+
+def _same_rows(got, expected, keys):
+    """Rows equal (floats to 1e-5 relative); timestamps compare as instants."""
+    a, b = _rows(got, keys), _rows(expected, keys)
+    assert len(a) == len(b) > 0
+    for x, y in zip(a, b):
+        assert x.keys() == y.keys()
+        for k in x:
+            u, v = x[k], y[k]
+            if isinstance(u, list) and u and isinstance(u[0], float):
+                assert np.allclose(u, v, rtol=1e-5, atol=1e-6), k
+            elif isinstance(u, float):
+                assert u == pytest.approx(v, rel=1e-5, abs=1e-6), k
+            else:
+                assert u == v, (k, u, v)
+
+
+# -- data --------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def churn(tmp_path_factory):
+    """Events of 40 customers over 60 days and labels (churn time for half of them)."""
+    d = tmp_path_factory.mktemp("churn")
+    rng = np.random.default_rng(7)
+    n = 3000
+    start = 1_700_000_000
+    ts = start + rng.permutation(60 * 86400)[:n]  # distinct times: one order per key
+    keys = rng.integers(0, 40, n).astype(object)
+    keys[:5] = None  # null keys are left out
+    events = pa.table({
+        "customer_id": pa.array(keys, pa.int64()),
+        "ts": pa.array(ts * 1_000_000, pa.timestamp("us", tz="UTC")),
+        "event_type": pa.array(rng.choice(["login", "purchase", "support"], n)),
+        "amount": pa.array(rng.gamma(2.0, 10.0, n)),
+        "duration": pa.array(rng.integers(1, 600, n), pa.int64())})
+    labels = pa.table({
+        "customer_id": pa.array(range(0, 40, 2), pa.int64()),
+        "churn_ts": pa.array([(start + (20 + i) * 86400) * 1_000_000 for i in range(20)],
+                             pa.timestamp("us", tz="UTC"))})
+    pq.write_table(events, d / "events.parquet")
+    pq.write_table(labels, d / "labels.parquet")
+    return d, events, labels
+
+
+@pytest.fixture(scope="module")
+def clips(tmp_path_factory):
+    d = tmp_path_factory.mktemp("clips")
+    for i in range(15):
+        _write_wav(d / ("yes" if i % 2 else "no") / f"{i}.wav", 200 + 40 * i)
+    (d / "no" / "bad.wav").write_bytes(b"not a wav file at all")
+    return d
+
+
+def _binary_files(spark, folder, partitions):
+    return (spark.read.format("binaryFile").option("pathGlobFilter", "*.wav")
+            .option("recursiveFileLookup", "true").load(str(folder))
+            .repartition(partitions))
+
+
+def _local_path(table):
+    """Spark's binaryFile paths are URIs (file:/x); the engine's are plain paths."""
+    i = table.schema.get_field_index("path")
+    return table.set_column(i, "path", pa.array(
+        [re.sub(r"^file:", "", p) for p in table.column("path").to_pylist()]))
+
+
+# -- types -------------------------------------------------------------------------------
+def test_arrow_and_spark_schemas_map_exactly():
+    from pyspark.sql import types as T
+    schema = pa.schema([
+        ("a", pa.int64()), ("b", pa.int32()), ("c", pa.float32()), ("d", pa.float64()),
+        pa.field("e", pa.list_(pa.float32()), metadata={"dlprep.shape": "[2,3]"}),
+        ("f", pa.timestamp("s", tz="UTC")), ("g", pa.string()), ("h", pa.binary()),
+        ("i", pa.int16()), pa.field("j", pa.int32(), nullable=False), ("k", pa.uint32()),
+        ("l", pa.list_(pa.field("item", pa.int64(), nullable=False))), ("m", pa.bool_()),
+        ("n", pa.timestamp("us"))])
+    s = dsp.spark_schema(schema)
+    assert [f.dataType for f in s.fields] == [
+        T.LongType(), T.IntegerType(), T.FloatType(), T.DoubleType(),
+        T.ArrayType(T.FloatType()), T.TimestampType(), T.StringType(), T.BinaryType(),
+        T.ShortType(), T.IntegerType(), T.LongType(), T.ArrayType(T.LongType(), False),
+        T.BooleanType(), T.TimestampNTZType()]
+    assert s["e"].metadata == {"dlprep.shape": "[2,3]"} and not s["j"].nullable
+    # Types Spark lacks keep their exact Arrow type in the column metadata: back to
+    # Arrow, the schema is the one we started from.
+    assert "dlprep.arrow_type" in s["f"].metadata and "dlprep.arrow_type" in s["k"].metadata
+    assert "dlprep.arrow_type" not in s["a"].metadata
+    back = dsp.arrow_schema(s)
+    assert back.equals(schema, check_metadata=True)
+    plain = dsp.arrow_schema(dsp.spark_schema(schema).__class__(
+        [f.__class__(f.name, f.dataType, f.nullable) for f in s.fields]))
+    assert plain.field("f").type == pa.timestamp("us", tz="UTC")
+    assert plain.field("e").type == pa.list_(pa.float32())
+    with pytest.raises(dlprep.errors.TypeError, match="column 'u'.*uint64"):
+        dsp.spark_schema(pa.schema([("u", pa.uint64())]))
+
+
+# -- job-level errors fail on the driver, before any task ---------------------------------
+def test_bad_options_fail_on_the_driver(spark, clips, tmp_path):
+    sc = spark.sparkContext
+    sc.setJobGroup("dlprep-bad-options", "no job may run")
+    try:
+        files = spark.read.format("binaryFile").load(str(clips / "yes"))
+        with pytest.raises(dlprep.InvalidInput, match="model file '/nonexistent.pt'"):
+            dsp.score(files, model="/nonexistent.pt", column="content")
+        with pytest.raises(dlprep.InvalidInput, match="n-mels must be positive"):
+            dsp.audio(files, n_mels=0)
+        with pytest.raises(dlprep.InvalidInput, match="errors"):
+            dsp.audio(files, errors="ignore", **AUDIO)
+        with pytest.raises(dlprep.Error, match="compression"):
+            dsp.write_tfrecord(files, tmp_path / "out", compression="bogus")
+        with pytest.raises(dlprep.Error, match="windows"):
+            dsp.windows(files, key="path", time="modificationTime", window="7d",
+                        stride="nonsense", step="1d", until=10)
+        assert sc.statusTracker().getJobIdsForGroup("dlprep-bad-options") == []
+        assert not (tmp_path / "out").exists()
+    finally:
+        sc.setLocalProperty("spark.jobGroup.id", None)
+
+
+# -- grouped: windows, then the commit --------------------------------------------------
+def test_windows_and_tfrecord_equal_the_engine(spark, churn, tmp_path):
+    d, events, labels = churn
+    local = tmp_path / "local"
+    dlprep.from_arrow(events).windows(
+        **WINDOWS, labels=dlprep.read_parquet(d / "labels.parquet"),
+        label_time="churn_ts").write_tfrecord(local, compression="gzip")
+    expected = dlprep.read_tfrecord(local).to_arrow()
+
+    events_df = spark.read.parquet(str(d / "events.parquet")).repartition(3)
+    labels_df = spark.read.parquet(str(d / "labels.parquet"))
+    w = dsp.windows(events_df, labels=labels_df, label_time="churn_ts", **WINDOWS)
+    assert json.loads(w.schema["features"].metadata["dlprep.shape"]) == \
+        json.loads(expected.schema.field("features").metadata[b"dlprep.shape"])
+    out = tmp_path / "spark"
+    stats = dsp.write_tfrecord(w, out, compression="gzip")
+
+    names = sorted(os.listdir(out))
+    parts = [n for n in names if n.startswith("part-")]
+    assert names == sorted(parts + ["_SUCCESS", "_manifest.json"])  # no _temporary
+    assert all(re.fullmatch(r"part-\d{5}-[0-9a-f-]{36}-c\d{3}\.tfrecord\.gz", n) for n in parts)
+    got = dlprep.read_tfrecord(out).to_arrow()
+    keys = ["customer_id", "window_end"]
+    _same_rows(got, expected, keys)
+    assert got.schema.equals(expected.schema, check_metadata=True)
+
+    m_spark = json.loads((out / "_manifest.json").read_text())
+    m_local = json.loads((local / "_manifest.json").read_text())
+    for k in ("format", "compression", "record_type", "rows", "schema", "arrow_schema",
+              "features"):
+        assert m_spark[k] == m_local[k], k
+    assert [f["name"] for f in m_spark["files"]] == parts
+    assert sum(f["bytes"] for f in m_spark["files"]) == m_spark["bytes"] == sum(
+        (out / p).stat().st_size for p in parts)
+    assert stats["rows"] == m_local["rows"] and stats["files"] == len(parts)
+
+    # Read back through Spark: one task per file, the manifest's schema.
+    back = dsp.read_tfrecord(spark, out)
+    assert back.schema == dsp.spark_schema(expected.schema)
+    _same_rows(back.toArrow(), expected, keys)
+
+    with pytest.raises(dlprep.InvalidInput, match="not empty"):
+        dsp.write_tfrecord(w, out)
+
+
+# -- stateful: audio (opens once per worker), score, score_http --------------------------
+def test_audio_equals_the_engine_and_opens_once_per_worker(spark, clips):
+    expected = dlprep.read_binary_files(clips, recursive=True, name_filter="*.wav") \
+        .audio(**AUDIO).to_arrow()
+    files = _binary_files(spark, clips, 8)  # 8 tasks on 2 Python workers
+    before_opens, before_errors = dsp.operator_opens(spark), dsp.row_error_count(spark)
+    feats = dsp.audio(files, errors="column", **AUDIO)
+    assert feats.schema["log_mel"].metadata == {"dlprep.shape": "[101,64]"}
+    got = _local_path(feats.toArrow())
+    opens = dsp.operator_opens(spark) - before_opens
+    assert 1 <= opens <= 2, opens
+    assert dsp.row_error_count(spark) - before_errors == 1
+
+    bad = got.filter(pa.compute.is_valid(got.column(dsp.ERROR_COLUMN)))
+    assert bad.num_rows == 1
+    assert bad.column("path")[0].as_py().endswith("bad.wav")
+    assert "bad.wav" in bad.column(dsp.ERROR_COLUMN)[0].as_py()
+    good = got.filter(pa.compute.is_null(got.column(dsp.ERROR_COLUMN))) \
+        .drop_columns([dsp.ERROR_COLUMN])
+    _same_rows(good, expected, ["path"])
+
+
+def test_score_after_audio_equals_the_engine(spark, clips, tmp_path):
+    torch = pytest.importorskip("torch")
+    torch.manual_seed(0)
+    model = torch.jit.script(torch.nn.Sequential(torch.nn.Flatten(),
+                                                 torch.nn.Linear(101 * 64, 3)))
+    model.save(str(tmp_path / "m.pt"))
+    ds = dlprep.read_binary_files(clips, recursive=True, name_filter="*.wav") \
+        .audio(**AUDIO).select(["path", "label", "log_mel"])
+    try:
+        expected = ds.score(tmp_path / "m.pt", "log_mel", argmax=True, batch_size=4) \
+            .to_arrow()
+    except dlprep.errors.NotImplementedError:
+        pytest.skip("this build has no TorchScript backend")
+    feats = dsp.audio(_binary_files(spark, clips, 4), **AUDIO).select("path", "label",
+                                                                         "log_mel")
+    # log_mel's shape comes from its Spark column metadata; batches of 4 make score
+    # hold rows back until each task's flush.
+    scored = dsp.score(feats, model=str(tmp_path / "m.pt"), column="log_mel", argmax=True,
+                       batch_size=4)
+    _same_rows(_local_path(scored.toArrow()), expected, ["path"])
+
+
+def test_score_http_equals_the_engine_and_keeps_failed_rows(spark):
+    sys.path.insert(0, str(SOURCE / "tests" / "python"))
+    try:
+        from model_server import ModelServer
+    finally:
+        sys.path.pop(0)
+    server = ModelServer().start()
+    try:
+        rng = np.random.default_rng(3)
+        n = 60
+        t = pa.table({"id": pa.array(np.arange(n), pa.int64()),
+                      "features": pa.array(list(rng.standard_normal((n, 4)).astype(np.float32)),
+                                           pa.list_(pa.float32()))})
+        # One row per request: only the row with id 13 fails, whatever the batches.
+        opts = dict(protocol="kserve-v2", outputs=["score:float64", "row_id:int64"],
+                    batch_size=1, concurrency=4, retries=0)
+        url = server.url("kserve-v2")
+        server.fault = {"mode": "fail_ids", "ids": {13}, "code": 400}
+        expected = dlprep.from_arrow(t).score_http(url, ["id", "features"], **opts).to_arrow()
+        df = spark.createDataFrame(t).repartition(4)
+        got = dsp.score_http(df, url=url, column=["id", "features"], errors="column",
+                             **opts).toArrow()
+        bad = got.filter(pa.compute.is_valid(got.column(dsp.ERROR_COLUMN)))
+        assert expected.num_rows == n - 1 and bad.column("id").to_pylist() == [13]
+        assert "400" in bad.column(dsp.ERROR_COLUMN)[0].as_py()
+        assert bad.column("score").null_count == 1
+        good = got.filter(pa.compute.is_null(got.column(dsp.ERROR_COLUMN)))
+        _same_rows(good.drop_columns([dsp.ERROR_COLUMN]), expected, ["id"])
+        assert dsp.step(df, "filter", expr="id >= 45").count() == 15
+        with pytest.raises(Exception, match="400"):
+            dsp.score_http(df, url=url, column=["id", "features"], errors="fail",
+                           **opts).count()
+    finally:
+        server.stop()
+
+
+def test_threads_per_task_default_is_omp_num_threads(monkeypatch):
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")  # Spark sets it to spark.task.cpus
+    assert dsp._default_threads() == 3
+    monkeypatch.delenv("OMP_NUM_THREADS")
+    assert dsp._default_threads() == 1
+
+
+# -- the commit under retries and failures ------------------------------------------------
+def _flaky(mode):
+    """A mapInArrow function that fails attempt 0 of partitions 1 (an exception after
+    some rows went to the writer) and 2 (the Python worker dies), or (mode "always")
+    every attempt of partition 0."""
+    def fn(batches):
+        from pyspark import TaskContext
+        ctx = TaskContext.get()
+        p, attempt = ctx.partitionId(), ctx.attemptNumber()
+        for i, b in enumerate(batches):
+            yield b
+            if mode == "always" and p == 0:
+                raise RuntimeError("injected: partition 0 always fails")
+            if mode == "once" and attempt == 0 and p == 1 and i == 1:
+                raise RuntimeError("injected: partition 1 fails once")
+            if mode == "once" and attempt == 0 and p == 2 and i == 1:
+                os._exit(3)
+    return fn
+
+
+def test_retried_tasks_commit_every_row_once(spark, tmp_path):
+    from pyspark.sql import functions as F
+    df = spark.range(0, 4000, 1, numPartitions=4).withColumn(
+        "v", (F.col("id") * 0.5).cast("float"))
+    flaky = df.mapInArrow(_flaky("once"), df.schema)
+    stats = dsp.write_tfrecord(flaky, tmp_path / "out", max_rows_per_file=600)
+    names = sorted(os.listdir(tmp_path / "out"))
+    assert "_temporary" not in names and "_SUCCESS" in names
+    assert not [n for n in names if n.startswith(".")]
+    got = dlprep.read_tfrecord(tmp_path / "out").to_arrow()
+    assert sorted(got.column("id").to_pylist()) == list(range(4000))
+    assert stats["rows"] == 4000 and stats["partitions"] == 4
+    assert stats["attempts"] == [0, 1, 1, 0]  # the retried attempts were committed
+    m = json.loads((tmp_path / "out" / "_manifest.json").read_text())
+    assert m["rows"] == 4000 and len(m["files"]) == stats["files"] == len(names) - 2
+    assert {f["name"] for f in m["files"]} == set(names) - {"_SUCCESS", "_manifest.json"}
+
+    # Overwrite replaces the folder's files with the new job's.
+    dsp.write_tfrecord(df.where("id < 10"), tmp_path / "out", overwrite=True)
+    assert dlprep.read_tfrecord(tmp_path / "out").to_arrow().num_rows == 10
+    assert len(os.listdir(tmp_path / "out")) == 3
+
+
+def test_failed_job_leaves_no_files(spark, tmp_path):
+    df = spark.range(0, 1000, 1, numPartitions=3)
+    with pytest.raises(Exception, match="partition 0 always fails"):
+        dsp.write_tfrecord(df.mapInArrow(_flaky("always"), df.schema), tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+    (tmp_path / "old").mkdir()
+    (tmp_path / "old" / "keep.txt").write_text("x")
+    with pytest.raises(Exception, match="partition 0 always fails"):
+        dsp.write_tfrecord(df.mapInArrow(_flaky("always"), df.schema), tmp_path / "old",
+                           overwrite=True)
+    assert os.listdir(tmp_path / "old") == ["keep.txt"]
+
+
+# -- Spark Connect -----------------------------------------------------------------------
+def test_spark_connect_gives_the_same_rows(connect_server, clips, tmp_path):
+    if connect_server is None:
+        pytest.skip("the Spark Connect client's dependencies are not installed "
+                    "(pip install 'pyspark[connect]==4.0.1')")
+    import socket
+    deadline = time.time() + 120
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", connect_server), timeout=1).close()
+            break
+        except OSError:
+            if time.time() > deadline:
+                pytest.fail("the Spark Connect server did not come up in 120 s")
+            time.sleep(1)
+    from pyspark.sql import SparkSession
+    mode_was_set = "SPARK_CONNECT_MODE_ENABLED" in os.environ
+    remote = SparkSession.builder.remote(f"sc://127.0.0.1:{connect_server}").create()
+    try:
+        expected = dlprep.read_binary_files(clips, recursive=True, name_filter="*.wav") \
+            .audio(**AUDIO).to_arrow()
+        feats = dsp.audio(_binary_files(remote, clips, 4), **AUDIO)
+        dsp.write_tfrecord(feats, tmp_path / "out")
+        got = _local_path(dsp.read_tfrecord(remote, tmp_path / "out").toArrow())
+        _same_rows(got, expected, ["path"])
+        assert dsp.operator_opens(remote) is None  # no accumulators in Spark Connect
+    finally:
+        remote.stop()
+        if not mode_was_set:  # set by the Connect client; classic sessions refuse it
+            os.environ.pop("SPARK_CONNECT_MODE_ENABLED", None)
+
+
+# -- a standalone cluster (a master and two one-core workers) ----------------------------
+@pytest.fixture()
+def standalone(spark, tmp_path):
+    """A master and two workers started with bin/spark-class, stopped by PID at the end.
+    Skipped when they do not come up within 90 s."""
+    spark.stop()  # one SparkContext per process
+    port, ui = _free_port(), _free_port()
+    env = dict(os.environ, SPARK_HOME=str(SPARK_HOME), SPARK_LOCAL_IP="127.0.0.1",
+               SPARK_WORKER_DIR=str(tmp_path / "work"))
+    procs = _Processes(tmp_path)
+    spark_class = str(SPARK_HOME / "bin" / "spark-class")
+    try:
+        procs.start([spark_class, "org.apache.spark.deploy.master.Master", "--host",
+                     "127.0.0.1", "--port", str(port), "--webui-port", str(ui)], env)
+        for _ in range(2):
+            procs.start([spark_class, "org.apache.spark.deploy.worker.Worker", "--cores", "1",
+                         "--memory", "1g", "--webui-port", "0",
+                         f"spark://127.0.0.1:{port}"], env)
+        deadline = time.time() + 90
+        alive = 0
+        while time.time() < deadline:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{ui}/json", timeout=2) as r:
+                    alive = sum(w["state"] == "ALIVE" for w in json.load(r)["workers"])
+            except OSError:
+                pass
+            if alive == 2:
+                break
+            time.sleep(1)
+        if alive != 2:
+            pytest.skip(f"the standalone cluster did not come up in 90 s ({alive} workers)")
+        s = _session(f"spark://127.0.0.1:{port}", **{"spark.executor.memory": "512m",
+                                                      "spark.task.maxFailures": "4"})
+        yield s
+        s.stop()
+    finally:
+        procs.stop()
+
+
+def test_standalone_cluster_gives_the_same_rows(standalone, clips, tmp_path):
+    expected = dlprep.read_binary_files(clips, recursive=True, name_filter="*.wav") \
+        .audio(**AUDIO).to_arrow()
+    feats = dsp.audio(_binary_files(standalone, clips, 4), **AUDIO)
+    dsp.write_tfrecord(feats, tmp_path / "out")
+    got = _local_path(dlprep.read_tfrecord(tmp_path / "out").to_arrow())
+    _same_rows(got, expected.select(got.schema.names), ["path"])
+    assert 1 <= dsp.operator_opens(standalone) <= 4  # at most 2 per executor (1 core)
