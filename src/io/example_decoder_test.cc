@@ -1,3 +1,6 @@
+#include <filesystem>
+#include <fstream>
+#include <iterator>
 #include <string>
 #include <vector>
 
@@ -477,6 +480,30 @@ TEST(InferExampleSchema, UsesMergedFeaturesAndTheLastEntryOfAKey) {
                                  arrow::field("v", arrow::list(arrow::int64())),
                                  arrow::field("x", arrow::float32())});
   EXPECT_TRUE(schema->Equals(*expected)) << schema->ToString();
+}
+
+// Inputs of tests/fuzz/corpus/example_decode (see its README): keys that are not UTF-8
+// are refused, the rest infer a schema and decode to one row.
+TEST(ExampleDecoder, CorpusSeeds) {
+  int seen = 0;
+  for (const auto& entry :
+       std::filesystem::directory_iterator(DLPREP_FUZZ_CORPUS "/example_decode")) {
+    std::ifstream in(entry.path(), std::ios::binary);
+    const std::string record((std::istreambuf_iterator<char>(in)), {});
+    const std::string name = entry.path().filename().string();
+    ++seen;
+    auto schema = InferExampleSchema({record}, RecordType::kExample);
+    if (name.rfind("key_", 0) == 0) {
+      EXPECT_TRUE(Contains(schema.status(), "is not valid UTF-8")) << name;
+      EXPECT_TRUE(IsUtf8(schema.status().message())) << name;
+      continue;
+    }
+    ASSERT_TRUE(schema.ok()) << name << ": " << schema.status().ToString();
+    auto out = DecodeAll(*schema, {record});
+    EXPECT_EQ(out->num_rows(), 1) << name;
+    EXPECT_GT(out->num_columns(), 0) << name;
+  }
+  EXPECT_GE(seen, 6);
 }
 
 }  // namespace

@@ -413,5 +413,47 @@ TEST(RecordIo, BytesAfterTheGzipMemberAreNamed) {
   EXPECT_EQ(reader->lost_bytes(), 16);
 }
 
+// Inputs of tests/fuzz/corpus/tfrecord_framing (see its README): no crash; the records
+// before the damage are read, then an IOError names the file and the offset after them
+// and the rest of the file is lost.
+TEST(RecordIo, CorpusSeeds) {
+  int seen = 0;
+  for (const auto& entry : fs::directory_iterator(DLPREP_FUZZ_CORPUS "/tfrecord_framing")) {
+    const std::string path = entry.path().string();
+    const std::string name = entry.path().filename().string();
+    auto reader = RecordReader::Open(path, TfRecordCompression::kAuto).ValueOrDie();
+    std::string_view rec;
+    int64_t records = 0, good_bytes = 0;
+    arrow::Status st;
+    while (true) {
+      auto next = reader->Next(&rec);
+      if (!next.ok()) {
+        st = next.status();
+        break;
+      }
+      if (!*next) break;
+      ++records;
+      good_bytes += static_cast<int64_t>(rec.size()) + 16;
+    }
+    ++seen;
+    if (name.rfind("key_", 0) == 0) {
+      EXPECT_TRUE(st.ok()) << name << ": " << st.ToString();
+      EXPECT_EQ(records, 3) << name;
+      continue;
+    }
+    const size_t after = name.find("_after_");
+    const int64_t expected = after == std::string::npos ? 2 : std::stoll(name.substr(after + 7));
+    EXPECT_EQ(records, expected) << name;
+    EXPECT_TRUE(st.IsIOError()) << name << ": " << st.ToString();
+    EXPECT_TRUE(Contains(st, path + ": ")) << st.ToString();
+    EXPECT_TRUE(Contains(st, "at byte offset " + std::to_string(good_bytes))) << st.ToString();
+    auto skip = reader->SkipCorrupt();
+    ASSERT_TRUE(skip.ok()) << name << ": " << skip.status().ToString();
+    EXPECT_FALSE(*skip) << name;
+    EXPECT_GT(reader->lost_bytes(), 0) << name;
+  }
+  EXPECT_GE(seen, 10);
+}
+
 }  // namespace
 }  // namespace dlprep::io

@@ -14,7 +14,7 @@ import pyarrow.parquet as pq
 import pytest
 
 # Regression seeds: hostile inputs that once crashed or misled dlprep
-# (tests/fuzz/make_corpus.py says how each was made).
+# (tests/fuzz/make_tfrecord_corpus.py says how each was made).
 CORPUS = Path(__file__).resolve().parents[1] / "fuzz" / "corpus"
 
 
@@ -300,7 +300,7 @@ def test_huge_record_length_is_an_error_not_a_crash(dlprep, tmp_path, name):
 
 
 @pytest.mark.parametrize("name, kept, lost", [
-    ("gzip_corrupt_block.tfrecord.gz", list(range(10)), "corrupt gzip data"),
+    ("gzip_corrupt_block_after_10.tfrecord.gz", list(range(10)), "corrupt gzip data"),
     ("gzip_trailing_garbage.tfrecord.gz", [0, 1], "16 bytes after the end of the gzip data"),
 ])
 def test_damaged_gzip(dlprep, tmp_path, name, kept, lost):

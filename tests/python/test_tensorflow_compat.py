@@ -407,7 +407,7 @@ CORPUS = Path(__file__).resolve().parents[1] / "fuzz" / "corpus" / "example_deco
 
 @pytest.mark.parametrize("seed", sorted(p.name for p in CORPUS.glob("*.pb")))
 def test_example_decode_seeds_decode_as_protobuf_does(dlprep, tmp_path, seed):
-    # The decoder's regression seeds (tests/fuzz/make_corpus.py), each framed as the one
+    # The decoder's regression seeds (tests/fuzz/make_tfrecord_corpus.py), each framed as the one
     # record of a file: dlprep reads what tf.train.Example.FromString reads, and refuses
     # what it refuses.
     record = (CORPUS / seed).read_bytes()

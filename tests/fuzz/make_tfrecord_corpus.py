@@ -1,6 +1,8 @@
-"""Writes the regression seeds in tests/fuzz/corpus/ (hostile inputs that once crashed
-or misled dlprep). Run from anywhere: python tests/fuzz/make_corpus.py. Pure Python, no
-TensorFlow needed; the seeds are committed, this script documents how they were made."""
+"""Writes the TFRecord regression seeds in tests/fuzz/corpus/ (hostile inputs that once
+crashed or misled dlprep): tfrecord_framing/ (whole files, for RecordReader) and
+example_decode/ (one serialized tf.train.Example each, for ExampleDecoder and
+InferExampleSchema). Pure Python and deterministic: the seeds are committed, and this
+says how each was made. Run: python tests/fuzz/make_tfrecord_corpus.py"""
 import gzip
 import struct
 import zlib
@@ -121,7 +123,7 @@ def main():
           zlib.compress(good + header_only(2**64 - 4) + b"\0" * 16))
     # 4. Damaged gzip: a corrupt deflate block after good records, and bytes after the
     # gzip member.
-    write("tfrecord_framing", "gzip_corrupt_block.tfrecord.gz", damaged_gzip())
+    write("tfrecord_framing", "gzip_corrupt_block_after_10.tfrecord.gz", damaged_gzip())
     write("tfrecord_framing", "gzip_trailing_garbage.tfrecord.gz",
           gzip.compress(good, mtime=0) + b"this is not gzip")
 
