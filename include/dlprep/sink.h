@@ -51,6 +51,12 @@ struct WriteResult {
   int64_t bytes = 0;
 };
 
+/// What the `_manifest.json` of a committed dataset folder `dir` lists: each file (its
+/// name relative to `dir`, rows and bytes) and the totals. IOError when the manifest
+/// cannot be read; Invalid, naming it, when it is not a dlprep manifest (an entry
+/// without a name, integer rows and bytes, or whose name leaves the folder).
+arrow::Result<WriteResult> ReadManifestFiles(const std::string& dir);
+
 /// Writes a dataset with the commit protocol: every shard is written into a hidden
 /// attempt folder beside the output folder (`.<name>.dlprep-attempt-<uuid>`), and
 /// Commit() writes `_manifest.json` and `_SUCCESS` into it and then renames it onto

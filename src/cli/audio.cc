@@ -9,6 +9,7 @@
 #include "cli/commands.h"
 #include "cli/common.h"
 #include "core/progress.h"
+#include "core/text.h"
 #include "core/units.h"
 #include "dlprep/pipeline.h"
 #include "exec/error_sink.h"
@@ -68,7 +69,7 @@ std::string PipelineFileText(const AudioFlags& f) {
   steps.push_back({{"audio", step}});
   nlohmann::ordered_json doc = {{"source", source}, {"steps", steps}, {"sink", sink}};
   return "# dlprep audio as a pipeline file (JSON is YAML): dlprep run FILE\n" +
-         doc.dump(2) + "\n";
+         DumpJson(doc, 2) + "\n";
 }
 
 arrow::Status RunAudio(AudioFlags f) {
@@ -118,7 +119,7 @@ arrow::Status RunAudio(AudioFlags f) {
                      : "");
     PrintRowErrorSamples(*result);
   }
-  return WriteStats(f.common.stats_path, stats.dump(2));
+  return WriteStats(f.common.stats_path, DumpJson(stats, 2));
 }
 
 }  // namespace

@@ -6,6 +6,7 @@
 #include "cli/commands.h"
 #include "cli/common.h"
 #include "core/progress.h"
+#include "core/text.h"
 #include "core/units.h"
 #include "dlprep/pipeline.h"
 
@@ -61,7 +62,7 @@ arrow::Result<std::string> PipelineFileText(const ConvertFlags& f) {
   nlohmann::ordered_json doc = {
       {"source", source}, {"steps", nlohmann::json::array()}, {"sink", sink}};
   return "# dlprep convert as a pipeline file (JSON is YAML): dlprep run FILE\n" +
-         doc.dump(2) + "\n";
+         DumpJson(doc, 2) + "\n";
 }
 
 // Adds the skipped-record report of `source` to `stats` and prints it.
@@ -90,7 +91,7 @@ arrow::Status RunConvert(const ConvertFlags& f) {
   auto finish = [&](const arrow::Status& st) {
     stats["status"] = st.ok() ? "ok" : (st.IsCancelled() ? "interrupted" : "error");
     if (!st.ok()) stats["error"] = st.message();
-    arrow::Status ws = WriteStats(f.common.stats_path, stats.dump(2));
+    arrow::Status ws = WriteStats(f.common.stats_path, DumpJson(stats, 2));
     return st.ok() ? ws : st;
   };
   WarnAboutLeftoverAttempts(f.output.output_dir);

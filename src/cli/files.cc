@@ -8,6 +8,7 @@
 #include "cli/commands.h"
 #include "cli/common.h"
 #include "core/progress.h"
+#include "core/text.h"
 #include "core/units.h"
 #include "dlprep/pipeline.h"
 
@@ -51,7 +52,7 @@ arrow::Status PrintListing(const Source& source, const std::atomic<bool>* cancel
   }
   nlohmann::json stats = {{"command", "files"}, {"status", "ok"}, {"files", files},
                           {"bytes", bytes}};
-  return WriteStats(common.stats_path, stats.dump(2));
+  return WriteStats(common.stats_path, DumpJson(stats, 2));
 }
 
 arrow::Status RunFiles(FilesFlags f) {
@@ -84,7 +85,7 @@ arrow::Status RunFiles(FilesFlags f) {
                           {"rows", result->rows_written},
                           {"bytes", result->bytes_written},
                           {"seconds", progress.elapsed_seconds()}};
-  return WriteStats(f.common.stats_path, stats.dump(2));
+  return WriteStats(f.common.stats_path, DumpJson(stats, 2));
 }
 
 }  // namespace

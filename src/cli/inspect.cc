@@ -2,6 +2,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <map>
 
 #include <arrow/record_batch.h>
 #include <arrow/scalar.h>
@@ -11,6 +12,7 @@
 #include "cli/commands.h"
 #include "cli/common.h"
 #include "core/progress.h"
+#include "core/text.h"
 #include "core/units.h"
 
 namespace fs = std::filesystem;
@@ -57,6 +59,54 @@ int64_t ManifestRows(const std::vector<std::string>& paths) {
   return j["rows"].get<int64_t>();
 }
 
+// The folder of a dlprep dataset that `paths` names (one folder with a _manifest.json),
+// or "".
+std::string ManifestDir(const std::vector<std::string>& paths) {
+  std::error_code ec;
+  if (paths.size() != 1 || !fs::is_directory(paths[0], ec)) return "";
+  return fs::exists(fs::path(paths[0]) / "_manifest.json", ec) ? paths[0] : "";
+}
+
+// Compares what --verify read with the folder's _manifest.json: every file it lists is
+// there with its rows and bytes, and no other file was read. Records removed or added
+// whole leave every CRC valid; only these counts show them.
+arrow::Status CheckManifest(const std::string& dir, const Source& source,
+                            const std::vector<int64_t>& partition_rows) {
+  auto listed = ReadManifestFiles(dir);
+  if (!listed.ok()) return listed.status().WithMessage("verify failed: ", listed.status().message());
+  const fs::path base = fs::absolute(dir).lexically_normal();
+  std::map<std::string, int64_t> read;  // rows per file, by name relative to `dir`
+  for (int64_t p = 0; p < source.num_partitions(); ++p) {
+    const fs::path file = fs::absolute(source.partition_name(p)).lexically_normal();
+    read[file.lexically_relative(base).generic_string()] += partition_rows[p];
+  }
+  std::vector<std::string> problems;
+  for (const WrittenFile& w : listed->files) {
+    auto it = read.find(fs::path(w.name).lexically_normal().generic_string());
+    if (it == read.end()) {
+      problems.push_back(w.name + ": listed in _manifest.json but missing");
+      continue;
+    }
+    if (it->second != w.rows) {
+      problems.push_back(w.name + ": _manifest.json lists " + std::to_string(w.rows) +
+                         " rows, read " + std::to_string(it->second));
+    }
+    std::error_code ec;
+    const auto size = fs::file_size(base / w.name, ec);
+    if (!ec && static_cast<int64_t>(size) != w.bytes) {
+      problems.push_back(w.name + ": _manifest.json lists " + std::to_string(w.bytes) +
+                         " bytes, the file has " + std::to_string(size));
+    }
+    read.erase(it);
+  }
+  for (const auto& [name, rows] : read) problems.push_back(name + ": not listed in _manifest.json");
+  if (problems.empty()) return arrow::Status::OK();
+  std::string all;
+  for (const auto& p : problems) all += (all.empty() ? "" : "; ") + p;
+  return arrow::Status::IOError("verify failed: '", dir, "' does not match its _manifest.json: ",
+                                EscapeInvalidUtf8(all));
+}
+
 arrow::Status RunInspect(const InspectFlags& f) {
   ARROW_ASSIGN_OR_RAISE(std::string format, DetectInputFormat(f.input));
   InputFlags in = f.input;
@@ -78,6 +128,7 @@ arrow::Status RunInspect(const InspectFlags& f) {
                     !f.common.quiet);
   std::vector<std::string> head_lines;
   int64_t rows = 0;
+  std::vector<int64_t> partition_rows(static_cast<size_t>(source->num_partitions()), 0);
   for (int64_t p = 0; p < source->num_partitions(); ++p) {
     if (!read_all && static_cast<int64_t>(head_lines.size()) >= f.head) break;
     ARROW_ASSIGN_OR_RAISE(auto reader, source->OpenPartition(p));
@@ -97,6 +148,7 @@ arrow::Status RunInspect(const InspectFlags& f) {
         head_lines.push_back(FormatRow(*batch, r, static_cast<size_t>(f.width)));
       }
       rows += batch->num_rows();
+      partition_rows[p] += batch->num_rows();
       progress.Add(batch->num_rows(), 0);
       if (!read_all && static_cast<int64_t>(head_lines.size()) >= f.head) break;
     }
@@ -125,9 +177,15 @@ arrow::Status RunInspect(const InspectFlags& f) {
       return arrow::Status::IOError("verify failed: ", source->skipped_records(),
                                     " corrupt record(s) (listed above)");
     }
+    const std::string dir = ManifestDir(f.input.paths);
+    if (!dir.empty()) ARROW_RETURN_NOT_OK(CheckManifest(dir, *source, partition_rows));
     std::printf("verify: OK, read and decoded all %lld rows%s\n",
                 static_cast<long long>(rows),
                 format == "tfrecord" ? ", both CRCs of every record checked" : "");
+    if (!dir.empty()) {
+      std::printf("verify: rows and bytes of every file match _manifest.json (%lld files)\n",
+                  static_cast<long long>(source->num_partitions()));
+    }
   }
   nlohmann::json stats = {{"command", "inspect"},
                           {"format", format},
@@ -135,7 +193,7 @@ arrow::Status RunInspect(const InspectFlags& f) {
                           {"rows", read_all ? rows : manifest_rows},
                           {"skipped_records", source->skipped_records()},
                           {"verified", f.verify}};
-  return WriteStats(f.common.stats_path, stats.dump(2));
+  return WriteStats(f.common.stats_path, DumpJson(stats, 2));
 }
 
 }  // namespace

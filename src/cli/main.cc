@@ -3,6 +3,7 @@
 // SIGTERM at any time after main() began).
 #include <cstdio>
 #include <cstdlib>
+#include <exception>
 #include <memory>
 #include <vector>
 
@@ -61,7 +62,15 @@ int main(int argc, char** argv) {
   for (auto& cmd : commands) {
     if (!cmd.app->parsed()) continue;
     arrow::Status st = dlprep::cli::CheckInterrupted();
-    if (st.ok()) st = cmd.run();
+    // The module edge: an exception from a library (JSON, YAML, the standard library)
+    // that nothing below caught is a failed job with a message, not std::terminate.
+    try {
+      if (st.ok()) st = cmd.run();
+    } catch (const std::exception& e) {
+      st = arrow::Status::UnknownError("internal error: ", e.what());
+    } catch (...) {
+      st = arrow::Status::UnknownError("internal error: unknown exception");
+    }
     if (st.ok()) return 0;
     const char* name = cmd.app->get_name().c_str();
     // A signal can also surface as another error (a system call cut short by it).

@@ -9,6 +9,7 @@
 #include "cli/commands.h"
 #include "cli/common.h"
 #include "core/progress.h"
+#include "core/text.h"
 #include "core/units.h"
 #include "exec/error_sink.h"
 #include "exec/pipeline_file.h"
@@ -36,7 +37,7 @@ arrow::Status RunPipelineFile(const PipelineFileFlags& f) {
     if (progress_ptr != nullptr) progress_ptr->Finish();
     stats["status"] = st.ok() ? "ok" : (st.IsCancelled() ? "interrupted" : "error");
     if (!st.ok()) stats["error"] = st.message();
-    arrow::Status ws = WriteStats(f.common.stats_path, stats.dump(2));
+    arrow::Status ws = WriteStats(f.common.stats_path, DumpJson(stats, 2));
     return st.ok() ? ws : st;
   };
   arrow::Status registered = features::RegisterFeatureSteps();

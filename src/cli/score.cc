@@ -17,6 +17,7 @@
 #include "cli/commands.h"
 #include "cli/common.h"
 #include "core/progress.h"
+#include "core/text.h"
 #include "core/units.h"
 #include "exec/error_sink.h"
 #include "exec/pipeline_file.h"
@@ -99,7 +100,7 @@ arrow::Result<std::string> PipelineFileText(const ScoreFlags& f,
                                 {"steps", {{{"score", s}}}},
                                 {"sink", sink}};
   return "# dlprep score as a pipeline file (JSON is YAML): dlprep run FILE\n" +
-         doc.dump(2) + "\n";
+         DumpJson(doc, 2) + "\n";
 }
 
 arrow::Status RunScore(const ScoreFlags& f) {
@@ -151,7 +152,7 @@ arrow::Status RunScore(const ScoreFlags& f) {
                      : "");
     PrintRowErrorSamples(*result);
   }
-  return WriteStats(f.common.stats_path, stats.dump(2));
+  return WriteStats(f.common.stats_path, DumpJson(stats, 2));
 }
 
 }  // namespace

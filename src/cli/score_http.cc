@@ -11,6 +11,7 @@
 #include "cli/commands.h"
 #include "cli/common.h"
 #include "core/progress.h"
+#include "core/text.h"
 #include "core/units.h"
 #include "exec/error_sink.h"
 #include "infer/http/http_scorer.h"
@@ -101,7 +102,7 @@ arrow::Result<std::string> PipelineFileText(const ScoreHttpFlags& f,
   nlohmann::ordered_json doc = {
       {"source", source}, {"steps", {{{"score_http", step}}}}, {"sink", sink}};
   return "# dlprep score-http as a pipeline file (JSON is YAML): dlprep run FILE\n" +
-         doc.dump(2) + "\n";
+         DumpJson(doc, 2) + "\n";
 }
 
 arrow::Status RunScoreHttp(const ScoreHttpFlags& f) {
@@ -111,7 +112,7 @@ arrow::Status RunScoreHttp(const ScoreHttpFlags& f) {
     if (progress_ptr != nullptr) progress_ptr->Finish();
     stats["status"] = st.ok() ? "ok" : (st.IsCancelled() ? "interrupted" : "error");
     if (!st.ok()) stats["error"] = st.message();
-    arrow::Status ws = WriteStats(f.common.stats_path, stats.dump(2));
+    arrow::Status ws = WriteStats(f.common.stats_path, DumpJson(stats, 2));
     return st.ok() ? ws : st;
   };
   http::HttpScoreOptions o;

@@ -16,6 +16,7 @@
 #include "cli/commands.h"
 #include "cli/common.h"
 #include "core/progress.h"
+#include "core/text.h"
 #include "core/units.h"
 #include "dlprep/pipeline.h"
 #include "exec/builtin_ops.h"
@@ -85,7 +86,7 @@ arrow::Result<std::string> PipelineFileText(const WindowsFlags& f,
   nlohmann::ordered_json doc = {
       {"source", {{"format", format}, {"paths", events}}}, {"steps", steps}, {"sink", sink}};
   return "# dlprep windows as a pipeline file (JSON is YAML): dlprep run FILE\n" +
-         doc.dump(2) + "\n";
+         DumpJson(doc, 2) + "\n";
 }
 
 int64_t FloorDiv(int64_t a, int64_t b) {
@@ -262,7 +263,7 @@ arrow::Status RunWindows(const WindowsFlags& f) {
                  result->wall_seconds, static_cast<long long>(null_keys),
                  static_cast<long long>(op->dropped_rows()));
   }
-  return WriteStats(f.common.stats_path, stats.dump(2));
+  return WriteStats(f.common.stats_path, DumpJson(stats, 2));
 }
 
 }  // namespace

@@ -11,6 +11,7 @@
 #include <arrow/type.h>
 #include <nlohmann/json.hpp>
 
+#include "core/text.h"
 #include "core/units.h"
 
 namespace dlprep::exec {
@@ -59,7 +60,7 @@ arrow::Status JsonLinesErrorSink::Write(const FailedRows& failed) {
       }
     }
     line["row"] = values;
-    local.push_back({failed.partition, failed.first_row, r, line.dump()});
+    local.push_back({failed.partition, failed.first_row, r, DumpJson(line)});
   }
   std::lock_guard<std::mutex> lock(mu_);
   for (auto& e : local) entries_.push_back(std::move(e));

@@ -1,5 +1,6 @@
 #include "exec/filter_expr.h"
 
+#include <algorithm>
 #include <cctype>
 #include <cerrno>
 #include <cstdlib>
@@ -10,6 +11,8 @@
 #include <arrow/compute/api_scalar.h>
 #include <arrow/compute/expression.h>
 #include <arrow/scalar.h>
+
+#include "core/text.h"
 
 namespace dlprep::exec {
 
@@ -45,8 +48,11 @@ class Parser {
   }
 
  private:
+  // The expression may hold any bytes (a pipeline file is not checked for UTF-8): the
+  // message escapes those that are not UTF-8, as it goes into JSON and onto one line.
   arrow::Status Error(size_t pos, const std::string& expected) const {
-    return arrow::Status::Invalid("filter expression ", Quoted(), ": expected ", expected,
+    return arrow::Status::Invalid("filter expression ", Quoted(), ": expected ",
+                                  EscapeInvalidUtf8(expected),
                                   " at position ", pos);
   }
 
@@ -54,8 +60,8 @@ class Parser {
   // megabytes; the position in the message says where the problem is).
   std::string Quoted() const {
     constexpr size_t kShown = 120;
-    if (text_.size() <= 200) return "'" + std::string(text_) + "'";
-    return "'" + std::string(text_.substr(0, kShown)) + "...' (" +
+    if (text_.size() <= 200) return "'" + EscapeInvalidUtf8(text_) + "'";
+    return "'" + EscapeInvalidUtf8(text_.substr(0, kShown)) + "...' (" +
            std::to_string(text_.size()) + " characters)";
   }
 
@@ -142,8 +148,10 @@ class Parser {
         if (op == "=") op = "==";
         tokens_.push_back({Tok::kOp, op, start});
       } else {
-        return Error(start, std::string("a column, literal, operator or parenthesis, not '") +
-                                c + "'");
+        // The whole character when it is one (position counts bytes).
+        const size_t n = std::max<size_t>(Utf8CharLength(text_.substr(start)), 1);
+        return Error(start, "a column, literal, operator or parenthesis, not '" +
+                                std::string(text_.substr(start, n)) + "'");
       }
     }
     tokens_.push_back({Tok::kEnd, "", text_.size()});

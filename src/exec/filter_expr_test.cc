@@ -11,6 +11,7 @@
 #include <arrow/api.h>
 #include <arrow/compute/api.h>
 #include <arrow/compute/expression.h>
+#include <arrow/util/utf8.h>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
@@ -121,6 +122,24 @@ TEST(FilterExprTest, ParseErrorsNamePosition) {
   ExpectParseError("is_null x", "'(' after is_null at position 8");
   ExpectParseError("is_null(3)", "a column name inside is_null() at position 8");
   ExpectParseError("x > 1..2", "a number, not '1..2' at position 4");
+}
+
+// Error messages go into --stats JSON and one line on stderr: they must be valid UTF-8
+// whatever bytes the expression holds (a message with half a UTF-8 character in it
+// aborted `dlprep run` when the stats were written).
+TEST(FilterExprTest, ErrorsAtCharactersBeyondAsciiAreValidUtf8) {
+  arrow::util::InitializeUTF8();
+  auto expect_error = [](const std::string& text, const std::string& expected) {
+    auto r = ParseFilterExpression(text);
+    ASSERT_FALSE(r.ok()) << text;
+    EXPECT_THAT(r.status().message(), HasSubstr(expected)) << r.status().message();
+    EXPECT_TRUE(arrow::util::ValidateUTF8(r.status().message())) << r.status().message();
+  };
+  expect_error("x > \xc3\xa9", "not '\xc3\xa9' at position 4");  // the whole character
+  expect_error("x > 1 \xc3", "filter expression 'x > 1 \\xc3': expected");
+  expect_error("x > 1 \xc3", "not '\\xc3' at position 6");
+  expect_error("x > \xff\xfe", "not '\\xff' at position 4");
+  expect_error("name == 'caf\xc3", "closing ' for the one at position 8");
 }
 
 // Depth of `e`'s tree, counted without recursion (the test must not overflow either).

@@ -7,6 +7,7 @@
 #include <arrow/type.h>
 #include <nlohmann/json.hpp>
 
+#include "core/text.h"
 #include "exec/executor.h"
 
 namespace dlprep {
@@ -54,7 +55,7 @@ std::string RunStats::ToJson() const {
       {"wall_seconds", wall_seconds},
       {"stages", std::move(stages_json)},
   };
-  return j.dump();
+  return DumpJson(j);
 }
 
 Pipeline Pipeline::Read(std::shared_ptr<Source> source) {

@@ -9,6 +9,7 @@
 
 #include <yaml-cpp/yaml.h>
 
+#include "core/text.h"
 #include "core/units.h"
 #include "exec/builtin_ops.h"
 
@@ -665,16 +666,26 @@ arrow::Result<PipelineFile> ParsePipelineYaml(const std::string& text,
                                               const std::string& name,
                                               const std::string& base_dir,
                                               const PipelineParts& parts) {
+  arrow::Result<PipelineFile> parsed;
   try {
-    return Parse(text, name, base_dir, parts);
+    parsed = Parse(text, name, base_dir, parts);
   } catch (const YAML::Exception& e) {
-    return arrow::Status::Invalid(WhereMark(name, e.mark), ": ", e.msg);
+    parsed = arrow::Status::Invalid(WhereMark(name, e.mark), ": ", e.msg);
+  } catch (const std::exception& e) {
+    parsed = arrow::Status::Invalid(name, ": ", e.what());
   }
+  // Messages quote keys and values of the file, which may be any bytes.
+  if (!parsed.ok()) {
+    return parsed.status().WithMessage(EscapeInvalidUtf8(parsed.status().message()));
+  }
+  return parsed;
 }
 
 arrow::Result<PipelineFile> LoadPipelineFile(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
-  if (!in) return arrow::Status::IOError("cannot read pipeline file '", path, "'");
+  if (!in) {
+    return arrow::Status::IOError("cannot read pipeline file '", EscapeInvalidUtf8(path), "'");
+  }
   std::stringstream ss;
   ss << in.rdbuf();
   std::string base = fs::absolute(fs::path(path)).parent_path().string();

@@ -7,6 +7,7 @@
 
 #include <arrow/api.h>
 #include <arrow/io/file.h>
+#include <arrow/util/utf8.h>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <parquet/arrow/writer.h>
@@ -232,6 +233,28 @@ TEST(PipelineFileTest, SourceSinkAndSyntaxErrors) {
                                       "and 'sink'"));
   EXPECT_THAT(LoadPipelineFile(dir + "/nope.yaml").status().message(),
               HasSubstr("cannot read pipeline file '" + dir + "/nope.yaml'"));
+}
+
+TEST(PipelineFileTest, ErrorsNamingBytesThatAreNotUtf8AreValidUtf8) {
+  arrow::util::InitializeUTF8();
+  std::string dir = MakeTestDir();
+  WriteInput(dir + "/in.parquet", 3);
+  const std::string head = "source: {format: parquet, paths: [in.parquet]}\nsteps:\n";
+  const std::string tail = "sink: {path: o}\n";
+  auto st = ParseError(head + "  - filter: {expr: \"x > \xc3\xa9\"}\n" + tail, dir);
+  EXPECT_THAT(st.message(), HasSubstr("step 1 (filter): filter: option 'expr': filter "
+                                      "expression 'x > \xc3\xa9': expected"));
+  EXPECT_TRUE(arrow::util::ValidateUTF8(st.message())) << st.message();
+  // The file ends in half a UTF-8 character, inside the expression.
+  st = ParseError(head + "  - filter: {expr: x > 1 \xc3}", dir);
+  EXPECT_FALSE(st.ok());
+  EXPECT_TRUE(arrow::util::ValidateUTF8(st.message())) << st.message();
+  st = ParseError(head + "  - filter: {expr: x > 1 \xc3}\n" + tail, dir);
+  EXPECT_THAT(st.message(), HasSubstr("not '\\xc3' at position 6"));
+  EXPECT_TRUE(arrow::util::ValidateUTF8(st.message())) << st.message();
+  st = ParseError(head + tail + "b\xff" "d: 1\n", dir);
+  EXPECT_THAT(st.message(), HasSubstr("b\\xffd"));
+  EXPECT_TRUE(arrow::util::ValidateUTF8(st.message())) << st.message();
 }
 
 TEST(PipelineFileTest, RegisteredStepsAreUsable) {

@@ -11,6 +11,8 @@
 #include <arrow/util/bitmap_ops.h>
 #include <nlohmann/json.hpp>
 
+#include "core/text.h"
+
 namespace dlprep::features {
 namespace {
 
@@ -363,7 +365,7 @@ arrow::Result<std::shared_ptr<WindowsOperator>> WindowsOperator::Make(
   for (const auto& v : o.values) {
     for (const auto& a : o.aggs) op->feature_names_.push_back(a + "_" + v);
   }
-  op->names_json_ = nlohmann::json(op->feature_names_).dump();
+  op->names_json_ = DumpJson(nlohmann::json(op->feature_names_));
   return std::shared_ptr<WindowsOperator>(std::move(op));
 }
 

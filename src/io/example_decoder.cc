@@ -17,6 +17,7 @@
 #include <arrow/type.h>
 #include <arrow/util/utf8.h>
 
+#include "core/text.h"
 #include "io/protobuf_wire.h"
 #include "io/tfrecord.h"
 
@@ -64,7 +65,10 @@ struct Cursor {
     p += n;
     return true;
   }
-  bool Skip(uint32_t wt) {
+  // Skips the value of a field nobody asked for, as protobuf keeps an unknown field:
+  // a group up to its matching end-group tag. False when malformed (an end-group tag
+  // outside a group, wire types 6 and 7, truncation).
+  bool Skip(uint32_t field, uint32_t wt, int depth = 0) {
     uint64_t v;
     std::string_view s;
     switch (wt) {
@@ -80,6 +84,14 @@ struct Cursor {
         if (end - p < 4) return false;
         p += 4;
         return true;
+      case wire::kStartGroup:
+        if (depth >= wire::kMaxGroupDepth) return false;
+        while (true) {
+          uint32_t f, w;
+          if (!Tag(&f, &w)) return false;
+          if (w == wire::kEndGroup) return f == field;
+          if (!Skip(f, w, depth + 1)) return false;
+        }
       default:
         return false;
     }
@@ -91,8 +103,48 @@ arrow::Status Malformed(const char* what) {
                                 " (not a serialized tf.train.Example?)");
 }
 
+/// A message as protobuf assembles it. A singular message field that occurs more than
+/// once is merged, which gives the same message as parsing the concatenation of the
+/// occurrences. `field` 0: `bytes` is the message; else the message is the
+/// concatenation of the length-delimited occurrences of field `field` in the message
+/// `bytes` (a map entry whose value field occurs more than once).
+struct Merged {
+  std::string_view bytes;
+  uint32_t field = 0;
+};
+
+/// Calls `fn(piece)` (returning false to stop) for each piece of `m` in order.
+template <typename Fn>
+bool ForEachPiece(const Merged& m, Fn&& fn) {
+  if (m.field == 0) return fn(m.bytes);
+  Cursor c(m.bytes);
+  while (!c.done()) {
+    uint32_t field, wt;
+    if (!c.Tag(&field, &wt)) return false;
+    if (field == m.field && wt == wire::kLengthDelimited) {
+      std::string_view piece;
+      if (!c.Bytes(&piece) || !fn(piece)) return false;
+    } else if (!c.Skip(field, wt)) {
+      return false;
+    }
+  }
+  return true;
+}
+
+/// True when `key` is valid UTF-8; keys are short and mostly ASCII, so that is checked
+/// first, inline.
+inline bool KeyIsUtf8(std::string_view key) {
+  unsigned char any = 0;
+  for (char ch : key) any |= static_cast<unsigned char>(ch);
+  return any < 0x80 || arrow::util::ValidateUTF8(key);
+}
+
 /// Calls `fn(key, value)` for each entry of a protobuf map<string, Message> field 1 of
-/// message `msg` (Features.feature or FeatureLists.feature_list).
+/// message `msg` (Features.feature or FeatureLists.feature_list), in wire order; a key
+/// that occurs again replaces the entry before it (the caller keeps the last). Within an
+/// entry the last key field names it and value fields that occur more than once merge.
+/// A key that is not UTF-8 makes the record invalid, as protobuf refuses it (proto3
+/// strings).
 template <typename Fn>
 arrow::Status ForEachMapEntry(std::string_view msg, const char* what, Fn&& fn) {
   Cursor c(msg);
@@ -103,20 +155,29 @@ arrow::Status ForEachMapEntry(std::string_view msg, const char* what, Fn&& fn) {
       std::string_view entry;
       if (!c.Bytes(&entry)) return Malformed(what);
       std::string_view key, value;
+      int values = 0;
       Cursor e(entry);
       while (!e.done()) {
         uint32_t f2, w2;
         if (!e.Tag(&f2, &w2)) return Malformed(what);
         if (f2 == 1 && w2 == wire::kLengthDelimited) {
           if (!e.Bytes(&key)) return Malformed(what);
+          if (!KeyIsUtf8(key)) {
+            return arrow::Status::Invalid(
+                "feature key '", EscapeInvalidUtf8(key),
+                "' is not valid UTF-8 (protobuf refuses such a record: map keys are "
+                "proto3 strings)");
+          }
         } else if (f2 == 2 && w2 == wire::kLengthDelimited) {
           if (!e.Bytes(&value)) return Malformed(what);
-        } else if (!e.Skip(w2)) {
+          ++values;
+        } else if (!e.Skip(f2, w2)) {
           return Malformed(what);
         }
       }
-      ARROW_RETURN_NOT_OK(fn(key, value));
-    } else if (!c.Skip(wt)) {
+      // One value field (the usual case) is the message itself.
+      ARROW_RETURN_NOT_OK(fn(key, values > 1 ? Merged{entry, 2} : Merged{value, 0}));
+    } else if (!c.Skip(field, wt)) {
       return Malformed(what);
     }
   }
@@ -124,7 +185,8 @@ arrow::Status ForEachMapEntry(std::string_view msg, const char* what, Fn&& fn) {
 }
 
 /// Calls `ctx(features_msg)` for Example.features / SequenceExample.context and
-/// `fls(feature_lists_msg)` for SequenceExample.feature_lists.
+/// `fls(feature_lists_msg)` for SequenceExample.feature_lists, once per occurrence: the
+/// maps of occurrences that protobuf merges are visited one after the other.
 template <typename Ctx, typename Fls>
 arrow::Status ForEachSection(std::string_view record, RecordType type, Ctx&& ctx,
                              Fls&& fls) {
@@ -141,98 +203,190 @@ arrow::Status ForEachSection(std::string_view record, RecordType type, Ctx&& ctx
       std::string_view s;
       if (!c.Bytes(&s)) return Malformed("the record");
       ARROW_RETURN_NOT_OK(fls(s));
-    } else if (!c.Skip(wt)) {
+    } else if (!c.Skip(field, wt)) {
       return Malformed("the record");
     }
   }
   return arrow::Status::OK();
 }
 
-/// The value list of a Feature message.
+/// The value list of a Feature message. Feature.kind is a oneof: a value list of the
+/// kind already set merges into it (its values are appended), one of another kind
+/// replaces it. So the values are those of the lists of the last kind from where the
+/// kind last changed.
 struct FeatureView {
   Kind kind = Kind::kNone;
-  std::string_view list;
+  Merged feature;
+  int lists = 0;                   // value lists of `kind` since the last change
+  std::string_view list;           // the list when there is exactly one
+  const uint8_t* first = nullptr;  // the tag of the first of them
+  bool replaced = false;           // lists of another kind came before (still parsed)
 };
 
-bool ParseFeature(std::string_view feature, FeatureView* out) {
-  *out = FeatureView();
-  Cursor c(feature);
+// Adds the value lists of one piece of a Feature to `*out`.
+bool ParseFeaturePiece(std::string_view piece, FeatureView* out) {
+  Cursor c(piece);
   while (!c.done()) {
+    const uint8_t* tag = c.p;
     uint32_t field, wt;
     if (!c.Tag(&field, &wt)) return false;
     if (field >= 1 && field <= 3 && wt == wire::kLengthDelimited) {
-      if (!c.Bytes(&out->list)) return false;
-      out->kind = static_cast<Kind>(field);
-    } else if (!c.Skip(wt)) {
+      std::string_view list;
+      if (!c.Bytes(&list)) return false;
+      const auto kind = static_cast<Kind>(field);
+      if (kind != out->kind) {
+        out->replaced = out->replaced || out->kind != Kind::kNone;
+        out->kind = kind;
+        out->lists = 0;
+        out->first = tag;
+      }
+      ++out->lists;
+      out->list = list;
+    } else if (!c.Skip(field, wt)) {
       return false;
     }
   }
   return true;
 }
 
-/// Visits the values of a value list: `on_bytes(string_view)`, `on_float(float)`,
-/// `on_int(int64)`. Packed and unpacked encodings are both accepted.
+bool ParseFeature(const Merged& feature, FeatureView* out) {
+  out->kind = Kind::kNone;
+  out->feature = feature;
+  out->lists = 0;
+  out->replaced = false;
+  if (feature.field == 0) return ParseFeaturePiece(feature.bytes, out);
+  return ForEachPiece(feature,
+                      [out](std::string_view piece) { return ParseFeaturePiece(piece, out); });
+}
+
+/// Calls `fn(kind, list)` for the value lists of `f` that hold its values (`current`),
+/// or for those the oneof replaced (`!current`).
+template <typename Fn>
+bool ForEachList(const FeatureView& f, bool current, Fn&& fn) {
+  if (current && f.lists == 1) return fn(f.kind, f.list);
+  return ForEachPiece(f.feature, [&](std::string_view piece) {
+    Cursor c(piece);
+    while (!c.done()) {
+      const uint8_t* tag = c.p;
+      uint32_t field, wt;
+      if (!c.Tag(&field, &wt)) return false;
+      if (field >= 1 && field <= 3 && wt == wire::kLengthDelimited) {
+        std::string_view list;
+        if (!c.Bytes(&list)) return false;
+        const auto kind = static_cast<Kind>(field);
+        // Pieces lie in order in one record, so addresses order the lists.
+        const bool holds = kind == f.kind && tag >= f.first;
+        if (holds == current && !fn(kind, list)) return false;
+      } else if (!c.Skip(field, wt)) {
+        return false;
+      }
+    }
+    return true;
+  });
+}
+
+/// Visits the values of one value list message of `kind`: `on_bytes(string_view)`,
+/// `on_float(float)`, `on_int(int64)`. Packed and unpacked encodings are both
+/// accepted; a value field with another wire type is an unknown field, as in protobuf.
 template <typename OnBytes, typename OnFloat, typename OnInt>
-bool ForEachValue(const FeatureView& f, OnBytes&& on_bytes, OnFloat&& on_float,
-                  OnInt&& on_int) {
-  Cursor c(f.list);
+bool ForEachListValue(Kind kind, std::string_view list, OnBytes&& on_bytes,
+                      OnFloat&& on_float, OnInt&& on_int) {
+  Cursor c(list);
   while (!c.done()) {
     uint32_t field, wt;
     if (!c.Tag(&field, &wt)) return false;
-    if (field != 1) {
-      if (!c.Skip(wt)) return false;
-      continue;
-    }
-    switch (f.kind) {
-      case Kind::kBytes: {
-        std::string_view s;
-        if (wt != wire::kLengthDelimited || !c.Bytes(&s)) return false;
-        on_bytes(s);
-        break;
-      }
-      case Kind::kFloat: {
-        if (wt == wire::kFixed32) {
-          if (c.end - c.p < 4) return false;
-          float v;
-          std::memcpy(&v, c.p, 4);
-          c.p += 4;
-          on_float(v);
-        } else if (wt == wire::kLengthDelimited) {
-          std::string_view s;
-          if (!c.Bytes(&s) || s.size() % 4 != 0) return false;
-          for (size_t i = 0; i < s.size(); i += 4) {
-            float v;
-            std::memcpy(&v, s.data() + i, 4);
-            on_float(v);
+    if (field == 1) {
+      std::string_view s;
+      uint64_t v;
+      switch (kind) {
+        case Kind::kBytes:
+          if (wt == wire::kLengthDelimited) {
+            if (!c.Bytes(&s)) return false;
+            on_bytes(s);
+            continue;
           }
-        } else {
-          return false;
-        }
-        break;
-      }
-      case Kind::kInt64: {
-        uint64_t v;
-        if (wt == wire::kVarint) {
-          if (!ReadVarint(&c.p, c.end, &v)) return false;
-          on_int(static_cast<int64_t>(v));
-        } else if (wt == wire::kLengthDelimited) {
-          std::string_view s;
-          if (!c.Bytes(&s)) return false;
-          Cursor q(s);
-          while (!q.done()) {
-            if (!ReadVarint(&q.p, q.end, &v)) return false;
+          break;
+        case Kind::kFloat:
+          if (wt == wire::kLengthDelimited) {
+            if (!c.Bytes(&s) || s.size() % 4 != 0) return false;
+            for (size_t i = 0; i < s.size(); i += 4) {
+              float f;
+              std::memcpy(&f, s.data() + i, 4);
+              on_float(f);
+            }
+            continue;
+          }
+          if (wt == wire::kFixed32) {
+            if (c.end - c.p < 4) return false;
+            float f;
+            std::memcpy(&f, c.p, 4);
+            c.p += 4;
+            on_float(f);
+            continue;
+          }
+          break;
+        case Kind::kInt64:
+          if (wt == wire::kLengthDelimited) {
+            if (!c.Bytes(&s)) return false;
+            Cursor q(s);
+            while (!q.done()) {
+              if (!ReadVarint(&q.p, q.end, &v)) return false;
+              on_int(static_cast<int64_t>(v));
+            }
+            continue;
+          }
+          if (wt == wire::kVarint) {
+            if (!ReadVarint(&c.p, c.end, &v)) return false;
             on_int(static_cast<int64_t>(v));
+            continue;
           }
-        } else {
-          return false;
-        }
-        break;
+          break;
+        case Kind::kNone:
+          break;
       }
-      case Kind::kNone:
-        return false;
     }
+    if (!c.Skip(field, wt)) return false;  // an unknown field, or another wire type
   }
   return true;
+}
+
+/// Visits the values of a Feature (see ForEachListValue).
+template <typename OnBytes, typename OnFloat, typename OnInt>
+bool ForEachValue(const FeatureView& f, OnBytes&& on_bytes, OnFloat&& on_float,
+                  OnInt&& on_int) {
+  return ForEachList(f, /*current=*/true, [&](Kind kind, std::string_view list) {
+    return ForEachListValue(kind, list, on_bytes, on_float, on_int);
+  });
+}
+
+/// True when the value lists a oneof change replaced parse (protobuf parses them before
+/// it drops them, so a malformed one makes the record malformed).
+bool ReplacedListsParse(const FeatureView& f) {
+  if (!f.replaced) return true;
+  auto ignore = [](auto) {};
+  return ForEachList(f, /*current=*/false, [&](Kind kind, std::string_view list) {
+    return ForEachListValue(kind, list, ignore, ignore, ignore);
+  });
+}
+
+/// Calls `fn(feature)` (returning false to stop) for each Feature of a FeatureList.
+template <typename Fn>
+bool ForEachListFeature(const Merged& feature_list, Fn&& fn) {
+  return ForEachPiece(feature_list, [&](std::string_view piece) {
+    Cursor c(piece);
+    while (!c.done()) {
+      uint32_t field, wt;
+      if (!c.Tag(&field, &wt)) return false;
+      if (field == 1 && wt == wire::kLengthDelimited) {
+        std::string_view f;
+        if (!c.Bytes(&f)) return false;
+        if (!fn(Merged{f, 0})) return false;
+      } else if (!c.Skip(field, wt)) {
+        return false;
+      }
+    }
+    return true;
+  });
 }
 
 bool IsListType(arrow::Type::type id) {
@@ -264,8 +418,10 @@ struct Column {
   std::vector<float> floats;
   std::vector<int64_t> byte_offsets{0};
   std::string bytes;
-  // Per-record: where the feature (or feature list) was found.
-  std::string_view found;
+  // Per-record: the feature (or feature list) found for the column, and for scalar and
+  // list columns its value list (parsed by Check(), used by AppendColumn()).
+  Merged found;
+  FeatureView view;
   bool present = false;
 
   int64_t num_values() const {
@@ -403,7 +559,7 @@ class ExampleDecoderImpl final : public ExampleDecoder {
   arrow::Status Append(std::string_view record) override {
     for (Column& c : columns_) c.present = false;
     auto on_features = [&](std::string_view msg) {
-      return ForEachMapEntry(msg, "Features", [&](std::string_view key, std::string_view v) {
+      return ForEachMapEntry(msg, "Features", [&](std::string_view key, Merged v) {
         Column* c = Find(key);
         if (c != nullptr && c->shape != Shape::kSeq) {
           c->found = v;
@@ -414,7 +570,7 @@ class ExampleDecoderImpl final : public ExampleDecoder {
     };
     auto on_lists = [&](std::string_view msg) {
       return ForEachMapEntry(msg, "FeatureLists",
-                             [&](std::string_view key, std::string_view v) {
+                             [&](std::string_view key, Merged v) {
                                Column* c = Find(key);
                                if (c != nullptr && c->shape == Shape::kSeq) {
                                  c->found = v;
@@ -426,7 +582,7 @@ class ExampleDecoderImpl final : public ExampleDecoder {
     ARROW_RETURN_NOT_OK(ForEachSection(record, record_type_, on_features, on_lists));
     // Validate everything before appending anything.
     for (Column& c : columns_) {
-      if (c.present) ARROW_RETURN_NOT_OK(Check(c));
+      if (c.present) ARROW_RETURN_NOT_OK(Check(&c));
     }
     for (Column& c : columns_) AppendColumn(&c);
     ++rows_;
@@ -465,14 +621,16 @@ class ExampleDecoderImpl final : public ExampleDecoder {
   }
 
   arrow::Status FeatureError(const Column& c, const std::string& what) const {
-    return arrow::Status::Invalid("feature '", c.name, "': ", what);
+    return arrow::Status::Invalid(EscapeInvalidUtf8("feature '" + c.name + "': " + what));
   }
 
-  // Validates one Feature for column `c`; `fixed` is the required value count or -1.
-  arrow::Status CheckFeature(const Column& c, std::string_view bytes, bool scalar,
-                             int64_t fixed) const {
-    FeatureView f;
-    if (!ParseFeature(bytes, &f)) return FeatureError(c, "malformed Feature message");
+  // Validates one Feature for column `c` and parses it into `*view`; `fixed` is the
+  // required value count or -1.
+  arrow::Status CheckFeature(const Column& c, const Merged& feature, bool scalar,
+                             int64_t fixed, FeatureView* view) const {
+    FeatureView& f = *view;
+    if (!ParseFeature(feature, &f)) return FeatureError(c, "malformed Feature message");
+    if (!ReplacedListsParse(f)) return FeatureError(c, "malformed value list");
     if (f.kind != Kind::kNone && f.kind != c.kind) {
       return FeatureError(c, std::string("holds a ") + KindName(f.kind) + " but column '" +
                                  c.name + "' (" + c.type->ToString() + ") needs a " +
@@ -515,37 +673,24 @@ class ExampleDecoderImpl final : public ExampleDecoder {
     return arrow::Status::OK();
   }
 
-  template <typename Fn>
-  static bool ForEachListFeature(std::string_view feature_list, Fn&& fn) {
-    Cursor c(feature_list);
-    while (!c.done()) {
-      uint32_t field, wt;
-      if (!c.Tag(&field, &wt)) return false;
-      if (field == 1 && wt == wire::kLengthDelimited) {
-        std::string_view f;
-        if (!c.Bytes(&f)) return false;
-        if (!fn(f)) return false;
-      } else if (!c.Skip(wt)) {
-        return false;
-      }
-    }
-    return true;
-  }
-
-  arrow::Status Check(const Column& c) const {
+  arrow::Status Check(Column* col) const {
+    const Column& c = *col;
     switch (c.shape) {
       case Shape::kScalar:
-        return CheckFeature(c, c.found, true, -1);
+        return CheckFeature(c, c.found, true, -1, &col->view);
       case Shape::kList:
         return CheckFeature(c, c.found, false,
-                            c.outer.id == arrow::Type::FIXED_SIZE_LIST ? c.outer.fixed_size : -1);
+                            c.outer.id == arrow::Type::FIXED_SIZE_LIST ? c.outer.fixed_size : -1,
+                            &col->view);
       case Shape::kSeq: {
         arrow::Status st;
         int64_t count = 0;
-        bool ok = ForEachListFeature(c.found, [&](std::string_view f) {
+        FeatureView view;
+        bool ok = ForEachListFeature(c.found, [&](const Merged& f) {
           ++count;
           st = CheckFeature(c, f, false,
-                            c.inner.id == arrow::Type::FIXED_SIZE_LIST ? c.inner.fixed_size : -1);
+                            c.inner.id == arrow::Type::FIXED_SIZE_LIST ? c.inner.fixed_size : -1,
+                            &view);
           return st.ok();
         });
         ARROW_RETURN_NOT_OK(st);
@@ -561,9 +706,7 @@ class ExampleDecoderImpl final : public ExampleDecoder {
     return arrow::Status::OK();
   }
 
-  static void AppendValues(Column* c, std::string_view feature) {
-    FeatureView f;
-    ParseFeature(feature, &f);
+  static void AppendValues(Column* c, const FeatureView& f) {
     ForEachValue(
         f,
         [&](std::string_view s) {
@@ -595,14 +738,14 @@ class ExampleDecoderImpl final : public ExampleDecoder {
     switch (c->shape) {
       case Shape::kScalar:
         if (c->present) {
-          AppendValues(c, c->found);
+          AppendValues(c, c->view);
         } else {
           AppendDefaults(c, 1);
         }
         break;
       case Shape::kList:
         if (c->present) {
-          AppendValues(c, c->found);
+          AppendValues(c, c->view);
         } else if (c->outer.id == arrow::Type::FIXED_SIZE_LIST) {
           AppendDefaults(c, c->outer.fixed_size);
         }
@@ -610,7 +753,9 @@ class ExampleDecoderImpl final : public ExampleDecoder {
         break;
       case Shape::kSeq:
         if (c->present) {
-          ForEachListFeature(c->found, [&](std::string_view f) {
+          ForEachListFeature(c->found, [&](const Merged& feature) {
+            FeatureView f;
+            ParseFeature(feature, &f);  // checked in Check()
             AppendValues(c, f);
             c->inner_offsets.push_back(c->num_values());
             return true;
@@ -731,104 +876,161 @@ arrow::Result<std::unique_ptr<ExampleDecoder>> ExampleDecoder::Make(
   return dec;
 }
 
-arrow::Result<std::shared_ptr<arrow::Schema>> InferExampleSchema(
-    const std::vector<std::string>& records, RecordType record_type) {
-  arrow::util::InitializeUTF8();
+struct ExampleSchemaInferer::Impl {
   struct Info {
     Kind kind = Kind::kNone;
     bool scalar = true;
     bool utf8 = true;
     bool seq = false;
   };
+  // A feature (or feature list) of the record being added: the last entry of its key.
+  struct Seen {
+    std::string_view key;
+    bool seq = false;
+    Merged value;
+    Kind kind = Kind::kNone;
+    bool scalar = true;
+    bool utf8 = true;
+  };
+
+  RecordType record_type = RecordType::kExample;
   std::map<std::string, Info, std::less<>> infos;
-  for (size_t r = 0; r < records.size(); ++r) {
-    auto note = [&](std::string_view key, std::string_view feature, bool seq) {
-      FeatureView f;
-      if (!ParseFeature(feature, &f)) {
-        return arrow::Status::Invalid("record ", r, ": feature '", key,
-                                      "': malformed Feature message");
+  // Scratch for one record, kept to reuse its memory.
+  std::vector<Seen> seen;
+  std::unordered_map<std::string_view, size_t> context_index, list_index;
+
+  // What feature `s` holds, into `s`; Invalid when it does not parse or its kind differs
+  // from `s->kind` (the kind seen so far, updated), which is `known` when it comes from
+  // earlier records.
+  arrow::Status Note(Seen* s, const Merged& feature, Kind known) const {
+    FeatureView f;
+    if (!ParseFeature(feature, &f) || !ReplacedListsParse(f)) {
+      return arrow::Status::Invalid("feature '", s->key, "': malformed Feature message");
+    }
+    if (f.kind != Kind::kNone) {
+      if (s->kind != Kind::kNone && s->kind != f.kind) {
+        return arrow::Status::Invalid(
+            "feature '", s->key, "' holds a ", KindName(f.kind), " but ",
+            s->kind == known ? "an earlier record" : "an earlier feature of its list",
+            " had a ", KindName(s->kind));
       }
-      auto [it, inserted] = infos.try_emplace(std::string(key));
-      Info& info = it->second;
-      if (!inserted && info.seq != seq) {
-        return arrow::Status::Invalid("record ", r, ": feature '", key,
+      s->kind = f.kind;
+    }
+    int64_t n = 0;
+    bool ok = ForEachValue(
+        f,
+        [&](std::string_view v) {
+          ++n;
+          if (s->utf8 && !arrow::util::ValidateUTF8(v)) s->utf8 = false;
+        },
+        [&](float) { ++n; }, [&](int64_t) { ++n; });
+    if (!ok) {
+      return arrow::Status::Invalid("feature '", s->key, "': malformed ", KindName(f.kind));
+    }
+    if (n != 1) s->scalar = false;
+    return arrow::Status::OK();
+  }
+
+  arrow::Status Add(std::string_view record) {
+    seen.clear();
+    context_index.clear();
+    list_index.clear();
+    auto collect = [&](bool seq) {
+      return [&, seq](std::string_view key, Merged value) {
+        auto& index = seq ? list_index : context_index;
+        auto [it, inserted] = index.try_emplace(key, seen.size());
+        if (inserted) {
+          seen.push_back({key, seq, value});
+        } else {
+          seen[it->second].value = value;  // the last entry of a key wins
+        }
+        return arrow::Status::OK();
+      };
+    };
+    ARROW_RETURN_NOT_OK(ForEachSection(
+        record, record_type,
+        [&](std::string_view msg) { return ForEachMapEntry(msg, "Features", collect(false)); },
+        [&](std::string_view msg) {
+          return ForEachMapEntry(msg, "FeatureLists", collect(true));
+        }));
+    // Check everything before changing anything, so that a refused record leaves no trace.
+    for (Seen& s : seen) {
+      auto it = infos.find(s.key);
+      const bool both = (s.seq ? context_index : list_index).count(s.key) > 0;
+      if (both || (it != infos.end() && it->second.seq != s.seq)) {
+        return arrow::Status::Invalid("feature '", s.key,
                                       "' is both a context feature and a feature list");
       }
-      info.seq = seq;
-      if (f.kind != Kind::kNone) {
-        if (info.kind != Kind::kNone && info.kind != f.kind) {
-          return arrow::Status::Invalid("record ", r, ": feature '", key, "' holds a ",
-                                        KindName(f.kind), " but an earlier record had a ",
-                                        KindName(info.kind));
-        }
-        info.kind = f.kind;
+      const Kind known = it != infos.end() ? it->second.kind : Kind::kNone;
+      s.kind = known;
+      if (!s.seq) {
+        ARROW_RETURN_NOT_OK(Note(&s, s.value, known));
+        continue;
       }
-      int64_t n = 0;
-      bool ok = ForEachValue(
-          f,
-          [&](std::string_view s) {
-            ++n;
-            if (info.utf8 && !arrow::util::ValidateUTF8(s)) info.utf8 = false;
-          },
-          [&](float) { ++n; }, [&](int64_t) { ++n; });
-      if (!ok) {
-        return arrow::Status::Invalid("record ", r, ": feature '", key, "': malformed ",
-                                      KindName(f.kind));
+      arrow::Status st;
+      bool ok = ForEachListFeature(s.value, [&](const Merged& feature) {
+        st = Note(&s, feature, known);
+        return st.ok();
+      });
+      ARROW_RETURN_NOT_OK(st);
+      if (!ok) return Malformed("FeatureList");
+    }
+    for (const Seen& s : seen) {
+      Info& info = infos.try_emplace(std::string(s.key)).first->second;
+      info.seq = s.seq;
+      if (s.kind != Kind::kNone) info.kind = s.kind;
+      if (!s.scalar) info.scalar = false;
+      if (!s.utf8) info.utf8 = false;
+    }
+    return arrow::Status::OK();
+  }
+
+  std::shared_ptr<arrow::Schema> Finish() const {
+    arrow::FieldVector fields;
+    for (const auto& [name, info] : infos) {
+      std::shared_ptr<arrow::DataType> t;
+      switch (info.kind) {
+        case Kind::kInt64:
+          t = arrow::int64();
+          break;
+        case Kind::kBytes:
+          t = info.utf8 ? arrow::utf8() : arrow::binary();
+          break;
+        default:  // float_list, or never seen with a value list
+          t = arrow::float32();
+          break;
       }
-      if (n != 1) info.scalar = false;
-      return arrow::Status::OK();
-    };
-    auto on_features = [&](std::string_view msg) {
-      return ForEachMapEntry(msg, "Features", [&](std::string_view k, std::string_view v) {
-        return note(k, v, false);
-      });
-    };
-    auto on_lists = [&](std::string_view msg) {
-      return ForEachMapEntry(msg, "FeatureLists", [&](std::string_view k,
-                                                      std::string_view v) {
-        arrow::Status st;
-        Cursor c(v);
-        while (!c.done()) {
-          uint32_t field, wt;
-          if (!c.Tag(&field, &wt)) return Malformed("FeatureList");
-          if (field == 1 && wt == wire::kLengthDelimited) {
-            std::string_view f;
-            if (!c.Bytes(&f)) return Malformed("FeatureList");
-            ARROW_RETURN_NOT_OK(note(k, f, true));
-          } else if (!c.Skip(wt)) {
-            return Malformed("FeatureList");
-          }
-        }
-        // A feature list seen with no features still fixes the name as a list.
-        infos.try_emplace(std::string(k)).first->second.seq = true;
-        return arrow::Status::OK();
-      });
-    };
-    arrow::Status st = ForEachSection(records[r], record_type, on_features, on_lists);
+      if (info.seq) {
+        t = arrow::list(arrow::list(t));
+      } else if (!info.scalar || info.kind == Kind::kNone) {
+        t = arrow::list(t);
+      }
+      fields.push_back(arrow::field(name, t));
+    }
+    return arrow::schema(std::move(fields));
+  }
+};
+
+ExampleSchemaInferer::ExampleSchemaInferer(RecordType record_type)
+    : impl_(std::make_unique<Impl>()) {
+  arrow::util::InitializeUTF8();
+  impl_->record_type = record_type;
+}
+
+ExampleSchemaInferer::~ExampleSchemaInferer() = default;
+
+arrow::Status ExampleSchemaInferer::Add(std::string_view record) { return impl_->Add(record); }
+
+std::shared_ptr<arrow::Schema> ExampleSchemaInferer::Finish() const { return impl_->Finish(); }
+
+arrow::Result<std::shared_ptr<arrow::Schema>> InferExampleSchema(
+    const std::vector<std::string>& records, RecordType record_type) {
+  ExampleSchemaInferer inferer(record_type);
+  for (size_t r = 0; r < records.size(); ++r) {
+    arrow::Status st = inferer.Add(records[r]);
     if (!st.ok()) return st.WithMessage("record ", r, ": ", st.message());
   }
-  arrow::FieldVector fields;
-  for (const auto& [name, info] : infos) {
-    std::shared_ptr<arrow::DataType> t;
-    switch (info.kind) {
-      case Kind::kInt64:
-        t = arrow::int64();
-        break;
-      case Kind::kBytes:
-        t = info.utf8 ? arrow::utf8() : arrow::binary();
-        break;
-      default:  // float_list, or never seen with a value list
-        t = arrow::float32();
-        break;
-    }
-    if (info.seq) {
-      t = arrow::list(arrow::list(t));
-    } else if (!info.scalar || info.kind == Kind::kNone) {
-      t = arrow::list(t);
-    }
-    fields.push_back(arrow::field(name, t));
-  }
-  return arrow::schema(std::move(fields));
+  return inferer.Finish();
 }
 
 }  // namespace dlprep::io

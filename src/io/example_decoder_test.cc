@@ -1,7 +1,11 @@
+#include <filesystem>
+#include <fstream>
+#include <iterator>
 #include <string>
 #include <vector>
 
 #include <arrow/api.h>
+#include <arrow/util/utf8.h>
 #include <gtest/gtest.h>
 
 #include "io/tfrecord.h"
@@ -13,6 +17,36 @@ namespace {
 using testing::Contains;
 using testing::FromHex;
 using testing::Json;
+using testing::PbBytesFeature;
+using testing::PbBytesList;
+using testing::PbEntry;
+using testing::PbFloatFeature;
+using testing::PbFloatList;
+using testing::PbInt64Feature;
+using testing::PbInt64List;
+using testing::PbLen;
+using testing::PbSection;
+using testing::PbTag;
+using testing::PbVarint;
+
+bool IsUtf8(const std::string& s) {
+  arrow::util::InitializeUTF8();
+  return arrow::util::ValidateUTF8(s);
+}
+
+// Decodes `records` with `schema`; fails the test when one does not decode.
+std::shared_ptr<arrow::RecordBatch> DecodeAll(std::shared_ptr<arrow::Schema> schema,
+                                              const std::vector<std::string>& records,
+                                              RecordType type = RecordType::kExample) {
+  auto dec = ExampleDecoder::Make(std::move(schema), type).ValueOrDie();
+  for (const auto& r : records) {
+    auto st = dec->Append(r);
+    EXPECT_TRUE(st.ok()) << st.ToString();
+  }
+  auto out = dec->Flush().ValueOrDie();
+  EXPECT_TRUE(out->ValidateFull().ok()) << out->ValidateFull().ToString();
+  return out;
+}
 
 std::shared_ptr<arrow::RecordBatch> RoundTrip(const arrow::RecordBatch& batch,
                                               std::shared_ptr<arrow::Schema> read_schema,
@@ -296,6 +330,180 @@ TEST(InferExampleSchema, SequenceExampleListsAndKindConflicts) {
   EXPECT_TRUE(r.status().IsInvalid());
   EXPECT_TRUE(Contains(r.status(), "record 1: feature 'x' holds a float_list")) << r.status().ToString();
   EXPECT_ERROR_HAS(InferExampleSchema({"\x0a\x05zz"}, RecordType::kExample).status(), "record 0");
+}
+
+// Example{features{"ok": [1], "bad\xff\xfekey": [2]}}: proto3 map keys are strings, so
+// protobuf refuses the whole message; a column named so would make Parquet that pyarrow
+// cannot read.
+std::string KeyNotUtf8Example() {
+  return PbSection(PbEntry("ok", PbInt64Feature({1})) +
+                   PbEntry("bad\xff\xfekey", PbInt64Feature({2})));
+}
+
+TEST(ExampleDecoder, RefusesAFeatureKeyThatIsNotUtf8) {
+  auto dec = ExampleDecoder::Make(arrow::schema({arrow::field("ok", arrow::int64())}),
+                                  RecordType::kExample)
+                 .ValueOrDie();
+  auto st = dec->Append(KeyNotUtf8Example());
+  EXPECT_TRUE(st.IsInvalid()) << st.ToString();
+  EXPECT_TRUE(Contains(st, "feature key 'bad\\xff\\xfekey' is not valid UTF-8")) << st.ToString();
+  EXPECT_TRUE(IsUtf8(st.message())) << st.ToString();
+  EXPECT_EQ(dec->num_rows(), 0);
+  // In SequenceExample feature lists too.
+  auto seq = ExampleDecoder::Make(
+                 arrow::schema({arrow::field("l", arrow::list(arrow::list(arrow::int64())))}),
+                 RecordType::kSequenceExample)
+                 .ValueOrDie();
+  auto st2 = seq->Append(PbSection(PbEntry("\xc3", PbLen(1, PbInt64Feature({1}))), 2));
+  EXPECT_TRUE(Contains(st2, "feature key '\\xc3' is not valid UTF-8")) << st2.ToString();
+}
+
+TEST(InferExampleSchema, RefusesAFeatureKeyThatIsNotUtf8) {
+  auto r = InferExampleSchema({KeyNotUtf8Example()}, RecordType::kExample);
+  EXPECT_TRUE(r.status().IsInvalid());
+  EXPECT_TRUE(Contains(r.status(), "record 0: feature key 'bad\\xff\\xfekey' is not valid UTF-8"))
+      << r.status().ToString();
+  EXPECT_TRUE(IsUtf8(r.status().message())) << r.status().ToString();
+}
+
+// Protobuf merges what occurs twice: repeated fields concatenate (packed and unpacked
+// alike), a singular message field that occurs again is merged into the first, a oneof
+// member that changes clears the one before, and the last entry of a map key wins.
+// tf.train.Example.FromString decodes these so (tests/python/test_tensorflow_compat.py).
+TEST(ExampleDecoder, MergesRepeatedFieldsAsProtobufDoes) {
+  auto schema = arrow::schema({arrow::field("i", arrow::list(arrow::int64())),
+                               arrow::field("f", arrow::list(arrow::float32())),
+                               arrow::field("s", arrow::list(arrow::utf8())),
+                               arrow::field("k", arrow::int64()),
+                               arrow::field("y", arrow::int64())});
+  // "i": one Feature with int64_list twice: packed [1, 2], then unpacked 3 and packed [4].
+  std::string i_feature = PbInt64Feature({1, 2}) +
+                          PbLen(3, PbTag(1, 0) + PbVarint(3) + PbInt64List({4}));
+  // "f": int64_list, then float_list [2.5], then float_list [3.5] (unpacked): the oneof
+  // switched to float_list, whose two occurrences merge.
+  std::string f_feature = PbInt64Feature({9}) + PbFloatFeature({2.5f}) +
+                          PbLen(2, PbTag(1, 5) + std::string("\x00\x00\x60\x40", 4));
+  // "s": a map entry whose value field occurs twice: the two Features merge.
+  std::string s_entry = PbLen(1, PbLen(1, "s") + PbLen(2, PbBytesFeature({"a"})) +
+                                     PbLen(2, PbBytesFeature({"b", "c"})));
+  std::string first = PbEntry("i", i_feature) + PbEntry("f", f_feature) + s_entry +
+                      PbEntry("k", PbInt64Feature({1})) + PbEntry("y", PbInt64Feature({7}));
+  // Example.features occurs again: the maps merge, and "k" there replaces "k" above.
+  std::string second = PbEntry("k", PbInt64Feature({2}));
+  auto out = DecodeAll(schema, {PbSection(first) + PbSection(second)});
+  EXPECT_EQ(out->column(0)->ToString(), Json(schema->field(0)->type(), "[[1, 2, 3, 4]]")->ToString());
+  EXPECT_EQ(out->column(1)->ToString(), Json(schema->field(1)->type(), "[[2.5, 3.5]]")->ToString());
+  EXPECT_EQ(out->column(2)->ToString(),
+            Json(schema->field(2)->type(), R"([["a", "b", "c"]])")->ToString());
+  EXPECT_EQ(out->column(3)->ToString(), Json(arrow::int64(), "[2]")->ToString());
+  EXPECT_EQ(out->column(4)->ToString(), Json(arrow::int64(), "[7]")->ToString());
+
+  // A map entry's key occurs twice: the last one names the entry.
+  std::string two_keys = PbLen(1, PbLen(1, "y") + PbLen(2, PbInt64Feature({5})) + PbLen(1, "k"));
+  auto out2 = DecodeAll(schema, {PbSection(two_keys)});
+  EXPECT_EQ(out2->column(3)->ToString(), Json(arrow::int64(), "[5]")->ToString());
+  EXPECT_EQ(out2->column(4)->null_count(), 1);
+
+  // The switch clears: a later list of the first kind starts afresh.
+  std::string back = PbInt64Feature({1}) + PbFloatFeature({2}) + PbInt64Feature({3});
+  auto out3 = DecodeAll(schema, {PbSection(PbEntry("i", back))});
+  EXPECT_EQ(out3->column(0)->ToString(), Json(schema->field(0)->type(), "[[3]]")->ToString());
+  // The column's kind is the one the merged Feature ends with.
+  auto dec = ExampleDecoder::Make(schema, RecordType::kExample).ValueOrDie();
+  EXPECT_ERROR_HAS(dec->Append(PbSection(PbEntry("f", back))), "holds a int64_list");
+}
+
+TEST(ExampleDecoder, MergesSequenceExampleSectionsAndFeatureLists) {
+  auto schema = arrow::schema({arrow::field("id", arrow::int64()),
+                               arrow::field("l", arrow::list(arrow::list(arrow::int64())))});
+  // FeatureList value field twice in one entry: the feature lists concatenate.
+  std::string l_entry = PbLen(1, PbLen(1, "l") + PbLen(2, PbLen(1, PbInt64Feature({1}))) +
+                                     PbLen(2, PbLen(1, PbInt64Feature({2, 3})) +
+                                                  PbLen(1, PbInt64Feature({}))));
+  std::string record = PbSection(PbEntry("id", PbInt64Feature({1})), 1) +
+                       PbSection(l_entry, 2) +
+                       PbSection(PbEntry("id", PbInt64Feature({4})), 1);  // context again
+  auto out = DecodeAll(schema, {record}, RecordType::kSequenceExample);
+  EXPECT_EQ(out->column(0)->ToString(), Json(arrow::int64(), "[4]")->ToString());
+  EXPECT_EQ(out->column(1)->ToString(),
+            Json(schema->field(1)->type(), "[[[1], [2, 3], []]]")->ToString());
+  // feature_lists occurs again with "l": that entry replaces the first.
+  auto out2 = DecodeAll(
+      schema, {record + PbSection(PbEntry("l", PbLen(1, PbInt64Feature({8}))), 2)},
+      RecordType::kSequenceExample);
+  EXPECT_EQ(out2->column(1)->ToString(), Json(schema->field(1)->type(), "[[[8]]]")->ToString());
+}
+
+TEST(ExampleDecoder, FieldsWithAnotherWireTypeAndGroupsAreUnknownFields) {
+  auto schema = arrow::schema({arrow::field("b", arrow::list(arrow::binary())),
+                               arrow::field("i", arrow::list(arrow::int64())),
+                               arrow::field("f", arrow::list(arrow::float32()))});
+  // BytesList.value as a varint, Int64List.value as fixed32, FloatList.value as a varint:
+  // protobuf keeps them as unknown fields; so are a group and an empty group.
+  std::string group = PbTag(9, 3) + PbTag(1, 0) + PbVarint(5) + PbTag(2, 3) + PbTag(2, 4) +
+                      PbTag(9, 4);
+  std::string b = PbLen(1, PbBytesList({"x"}) + PbTag(1, 0) + PbVarint(7) + group);
+  std::string i = PbLen(3, PbTag(1, 5) + std::string(4, '\x01') + PbInt64List({6}));
+  std::string f = PbLen(2, PbTag(1, 0) + PbVarint(1) + PbFloatList({0.5f}));
+  auto out = DecodeAll(schema, {PbSection(PbEntry("b", b) + PbEntry("i", i) + group +
+                                          PbEntry("f", f)) + group});
+  EXPECT_EQ(out->column(0)->ToString(), Json(schema->field(0)->type(), R"([["x"]])")->ToString());
+  EXPECT_EQ(out->column(1)->ToString(), Json(schema->field(1)->type(), "[[6]]")->ToString());
+  EXPECT_EQ(out->column(2)->ToString(), Json(schema->field(2)->type(), "[[0.5]]")->ToString());
+  // An end-group tag with no group open, or a group that does not end, is malformed.
+  auto dec = ExampleDecoder::Make(schema, RecordType::kExample).ValueOrDie();
+  EXPECT_ERROR_HAS(dec->Append(PbTag(9, 4)), "malformed record");
+  EXPECT_ERROR_HAS(dec->Append(PbTag(9, 3) + PbTag(1, 0) + PbVarint(5)), "malformed record");
+  EXPECT_ERROR_HAS(dec->Append(PbTag(9, 3) + PbTag(8, 4)), "malformed record");
+}
+
+TEST(ExampleDecoder, AReplacedValueListMustStillParse) {
+  // int64_list with a truncated packed varint, then float_list: protobuf parses the first
+  // (and fails) before the oneof switch could clear it.
+  auto schema = arrow::schema({arrow::field("f", arrow::list(arrow::float32()))});
+  auto dec = ExampleDecoder::Make(schema, RecordType::kExample).ValueOrDie();
+  std::string feature = PbLen(3, PbLen(1, "\xff")) + PbFloatFeature({1});
+  EXPECT_ERROR_HAS(dec->Append(PbSection(PbEntry("f", feature))), "malformed");
+  EXPECT_EQ(dec->num_rows(), 0);
+}
+
+TEST(InferExampleSchema, UsesMergedFeaturesAndTheLastEntryOfAKey) {
+  // "x": int64 in the first entry, float in the second: only the last counts. "v": a
+  // list twice in one Feature (two values: a list column). "s": values in two Features.
+  std::string v = PbInt64Feature({1}) + PbInt64Feature({2});
+  std::string s_entry = PbLen(1, PbLen(1, "s") + PbLen(2, PbBytesFeature({"a"})) +
+                                     PbLen(2, PbBytesFeature({"\xff"})));
+  std::string record = PbSection(PbEntry("x", PbInt64Feature({1})) + PbEntry("v", v)) +
+                       PbSection(PbEntry("x", PbFloatFeature({1.5f})) + s_entry);
+  auto schema = InferExampleSchema({record}, RecordType::kExample).ValueOrDie();
+  auto expected = arrow::schema({arrow::field("s", arrow::list(arrow::binary())),
+                                 arrow::field("v", arrow::list(arrow::int64())),
+                                 arrow::field("x", arrow::float32())});
+  EXPECT_TRUE(schema->Equals(*expected)) << schema->ToString();
+}
+
+// Inputs of tests/fuzz/corpus/example_decode (see its README): keys that are not UTF-8
+// are refused, the rest infer a schema and decode to one row.
+TEST(ExampleDecoder, CorpusSeeds) {
+  int seen = 0;
+  for (const auto& entry :
+       std::filesystem::directory_iterator(DLPREP_FUZZ_CORPUS "/example_decode")) {
+    std::ifstream in(entry.path(), std::ios::binary);
+    const std::string record((std::istreambuf_iterator<char>(in)), {});
+    const std::string name = entry.path().filename().string();
+    ++seen;
+    auto schema = InferExampleSchema({record}, RecordType::kExample);
+    if (name.rfind("key_", 0) == 0) {
+      EXPECT_TRUE(Contains(schema.status(), "is not valid UTF-8")) << name;
+      EXPECT_TRUE(IsUtf8(schema.status().message())) << name;
+      continue;
+    }
+    ASSERT_TRUE(schema.ok()) << name << ": " << schema.status().ToString();
+    auto out = DecodeAll(*schema, {record});
+    EXPECT_EQ(out->num_rows(), 1) << name;
+    EXPECT_GT(out->num_columns(), 0) << name;
+  }
+  EXPECT_GE(seen, 6);
 }
 
 }  // namespace

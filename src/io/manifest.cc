@@ -2,6 +2,7 @@
 #include "io/tfrecord.h"
 
 #include <algorithm>
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 
@@ -16,6 +17,8 @@
 #include <arrow/util/checked_cast.h>
 #include <arrow/util/key_value_metadata.h>
 #include <nlohmann/json.hpp>
+
+#include "core/text.h"
 
 namespace dlprep::io {
 namespace {
@@ -285,7 +288,7 @@ arrow::Result<std::string> BuildManifestJson(const ManifestInfo& info) {
       m["job"] = std::move(job);
     }
     // Column names and metadata may hold bytes that are not UTF-8: replace, don't throw.
-    return m.dump(2, ' ', false, Json::error_handler_t::replace) + "\n";
+    return DumpJson(m, 2) + "\n";
   } catch (const std::exception& e) {
     return arrow::Status::UnknownError("building _manifest.json: ", e.what());
   }
@@ -320,3 +323,56 @@ arrow::Result<std::shared_ptr<arrow::Schema>> ReadManifestSchema(const std::stri
 }
 
 }  // namespace dlprep::io
+
+namespace dlprep {
+
+arrow::Result<WriteResult> ReadManifestFiles(const std::string& dir) {
+  using Json = nlohmann::json;
+  const std::string path = dir + "/_manifest.json";
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return arrow::Status::IOError("cannot open '", path, "'");
+  std::stringstream text;
+  text << in.rdbuf();
+  if (in.bad()) return arrow::Status::IOError("cannot read '", path, "'");
+  Json m = Json::parse(text.str(), nullptr, /*allow_exceptions=*/false);
+  if (m.is_discarded() || !m.is_object()) {
+    return arrow::Status::Invalid("'", path, "' is not a JSON object");
+  }
+  auto count = [](const Json& j, const char* key, int64_t* out) {
+    auto it = j.find(key);
+    if (it == j.end() || !it->is_number_integer() || it->get<int64_t>() < 0) return false;
+    *out = it->get<int64_t>();
+    return true;
+  };
+  WriteResult result;
+  if (!count(m, "rows", &result.rows) || !count(m, "bytes", &result.bytes)) {
+    return arrow::Status::Invalid("'", path, "': \"rows\" and \"bytes\" must be counts");
+  }
+  auto files = m.find("files");
+  if (files == m.end() || !files->is_array()) {
+    return arrow::Status::Invalid("'", path, "' has no \"files\" list (not written by dlprep?)");
+  }
+  for (size_t i = 0; i < files->size(); ++i) {
+    const Json& f = (*files)[i];
+    WrittenFile file;
+    auto name = f.is_object() ? f.find("name") : f.end();
+    bool ok = f.is_object() && name != f.end() && name->is_string() &&
+              count(f, "rows", &file.rows) && count(f, "bytes", &file.bytes);
+    if (ok) {
+      file.name = name->get<std::string>();
+      // A name that leaves the folder is not one dlprep wrote.
+      const std::filesystem::path p(file.name);
+      ok = !file.name.empty() && p.is_relative();
+      for (const auto& part : p) ok = ok && part != "..";
+    }
+    if (!ok) {
+      return arrow::Status::Invalid("'", path, "': \"files\" entry ", i,
+                                    " must have a relative \"name\" inside the folder and "
+                                    "integer \"rows\" and \"bytes\"");
+    }
+    result.files.push_back(std::move(file));
+  }
+  return result;
+}
+
+}  // namespace dlprep

@@ -252,5 +252,45 @@ TEST_F(ReadManifestSchemaTest, ErrorsNameTheFile) {
   EXPECT_NE(garbage.status().message().find("does not decode"), std::string::npos);
 }
 
+TEST_F(ReadManifestSchemaTest, ReadManifestFilesListsFilesRowsAndBytes) {
+  ManifestInfo info;
+  info.options.format = OutputFormat::kTfRecord;
+  info.schema = arrow::schema({arrow::field("id", arrow::int64())});
+  info.stats.resize(1);
+  info.result.files = {{"part-00000-u-c000.tfrecord", 3, 120}, {"part-00001-u-c000.tfrecord", 2, 80}};
+  info.result.rows = 5;
+  info.result.bytes = 200;
+  ASSERT_OK_AND_ASSIGN(auto text, BuildManifestJson(info));
+  std::ofstream(dir_ + "/_manifest.json") << text;
+  ASSERT_OK_AND_ASSIGN(WriteResult listed, ReadManifestFiles(dir_));
+  EXPECT_EQ(listed.rows, 5);
+  EXPECT_EQ(listed.bytes, 200);
+  ASSERT_EQ(listed.files.size(), 2u);
+  EXPECT_EQ(listed.files[1].name, "part-00001-u-c000.tfrecord");
+  EXPECT_EQ(listed.files[1].rows, 2);
+  EXPECT_EQ(listed.files[1].bytes, 80);
+}
+
+TEST_F(ReadManifestSchemaTest, ReadManifestFilesErrorsNameTheFileAndEntry) {
+  auto missing = ReadManifestFiles(dir_);
+  ASSERT_TRUE(missing.status().IsIOError());
+  EXPECT_NE(missing.status().message().find(dir_ + "/_manifest.json"), std::string::npos);
+  auto expect_invalid = [&](const std::string& text, const std::string& what) {
+    std::ofstream(dir_ + "/_manifest.json", std::ios::trunc) << text;
+    auto r = ReadManifestFiles(dir_);
+    ASSERT_TRUE(r.status().IsInvalid()) << text;
+    EXPECT_NE(r.status().message().find(dir_ + "/_manifest.json"), std::string::npos)
+        << r.status().ToString();
+    EXPECT_NE(r.status().message().find(what), std::string::npos) << r.status().ToString();
+  };
+  expect_invalid("[1, 2]", "not a JSON object");
+  expect_invalid(R"({"rows": 1, "bytes": 2})", "\"files\"");
+  expect_invalid(R"({"rows": 1, "bytes": 2, "files": [{"name": "a", "rows": "x", "bytes": 1}]})",
+                 "\"files\" entry 0");
+  expect_invalid(R"({"rows": -1, "bytes": 2, "files": []})", "\"rows\"");
+  expect_invalid(R"({"rows": 1, "bytes": 2, "files": [{"name": "../a", "rows": 1, "bytes": 1}]})",
+                 "\"files\" entry 0");
+}
+
 }  // namespace
 }  // namespace dlprep::io

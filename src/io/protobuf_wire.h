@@ -6,7 +6,17 @@
 
 namespace dlprep::io::wire {
 
-enum WireType : uint32_t { kVarint = 0, kFixed64 = 1, kLengthDelimited = 2, kFixed32 = 5 };
+enum WireType : uint32_t {
+  kVarint = 0,
+  kFixed64 = 1,
+  kLengthDelimited = 2,
+  kStartGroup = 3,  // deprecated groups: only ever skipped, as unknown fields
+  kEndGroup = 4,
+  kFixed32 = 5
+};
+
+/// How deep unknown groups may nest (protobuf's default recursion limit).
+inline constexpr int kMaxGroupDepth = 100;
 
 /// Bytes a base-128 varint of `v` takes (1 to 10; negative int64 values take 10).
 inline int VarintSize(uint64_t v) {

@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <limits>
 #include <string>
 
 #include <arrow/status.h>
@@ -83,7 +84,8 @@ struct Sniff {
 std::string ErrnoText() { return std::strerror(errno); }
 
 /// The uncompressed byte stream of a file: read straight from the descriptor, or
-/// inflated in bounded chunks (never the whole file in memory).
+/// inflated in bounded chunks (never the whole file in memory). Errors carry no file
+/// name; the reader adds it with the record offset.
 class ByteStream {
  public:
   ~ByteStream() {
@@ -91,24 +93,29 @@ class ByteStream {
     if (fd_ >= 0) ::close(fd_);
   }
 
-  arrow::Status Open(const std::string& path, TfRecordCompression compression, int fd) {
-    path_ = path;
+  arrow::Status Open(TfRecordCompression compression, int fd, int64_t file_size) {
     fd_ = fd;
     compression_ = compression;
+    file_size_ = file_size;
     if (compression == TfRecordCompression::kNone) return arrow::Status::OK();
     std::memset(&zs_, 0, sizeof(zs_));
     int bits = compression == TfRecordCompression::kGzip ? 15 + 16 : 15;
-    if (inflateInit2(&zs_, bits) != Z_OK) {
-      return arrow::Status::IOError(path_, ": cannot initialise zlib");
-    }
+    if (inflateInit2(&zs_, bits) != Z_OK) return arrow::Status::IOError("cannot initialise zlib");
     inflating_ = true;
     in_.resize(kInBufferSize);
     return arrow::Status::OK();
   }
 
-  /// Reads up to `n` bytes; fewer only at the end of the stream.
+  /// Reads up to `n` bytes; fewer only at the end of the stream. An error found after
+  /// all `n` bytes were produced (zlib reads the next block header in the same call) is
+  /// kept for the next call, so that the records before damage are all returned.
   arrow::Result<size_t> Read(uint8_t* dst, size_t n) {
-    if (compression_ == TfRecordCompression::kNone) return ReadFd(dst, n);
+    if (!pending_.ok()) return pending_;
+    if (compression_ == TfRecordCompression::kNone) {
+      ARROW_ASSIGN_OR_RAISE(size_t got, ReadFd(dst, n));
+      consumed_ += static_cast<int64_t>(got);
+      return got;
+    }
     zs_.next_out = dst;
     zs_.avail_out = 0;
     size_t done = 0;
@@ -118,19 +125,16 @@ class ByteStream {
         in_eof_ = got < in_.size();
         zs_.next_in = in_.data();
         zs_.avail_in = static_cast<uInt>(got);
-        if (got > 0 && member_done_) {
-          // Another gzip member (or zlib stream) follows the one that ended.
-          inflateReset(&zs_);
-          member_done_ = false;
-        }
       }
       if (zs_.avail_in == 0 && in_eof_) {
         if (!member_done_ && consumed_ > 0) truncated_ = true;
         break;
       }
       if (member_done_) {
+        // Another gzip member (or zlib stream) follows the one that ended.
         inflateReset(&zs_);
         member_done_ = false;
+        member_start_ = consumed_;
       }
       size_t want = std::min<size_t>(n - done, 1u << 30);
       zs_.next_out = dst + done;
@@ -144,10 +148,9 @@ class ByteStream {
       } else if (ret == Z_BUF_ERROR) {
         continue;  // needs more input; refilled above
       } else if (ret != Z_OK) {
-        return arrow::Status::IOError(
-            path_, ": corrupt ", CompressionFlag(compression_),
-            " data near compressed byte offset ", consumed_, ": ",
-            zs_.msg != nullptr ? zs_.msg : "inflate failed");
+        pending_ = StreamError(ret);
+        if (done == n) return done;
+        return pending_;
       }
     }
     return done;
@@ -156,14 +159,32 @@ class ByteStream {
   /// True when the compressed stream ended in the middle of a member.
   bool truncated() const { return truncated_; }
 
+  /// Bytes of the file consumed so far (all of them for an uncompressed file; for a
+  /// compressed one, what inflate has used).
+  int64_t consumed() const { return consumed_; }
+
  private:
+  arrow::Status StreamError(int ret) {
+    const char* flag = CompressionFlag(compression_);
+    const std::string why = zs_.msg != nullptr ? zs_.msg : "inflate failed";
+    if (consumed_ - member_start_ <= 2 && member_start_ > 0) {
+      // The first bytes after a complete member are not the start of another one.
+      return arrow::Status::IOError(file_size_ - member_start_, " bytes after the end of the ",
+                                    flag, " data are not ", flag, " data (compressed byte offset ",
+                                    member_start_, ": ", why, ")");
+    }
+    if (ret == Z_MEM_ERROR) return arrow::Status::OutOfMemory("inflate: out of memory");
+    return arrow::Status::IOError("corrupt ", flag, " data near compressed byte offset ",
+                                  consumed_, " (", why, ")");
+  }
+
   arrow::Result<size_t> ReadFd(uint8_t* dst, size_t n) {
     size_t done = 0;
     while (done < n) {
       ssize_t r = ::read(fd_, dst + done, n - done);
       if (r < 0) {
         if (errno == EINTR) continue;
-        return arrow::Status::IOError(path_, ": read failed: ", ErrnoText());
+        return arrow::Status::IOError("read failed: ", ErrnoText());
       }
       if (r == 0) break;
       done += static_cast<size_t>(r);
@@ -171,15 +192,17 @@ class ByteStream {
     return done;
   }
 
-  std::string path_;
   int fd_ = -1;
   TfRecordCompression compression_ = TfRecordCompression::kNone;
+  int64_t file_size_ = 0;
   z_stream zs_;
   bool inflating_ = false;
   bool in_eof_ = false;
   bool member_done_ = false;
   bool truncated_ = false;
   int64_t consumed_ = 0;
+  int64_t member_start_ = 0;  // compressed offset where the current member began
+  arrow::Status pending_;     // a stream error kept for the next Read()
   std::vector<uint8_t> in_;
 };
 
@@ -220,7 +243,9 @@ class RecordReaderImpl final : public RecordReader {
       }
     }
     compression_ = actual;
-    return stream_.Open(path, actual, fd);
+    arrow::Status opened = stream_.Open(actual, fd, file_size_);
+    if (!opened.ok()) return opened.WithMessage(path, ": ", opened.message());
+    return arrow::Status::OK();
   }
 
   arrow::Result<bool> Next(std::string_view* record) override {
@@ -230,8 +255,9 @@ class RecordReaderImpl final : public RecordReader {
     }
     state_ = State::kOk;
     offset_ = pos_;
+    record_start_ = stream_.consumed();
     uint8_t header[kHeaderSize];
-    ARROW_ASSIGN_OR_RAISE(size_t got, stream_.Read(header, kHeaderSize));
+    ARROW_ASSIGN_OR_RAISE(size_t got, Read(header, kHeaderSize));
     if (got == 0) {
       if (stream_.truncated()) return Lost("compressed stream ends early (truncated file)");
       return false;
@@ -254,12 +280,26 @@ class RecordReaderImpl final : public RecordReader {
       }
       return Lost(msg);
     }
-    uint64_t remaining_file = static_cast<uint64_t>(
-        std::max<int64_t>(0, file_size_ - pos_ - static_cast<int64_t>(kHeaderSize)));
-    if (compression_ == TfRecordCompression::kNone && length + kFooterSize > remaining_file) {
-      return Lost("truncated record: the file ends inside the record data (record needs " +
-                  std::to_string(length) + " data bytes + 4 CRC bytes, " +
-                  std::to_string(remaining_file) + " left)");
+    // Bound the length by what is left before any arithmetic on it (a valid length CRC
+    // does not make it sane): for a plain file, the rest of the file; for a compressed
+    // one, what an int64 stream offset can address (the loop below then stops at the
+    // real end of the data).
+    const uint64_t data_pos = static_cast<uint64_t>(pos_) + kHeaderSize;
+    if (compression_ == TfRecordCompression::kNone) {
+      const uint64_t left = static_cast<uint64_t>(file_size_) > data_pos
+                                ? static_cast<uint64_t>(file_size_) - data_pos
+                                : 0;
+      if (length > left || left - length < kFooterSize) {
+        return Lost("truncated record: the file ends inside the record data (record needs " +
+                    std::to_string(length) + " data bytes + 4 CRC bytes, " +
+                    std::to_string(left) + " left)");
+      }
+    } else {
+      const uint64_t limit = static_cast<uint64_t>(std::numeric_limits<int64_t>::max());
+      if (length > limit - data_pos - kFooterSize) {
+        return Lost("corrupt record: the length field reads " + std::to_string(length) +
+                    " data bytes, more than any stream holds");
+      }
     }
     // Grow the buffer as data arrives, so a huge length in a compressed stream cannot
     // allocate more than the stream really holds.
@@ -269,7 +309,7 @@ class RecordReaderImpl final : public RecordReader {
       uint64_t target = std::min<uint64_t>(total, std::max<uint64_t>(have * 2, 1 << 20));
       if (buffer_.size() < target) buffer_.resize(target);
       const uint64_t want = target - have;
-      ARROW_ASSIGN_OR_RAISE(size_t n, stream_.Read(buffer_.data() + have, want));
+      ARROW_ASSIGN_OR_RAISE(size_t n, Read(buffer_.data() + have, want));
       have += n;
       if (n < want) break;  // short read: end of stream
     }
@@ -307,8 +347,20 @@ class RecordReaderImpl final : public RecordReader {
 
   const std::string& path() const override { return path_; }
 
+  int64_t lost_bytes() const override {
+    return state_ == State::kLost ? std::max<int64_t>(0, file_size_ - record_start_) : 0;
+  }
+
  private:
   enum class State { kOk, kSkippable, kLost };
+
+  // A stream read; a failure of the stream (corrupt compressed data, bytes after the
+  // last member, an I/O error) loses the rest of the file.
+  arrow::Result<size_t> Read(uint8_t* dst, size_t n) {
+    auto got = stream_.Read(dst, n);
+    if (!got.ok()) return Lost(got.status().message());
+    return got;
+  }
 
   arrow::Status Lost(const std::string& what) {
     state_ = State::kLost;
@@ -330,6 +382,7 @@ class RecordReaderImpl final : public RecordReader {
   int64_t file_size_ = 0;
   int64_t pos_ = 0;
   int64_t offset_ = 0;
+  int64_t record_start_ = 0;  // file bytes consumed before the current record
   State state_ = State::kOk;
   std::vector<uint8_t> buffer_;
 };

@@ -6,6 +6,7 @@
 
 #include <gtest/gtest.h>
 
+#include "io/crc32c.h"
 #include "io/tfrecord.h"
 #include "io/tfrecord_test_util.h"
 
@@ -282,6 +283,176 @@ TEST(RecordIo, GzipFlagOnZlibFileSuggestsZlib) {
   EXPECT_TRUE(Contains(st, "ZLIB-compressed; use --compression zlib")) << st.ToString();
   auto st2 = ReadAll(dir + "/z", TfRecordCompression::kNone).status();
   EXPECT_TRUE(Contains(st2, "ZLIB-compressed")) << st2.ToString();
+}
+
+// A record header whose length field reads `length`, with a valid length CRC.
+std::string HeaderClaiming(uint64_t length) {
+  std::string h(12, '\0');
+  for (int i = 0; i < 8; ++i) h[i] = static_cast<char>((length >> (8 * i)) & 0xff);
+  const uint32_t crc = MaskCrc(Crc32c(h.data(), 8));
+  for (int i = 0; i < 4; ++i) h[8 + i] = static_cast<char>((crc >> (8 * i)) & 0xff);
+  return h;
+}
+
+// Writes `bytes` (already framed, or not) through the compressor of `c`.
+void WriteThrough(const std::string& path, TfRecordCompression c, const std::string& bytes) {
+  auto w = RecordWriter::Open(path, c).ValueOrDie();
+  ASSERT_TRUE(w->WriteFramed(bytes).ok());
+  ASSERT_TRUE(w->Close().ok());
+}
+
+// Record lengths in the last values below 2^64 with a valid length CRC: length + footer
+// size wrapped around and the reader read far outside its buffer (SIGSEGV).
+class HugeRecordLength
+    : public ::testing::TestWithParam<std::tuple<uint64_t, TfRecordCompression>> {};
+
+TEST_P(HugeRecordLength, IsALostRecordNamedByFileAndOffset) {
+  const auto [length, compression] = GetParam();
+  std::string dir = testing::TempDir("d");
+  WriteRecords(dir + "/good", TfRecordCompression::kNone, {"first", ""});
+  const std::string good = ReadFile(dir + "/good");
+  ASSERT_EQ(good.size(), 37u);
+  const std::string path = dir + "/f.tfrecord";
+  // Bytes follow the header, so a wrapped-around size of a few bytes seems to be there.
+  WriteThrough(path, compression, good + HeaderClaiming(length) + std::string(64, '\0'));
+  auto reader = RecordReader::Open(path, TfRecordCompression::kAuto).ValueOrDie();
+  std::string_view rec;
+  ASSERT_TRUE(reader->Next(&rec).ValueOrDie());
+  EXPECT_EQ(rec, "first");
+  ASSERT_TRUE(reader->Next(&rec).ValueOrDie());
+  EXPECT_EQ(rec, "");
+  auto st = reader->Next(&rec).status();
+  EXPECT_TRUE(st.IsIOError()) << st.ToString();
+  EXPECT_TRUE(Contains(st, path + ": ")) << st.ToString();
+  EXPECT_TRUE(Contains(st, std::to_string(length) + " data bytes")) << st.ToString();
+  EXPECT_TRUE(Contains(st, "at byte offset 37")) << st.ToString();
+  EXPECT_FALSE(reader->SkipCorrupt().ValueOrDie());
+  if (compression == TfRecordCompression::kNone) {
+    EXPECT_EQ(reader->lost_bytes(), 12 + 64);  // from the bad header to the end
+  } else {
+    EXPECT_GT(reader->lost_bytes(), 0);
+    EXPECT_LE(reader->lost_bytes(), static_cast<int64_t>(fs::file_size(path)));
+  }
+  EXPECT_FALSE(reader->Next(&rec).ok());
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Lengths, HugeRecordLength,
+    ::testing::Combine(::testing::Values(~uint64_t{0}, ~uint64_t{0} - 2, ~uint64_t{0} - 3,
+                                         ~uint64_t{0} - 11, ~uint64_t{0} - 15,
+                                         uint64_t{1} << 63, uint64_t{1} << 62),
+                       ::testing::Values(TfRecordCompression::kNone,
+                                         TfRecordCompression::kGzip,
+                                         TfRecordCompression::kZlib)));
+
+// A gzip member that holds `payload` in one stored (uncompressed) deflate block that is
+// not the last block, followed by `tail`, raw.
+std::string GzipStoredBlock(const std::string& payload, const std::string& tail) {
+  std::string out = testing::FromHex("1f8b0800000000000003");  // no name, mtime 0, Unix
+  const uint16_t n = static_cast<uint16_t>(payload.size());
+  out += '\0';  // BFINAL 0, BTYPE 00 (stored)
+  out += static_cast<char>(n & 0xff);
+  out += static_cast<char>(n >> 8);
+  out += static_cast<char>(~n & 0xff);
+  out += static_cast<char>((~n >> 8) & 0xff);
+  return out + payload + tail;
+}
+
+TEST(RecordIo, CorruptGzipStreamKeepsTheRecordsBeforeIt) {
+  std::string dir = testing::TempDir("d");
+  WriteRecords(dir + "/plain", TfRecordCompression::kNone, SampleRecords());
+  const std::string plain = ReadFile(dir + "/plain");
+  const std::string path = dir + "/bad.tfrecord.gz";
+  // 0x07: a last block of the reserved type 3; then bytes that are never reached.
+  const std::string tail = "\x07" + std::string(100, 'z');
+  WriteFile(path, GzipStoredBlock(plain, tail));
+  auto reader = RecordReader::Open(path, TfRecordCompression::kAuto).ValueOrDie();
+  std::string_view rec;
+  for (const auto& expected : SampleRecords()) {
+    auto more = reader->Next(&rec);
+    ASSERT_TRUE(more.ok()) << more.status().ToString();
+    ASSERT_TRUE(*more);
+    EXPECT_EQ(rec, expected);
+  }
+  auto st = reader->Next(&rec).status();
+  EXPECT_TRUE(st.IsIOError()) << st.ToString();
+  EXPECT_TRUE(Contains(st, path + ": corrupt gzip data")) << st.ToString();
+  EXPECT_TRUE(Contains(st, "invalid block type")) << st.ToString();
+  EXPECT_TRUE(Contains(st, "at byte offset " + std::to_string(plain.size()))) << st.ToString();
+  // Not a record that can be stepped over: the rest of the file is lost.
+  auto skip = reader->SkipCorrupt();
+  ASSERT_TRUE(skip.ok()) << skip.status().ToString();
+  EXPECT_FALSE(*skip);
+  // inflate consumed the bad block header byte with the last record.
+  EXPECT_EQ(reader->lost_bytes(), static_cast<int64_t>(tail.size()) - 1);
+  EXPECT_FALSE(reader->Next(&rec).ok());
+}
+
+TEST(RecordIo, BytesAfterTheGzipMemberAreNamed) {
+  std::string dir = testing::TempDir("d");
+  WriteRecords(dir + "/gz", TfRecordCompression::kGzip, SampleRecords());
+  const std::string gz = ReadFile(dir + "/gz");
+  const std::string path = dir + "/trailing.tfrecord.gz";
+  WriteFile(path, gz + "this is not gzip");
+  auto reader = RecordReader::Open(path, TfRecordCompression::kGzip).ValueOrDie();
+  std::string_view rec;
+  for (size_t i = 0; i < SampleRecords().size(); ++i) {
+    auto more = reader->Next(&rec);
+    ASSERT_TRUE(more.ok()) << more.status().ToString();
+    ASSERT_TRUE(*more);
+  }
+  auto st = reader->Next(&rec).status();
+  EXPECT_TRUE(st.IsIOError()) << st.ToString();
+  EXPECT_TRUE(Contains(st, path + ": 16 bytes after the end of the gzip data")) << st.ToString();
+  EXPECT_TRUE(Contains(st, "compressed byte offset " + std::to_string(gz.size())))
+      << st.ToString();
+  EXPECT_TRUE(Contains(st, "at byte offset 1080")) << st.ToString();
+  auto skip = reader->SkipCorrupt();
+  ASSERT_TRUE(skip.ok()) << skip.status().ToString();
+  EXPECT_FALSE(*skip);
+  EXPECT_EQ(reader->lost_bytes(), 16);
+}
+
+// Inputs of tests/fuzz/corpus/tfrecord_framing (see its README): no crash; the records
+// before the damage are read, then an IOError names the file and the offset after them
+// and the rest of the file is lost.
+TEST(RecordIo, CorpusSeeds) {
+  int seen = 0;
+  for (const auto& entry : fs::directory_iterator(DLPREP_FUZZ_CORPUS "/tfrecord_framing")) {
+    const std::string path = entry.path().string();
+    const std::string name = entry.path().filename().string();
+    auto reader = RecordReader::Open(path, TfRecordCompression::kAuto).ValueOrDie();
+    std::string_view rec;
+    int64_t records = 0, good_bytes = 0;
+    arrow::Status st;
+    while (true) {
+      auto next = reader->Next(&rec);
+      if (!next.ok()) {
+        st = next.status();
+        break;
+      }
+      if (!*next) break;
+      ++records;
+      good_bytes += static_cast<int64_t>(rec.size()) + 16;
+    }
+    ++seen;
+    if (name.rfind("key_", 0) == 0) {
+      EXPECT_TRUE(st.ok()) << name << ": " << st.ToString();
+      EXPECT_EQ(records, 3) << name;
+      continue;
+    }
+    const size_t after = name.find("_after_");
+    const int64_t expected = after == std::string::npos ? 2 : std::stoll(name.substr(after + 7));
+    EXPECT_EQ(records, expected) << name;
+    EXPECT_TRUE(st.IsIOError()) << name << ": " << st.ToString();
+    EXPECT_TRUE(Contains(st, path + ": ")) << st.ToString();
+    EXPECT_TRUE(Contains(st, "at byte offset " + std::to_string(good_bytes))) << st.ToString();
+    auto skip = reader->SkipCorrupt();
+    ASSERT_TRUE(skip.ok()) << name << ": " << skip.status().ToString();
+    EXPECT_FALSE(*skip) << name;
+    EXPECT_GT(reader->lost_bytes(), 0) << name;
+  }
+  EXPECT_GE(seen, 10);
 }
 
 }  // namespace

@@ -53,6 +53,10 @@ class RecordReader {
   /// truncation), in which case the rest of the file is lost and must be reported.
   virtual arrow::Result<bool> SkipCorrupt() = 0;
 
+  /// After SkipCorrupt() returned false: the bytes of the file after the last record
+  /// read (compressed bytes for a compressed file), which no record can be read from.
+  virtual int64_t lost_bytes() const = 0;
+
   virtual const std::string& path() const = 0;
 };
 
@@ -94,9 +98,14 @@ class ExampleEncoder {
 };
 
 /// Decodes serialized tf.train.Example / SequenceExample messages into Arrow arrays
-/// of a given schema. A missing feature is null; a feature of the wrong kind or a
-/// scalar column whose feature does not have exactly one value is an Invalid error
-/// naming the feature. Not thread-safe.
+/// of a given schema, as protobuf parses them (tf.train.Example.FromString): repeated
+/// values that occur in several runs concatenate, packed or not; a message that occurs
+/// twice merges (Example.features, a map entry's value); a value list of another kind
+/// replaces the one before (Feature.kind is a oneof); the last map entry of a key wins.
+/// A missing feature is null; a feature of the wrong kind or a scalar column whose
+/// feature does not have exactly one value is an Invalid error naming the feature, as
+/// is a record that does not parse or has a feature key that is not UTF-8. The
+/// features of keys that are not columns are not parsed. Not thread-safe.
 class ExampleDecoder {
  public:
   virtual ~ExampleDecoder() = default;
@@ -109,11 +118,31 @@ class ExampleDecoder {
   virtual arrow::Result<std::shared_ptr<arrow::RecordBatch>> Flush() = 0;
 };
 
+/// Infers an Arrow schema from sample records one at a time, as InferExampleSchema()
+/// does. Add() refuses a record that protobuf would not parse (a key that is not UTF-8
+/// among them) or whose features conflict with those of earlier records (Invalid,
+/// naming the feature), and then leaves the schema as it was, so a caller may skip the
+/// record. Not thread-safe.
+class ExampleSchemaInferer {
+ public:
+  explicit ExampleSchemaInferer(RecordType record_type);
+  ~ExampleSchemaInferer();
+  arrow::Status Add(std::string_view record);
+  /// The schema of the records added so far (no columns when none had features).
+  std::shared_ptr<arrow::Schema> Finish() const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
 /// Infers an Arrow schema from sample records: each feature becomes a nullable column
 /// (int64, float32, string or binary when some value is not UTF-8); a feature that
 /// has exactly one value in every sampled record where it appears is a scalar, else a
 /// list. SequenceExample feature lists become list<list<...>>. Columns are sorted by
-/// name. Invalid when a record does not parse, or a feature changes kind.
+/// name. Records are read as protobuf parses them: a value list or message that occurs
+/// twice merges, the last map entry of a key wins. Invalid ("record N: ...") when a
+/// record does not parse, or a feature changes kind.
 arrow::Result<std::shared_ptr<arrow::Schema>> InferExampleSchema(
     const std::vector<std::string>& records, RecordType record_type);
 

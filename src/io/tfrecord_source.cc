@@ -168,9 +168,15 @@ class TfRecordBatchReader final : public arrow::RecordBatchReader {
       auto next = reader_->Next(&record);
       if (!next.ok()) {
         if (!config_.skip_corrupt) return next.status();
-        log_->Add(next.status().message());
         ARROW_ASSIGN_OR_RAISE(bool resync, reader_->SkipCorrupt());
-        if (!resync) done_ = true;  // the rest of the file is lost (reported above)
+        if (resync) {
+          log_->Add(next.status().message());
+        } else {
+          // The rest of the file is lost; the next partition is another file.
+          log_->Add(next.status().message() + "; skipped the rest of the file (" +
+                    std::to_string(reader_->lost_bytes()) + " bytes)");
+          done_ = true;
+        }
         continue;
       }
       if (!*next) {
@@ -244,11 +250,12 @@ class TfRecordSource final : public Source {
 
 arrow::Result<std::shared_ptr<arrow::Schema>> InferFromFiles(
     const std::vector<std::string>& files, const SourceConfig& config, int64_t max_records) {
-  std::vector<std::string> sample;
+  io::ExampleSchemaInferer inferer(config.record_type);
+  int64_t sampled = 0;
   for (const auto& file : files) {
-    if (static_cast<int64_t>(sample.size()) >= max_records) break;
+    if (sampled >= max_records) break;
     ARROW_ASSIGN_OR_RAISE(auto reader, RecordReader::Open(file, config.compression));
-    while (static_cast<int64_t>(sample.size()) < max_records) {
+    while (sampled < max_records) {
       std::string_view rec;
       auto next = reader->Next(&rec);
       if (!next.ok()) {
@@ -258,16 +265,18 @@ arrow::Result<std::shared_ptr<arrow::Schema>> InferFromFiles(
         continue;
       }
       if (!*next) break;
-      sample.emplace_back(rec);
+      arrow::Status st = inferer.Add(rec);
+      if (!st.ok()) {
+        // With skip_corrupt the record stays out of the sample; reading reports it.
+        if (config.skip_corrupt) continue;
+        return arrow::Status::Invalid("cannot infer a schema: ", file, ": record at byte offset ",
+                                      reader->record_offset(), ": ", st.message(),
+                                      " (pass a schema, or --skip-corrupt to skip such records)");
+      }
+      ++sampled;
     }
   }
-  auto schema = io::InferExampleSchema(sample, config.record_type);
-  if (!schema.ok()) {
-    return arrow::Status::Invalid("cannot infer a schema from the first ", sample.size(),
-                                  " records of ", files.front(), " ...: ",
-                                  schema.status().message(), "; pass a schema explicitly");
-  }
-  return schema;
+  return inferer.Finish();
 }
 
 }  // namespace

@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 
 #include "dlprep/source.h"
+#include "io/crc32c.h"
 #include "io/file_writer.h"
 #include "io/tfrecord.h"
 #include "io/tfrecord_test_util.h"
@@ -272,6 +273,126 @@ TEST(TfRecordSource, WrongCompressionFlagFailsWithAdvice) {
   EXPECT_TRUE(Contains(st, "--compression gzip")) << st.ToString();
   opts.compression = TfRecordCompression::kAuto;
   EXPECT_EQ(ReadAll(*OpenTfRecordSource(opts).ValueOrDie()).ValueOrDie().table->num_rows(), 3);
+}
+
+std::string ReadBytes(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(in), {});
+}
+
+// A gzip member that holds `payload` in one stored deflate block and then a block of the
+// reserved type 3 ("invalid block type"), followed by `junk` bytes.
+std::string GzipDamagedAfter(const std::string& payload, size_t junk) {
+  std::string out("\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\x03\x00", 11);
+  const uint16_t n = static_cast<uint16_t>(payload.size());
+  out += static_cast<char>(n & 0xff);
+  out += static_cast<char>(n >> 8);
+  out += static_cast<char>(~n & 0xff);
+  out += static_cast<char>((~n >> 8) & 0xff);
+  return out + payload + "\x07" + std::string(junk, 'z');
+}
+
+TEST(TfRecordSource, DamagedGzipKeepsTheRecordsBeforeItAndGoesOnWhenSkipping) {
+  std::string dir = io::testing::TempDir("d");
+  WriteBatch(dir + "/plain", *Rows(0, 3));
+  WriteText(dir + "/a.tfrecord.gz", GzipDamagedAfter(ReadBytes(dir + "/plain"), 200));
+  fs::remove(dir + "/plain");
+  WriteBatch(dir + "/b.tfrecord", *Rows(3, 2));
+  TfRecordSourceOptions opts;
+  opts.paths = {dir + "/a.tfrecord.gz", dir + "/b.tfrecord"};
+  auto st = OpenTfRecordSource(opts).status();  // schema inference reads the damage
+  EXPECT_TRUE(st.IsIOError()) << st.ToString();
+  EXPECT_TRUE(Contains(st, dir + "/a.tfrecord.gz: corrupt gzip data")) << st.ToString();
+  EXPECT_TRUE(Contains(st, "at byte offset ")) << st.ToString();
+  opts.schema = TestSchema();
+  st = ReadAll(*OpenTfRecordSource(opts).ValueOrDie()).status();
+  EXPECT_TRUE(Contains(st, dir + "/a.tfrecord.gz: corrupt gzip data")) << st.ToString();
+  opts.schema = nullptr;
+
+  opts.skip_corrupt = true;
+  auto lenient = OpenTfRecordSource(opts).ValueOrDie();
+  auto got = ReadAll(*lenient);
+  ASSERT_TRUE(got.ok()) << got.status().ToString();
+  EXPECT_TRUE(got->table->Equals(*Expected({Rows(0, 5)}))) << got->table->ToString();
+  EXPECT_EQ(lenient->skipped_records(), 1);
+  auto msgs = lenient->skipped_messages();
+  ASSERT_EQ(msgs.size(), 1u);
+  EXPECT_TRUE(msgs[0].find(dir + "/a.tfrecord.gz: corrupt gzip data") != std::string::npos)
+      << msgs[0];
+  EXPECT_TRUE(msgs[0].find("skipped the rest of the file (200 bytes)") != std::string::npos)
+      << msgs[0];
+}
+
+TEST(TfRecordSource, HugeRecordLengthIsCorruptNotACrash) {
+  std::string dir = io::testing::TempDir("d");
+  WriteBatch(dir + "/plain", *Rows(0, 2));
+  // A header claiming 2^64 - 4 data bytes, with a valid length CRC.
+  std::string header(8, '\xff');
+  header[0] = '\xfc';
+  const uint32_t crc = io::MaskCrc(io::Crc32c(header.data(), 8));
+  for (int i = 0; i < 4; ++i) header.push_back(static_cast<char>((crc >> (8 * i)) & 0xff));
+  const std::string good = ReadBytes(dir + "/plain");
+  WriteText(dir + "/a.tfrecord", good + header + std::string(40, '\0'));
+  TfRecordSourceOptions opts;
+  opts.paths = {dir + "/a.tfrecord"};
+  auto strict = OpenTfRecordSource(opts);  // inference reads the bad record too
+  EXPECT_TRUE(Contains(strict.status(), dir + "/a.tfrecord: truncated record"))
+      << strict.status().ToString();
+  EXPECT_TRUE(Contains(strict.status(), "at byte offset " + std::to_string(good.size())))
+      << strict.status().ToString();
+  opts.skip_corrupt = true;
+  auto lenient = OpenTfRecordSource(opts).ValueOrDie();
+  auto got = ReadAll(*lenient).ValueOrDie();
+  EXPECT_TRUE(got.table->Equals(*Expected({Rows(0, 2)})));
+  EXPECT_EQ(lenient->skipped_records(), 1);
+  ASSERT_EQ(lenient->skipped_messages().size(), 1u);
+  EXPECT_TRUE(lenient->skipped_messages()[0].find("skipped the rest of the file (52 bytes)") !=
+              std::string::npos)
+      << lenient->skipped_messages()[0];
+}
+
+TEST(TfRecordSource, FeatureKeyThatIsNotUtf8NamesFileAndOffsetOrIsSkipped) {
+  using io::testing::PbEntry;
+  using io::testing::PbInt64Feature;
+  using io::testing::PbSection;
+  std::string dir = io::testing::TempDir("d");
+  const std::string path = dir + "/f.tfrecord";
+  const std::vector<std::string> records = {
+      PbSection(PbEntry("id", PbInt64Feature({0}))),
+      PbSection(PbEntry("id", PbInt64Feature({1})) + PbEntry("k\xff", PbInt64Feature({1}))),
+      PbSection(PbEntry("id", PbInt64Feature({2})))};
+  {
+    auto w = io::RecordWriter::Open(path, TfRecordCompression::kNone).ValueOrDie();
+    for (const auto& r : records) ASSERT_TRUE(w->Write(r).ok());
+    ASSERT_TRUE(w->Close().ok());
+  }
+  const std::string bad_offset = std::to_string(records[0].size() + 16);
+  TfRecordSourceOptions opts;
+  opts.paths = {path};
+  // Schema inference meets it first...
+  auto st = OpenTfRecordSource(opts).status();
+  EXPECT_TRUE(st.IsInvalid()) << st.ToString();
+  EXPECT_TRUE(Contains(st, path + ": record at byte offset " + bad_offset +
+                               ": feature key 'k\\xff' is not valid UTF-8"))
+      << st.ToString();
+  // ... and the decoder when the schema is given.
+  opts.schema = arrow::schema({arrow::field("id", arrow::int64())});
+  st = ReadAll(*OpenTfRecordSource(opts).ValueOrDie()).status();
+  EXPECT_TRUE(Contains(st, path + ": record at byte offset " + bad_offset)) << st.ToString();
+  EXPECT_TRUE(Contains(st, "'k\\xff'")) << st.ToString();
+
+  opts.schema = nullptr;
+  opts.skip_corrupt = true;
+  auto lenient = OpenTfRecordSource(opts).ValueOrDie();
+  EXPECT_EQ(lenient->schema()->ToString(), "id: int64");
+  auto got = ReadAll(*lenient).ValueOrDie();
+  EXPECT_EQ(got.table->column(0)->ToString(),
+            arrow::ChunkedArray(Json(arrow::int64(), "[0, 2]")).ToString());
+  EXPECT_EQ(lenient->skipped_records(), 1);
+  ASSERT_EQ(lenient->skipped_messages().size(), 1u);
+  EXPECT_TRUE(lenient->skipped_messages()[0].find("byte offset " + bad_offset) !=
+              std::string::npos)
+      << lenient->skipped_messages()[0];
 }
 
 }  // namespace

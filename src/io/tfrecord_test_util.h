@@ -2,6 +2,7 @@
 // Helpers shared by the TFRecord codec tests (header only; never linked into the
 // library).
 
+#include <cstring>
 #include <filesystem>
 #include <memory>
 #include <string>
@@ -57,6 +58,64 @@ inline std::string TempDir(const std::string& name) {
   std::filesystem::remove_all(dir);
   std::filesystem::create_directories(dir);
   return dir.string();
+}
+
+// Protobuf wire-format builders for hand-made messages (merge and hostile-input tests).
+
+inline std::string PbVarint(uint64_t v) {
+  std::string out;
+  while (v >= 0x80) {
+    out.push_back(static_cast<char>((v & 0x7f) | 0x80));
+    v >>= 7;
+  }
+  out.push_back(static_cast<char>(v));
+  return out;
+}
+
+/// A tag: field number and wire type (0 varint, 1 fixed64, 2 length-delimited, 3/4
+/// start/end group, 5 fixed32).
+inline std::string PbTag(uint32_t field, uint32_t wire_type) {
+  return PbVarint(uint64_t{field} << 3 | wire_type);
+}
+
+/// A length-delimited field.
+inline std::string PbLen(uint32_t field, const std::string& payload) {
+  return PbTag(field, 2) + PbVarint(payload.size()) + payload;
+}
+
+/// Int64List / FloatList with packed values, BytesList.
+inline std::string PbInt64List(const std::vector<int64_t>& values) {
+  std::string packed;
+  for (int64_t v : values) packed += PbVarint(static_cast<uint64_t>(v));
+  return PbLen(1, packed);
+}
+inline std::string PbFloatList(const std::vector<float>& values) {
+  std::string packed(values.size() * 4, '\0');
+  if (!values.empty()) std::memcpy(packed.data(), values.data(), packed.size());
+  return PbLen(1, packed);
+}
+inline std::string PbBytesList(const std::vector<std::string>& values) {
+  std::string out;
+  for (const auto& v : values) out += PbLen(1, v);
+  return out;
+}
+
+/// Feature messages holding one value list.
+inline std::string PbInt64Feature(const std::vector<int64_t>& v) { return PbLen(3, PbInt64List(v)); }
+inline std::string PbFloatFeature(const std::vector<float>& v) { return PbLen(2, PbFloatList(v)); }
+inline std::string PbBytesFeature(const std::vector<std::string>& v) {
+  return PbLen(1, PbBytesList(v));
+}
+
+/// One map entry field (field 1 of Features / FeatureLists): key, value.
+inline std::string PbEntry(const std::string& key, const std::string& value) {
+  return PbLen(1, PbLen(1, key) + PbLen(2, value));
+}
+
+/// Example{features{entries}} (or SequenceExample.context when `field` is 1, and
+/// SequenceExample.feature_lists when it is 2).
+inline std::string PbSection(const std::string& entries, uint32_t field = 1) {
+  return PbLen(field, entries);
 }
 
 inline bool Contains(const arrow::Status& st, const std::string& text) {

@@ -6,13 +6,16 @@ import os
 import signal
 import subprocess
 import time
+from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-
+# Regression seeds: hostile inputs that once crashed or misled dlprep
+# (tests/fuzz/make_tfrecord_corpus.py says how each was made).
+CORPUS = Path(__file__).resolve().parents[1] / "fuzz" / "corpus"
 
 
 def write_plain_records(path, payloads):
@@ -154,6 +157,41 @@ def test_inspect_verify(dlprep, tmp_path, good_file):
     assert path.name in bad.stderr and str(offsets[3]) in bad.stderr
 
 
+def record_offsets(data):
+    """Start offsets of the records of an uncompressed TFRecord file's bytes."""
+    offsets, off = [], 0
+    while off < len(data):
+        offsets.append(off)
+        off += 16 + int.from_bytes(data[off:off + 8], "little")
+    return offsets
+
+
+def test_inspect_verify_checks_the_manifest(dlprep, tmp_path, good_file):
+    path, _ = good_file
+    out = tmp_path / "tfr"
+    dlprep("convert", "-i", path, "-o", out, "--max-rows-per-file", "3", "-q")
+    ok = dlprep("inspect", out, "--verify", "-q")
+    assert "verify: OK" in ok.stdout and "match _manifest.json (2 files)" in ok.stdout
+    first, second = sorted(out.glob("part-*.tfrecord"))
+    # A whole record removed from the first file: every CRC still checks out.
+    data = first.read_bytes()
+    first.write_bytes(data[:record_offsets(data)[-1]])
+    bad = dlprep("inspect", out, "--verify", "-q", check=False)
+    assert bad.returncode == 1, bad.stdout
+    line = bad.stderr.strip().splitlines()[-1]
+    assert line.startswith("dlprep inspect: error: verify failed: ")
+    assert f"{first.name}: _manifest.json lists 3 rows, read 2" in line
+    assert f"{first.name}: _manifest.json lists {len(data)} bytes, the file has " in line
+    assert "verify: OK" not in bad.stdout
+    # A file gone, and one that the manifest does not list.
+    first.write_bytes(data)
+    second.rename(out / "part-extra.tfrecord")
+    bad = dlprep("inspect", out, "--verify", "-q", check=False)
+    assert bad.returncode == 1
+    assert f"{second.name}: listed in _manifest.json but missing" in bad.stderr
+    assert "part-extra.tfrecord: not listed in _manifest.json" in bad.stderr
+
+
 def big_parquet(tmp_path, rows=200_000):
     rng = np.random.default_rng(0)
     vec = pa.FixedSizeListArray.from_arrays(
@@ -239,6 +277,95 @@ def test_usage_errors_name_the_option(dlprep, tmp_path, good_file):
     assert p.returncode == 1 and "--input-format" in p.stderr
     p = dlprep("convert", "-i", path, "-o", out, "--format", "avro", check=False)
     assert p.returncode != 0 and "--format" in p.stderr
+
+
+@pytest.mark.parametrize("name", sorted(
+    p.name for p in (CORPUS / "tfrecord_framing").glob("length_*")))
+def test_huge_record_length_is_an_error_not_a_crash(dlprep, tmp_path, name):
+    # Two good records, then a header whose length (2^63, or a few below 2^64) has a
+    # valid CRC: length + footer wrapped around and every reader died with SIGSEGV.
+    src = CORPUS / "tfrecord_framing" / name
+    verify = dlprep("inspect", src, "--verify", "-q", check=False)
+    assert verify.returncode == 1, verify.stderr
+    assert name in verify.stderr and "at byte offset 100" in verify.stderr
+    out = tmp_path / "o"
+    assert_job_error(run_convert(dlprep, src, out), out, name, "at byte offset 100")
+    stats = tmp_path / "stats.json"
+    proc = run_convert(dlprep, src, out, "--skip-corrupt", "--stats", stats)
+    assert proc.returncode == 0, proc.stderr
+    assert pq.read_table(out).column("id").to_pylist() == [0, 1]
+    s = json.loads(stats.read_text())
+    assert s["input"]["skipped_records"] == 1
+    assert "at byte offset 100; skipped the rest of the file" in s["input"]["skipped"][0]
+
+
+@pytest.mark.parametrize("name, kept, lost", [
+    ("gzip_corrupt_block_after_10.tfrecord.gz", list(range(10)), "corrupt gzip data"),
+    ("gzip_trailing_garbage.tfrecord.gz", [0, 1], "16 bytes after the end of the gzip data"),
+])
+def test_damaged_gzip(dlprep, tmp_path, name, kept, lost):
+    src = CORPUS / "tfrecord_framing" / name
+    other = tmp_path / "more.tfrecord"
+    write_plain_records(other, [example_bytes(i) for i in (100, 101)])
+    out = tmp_path / "o"
+    proc = dlprep("convert", "-i", src, "-i", other, "-o", out, "--format", "parquet", "-q",
+                  check=False)
+    assert_job_error(proc, out, name, lost, "at byte offset")
+    # --skip-corrupt keeps every record before the damage, reports the rest of the file
+    # as skipped and goes on with the next file (it failed the job before).
+    stats = tmp_path / "stats.json"
+    proc = dlprep("convert", "-i", src, "-i", other, "-o", out, "--format", "parquet",
+                  "--skip-corrupt", "--stats", stats)
+    assert pq.read_table(out).column("id").to_pylist() == kept + [100, 101]
+    s = json.loads(stats.read_text())
+    assert s["input"]["skipped_records"] == 1
+    assert name in s["input"]["skipped"][0] and lost in s["input"]["skipped"][0]
+    assert "skipped the rest of the file" in s["input"]["skipped"][0]
+    assert "skipped 1 corrupt record" in proc.stderr
+
+
+def test_feature_key_not_utf8_is_refused(dlprep, tmp_path):
+    # Records 0 and 2 are fine; record 1 has a feature key b"bad\xff\xfekey". Protobuf
+    # refuses such an Example (map keys are proto3 strings); dlprep wrote it to Parquet
+    # that pyarrow could not read.
+    src = CORPUS / "tfrecord_framing" / "key_not_utf8.tfrecord"
+    out = tmp_path / "o"
+    proc = run_convert(dlprep, src, out)
+    assert_job_error(proc, out, src.name, "record at byte offset 50",
+                     "feature key 'bad\\xff\\xfekey' is not valid UTF-8")
+    stats = tmp_path / "stats.json"
+    proc = run_convert(dlprep, src, out, "--skip-corrupt", "--stats", stats)
+    assert proc.returncode == 0, proc.stderr
+    table = pq.read_table(out)
+    assert table.column_names == ["id", "name"]
+    assert table.column("id").to_pylist() == [0, 2]
+    s = json.loads(stats.read_text())
+    assert s["input"]["skipped_records"] == 1
+    assert "record at byte offset 50" in s["input"]["skipped"][0]
+
+
+PIPELINE_HEAD = b"source: {format: tfrecord, paths: [%s]}\nsteps:\n"
+
+
+@pytest.mark.parametrize("steps", [
+    b'  - filter: {expr: "id > \xc3\xa9"}\nsink: {format: parquet, path: out}\n',
+    b"  - filter: {expr: id > 1 \xc3}\nsink: {format: parquet, path: out}\n",
+    b"  - filter: {expr: id > 1 \xc3}",  # the file ends in half a UTF-8 character
+    b"sink: {format: parquet, path: out}\nb\xffd: 1\n",
+])
+def test_pipeline_errors_on_bytes_beyond_ascii_are_clean(dlprep, tmp_path, steps):
+    # Error messages naming these bytes made the --stats JSON writer throw: abort (134).
+    src = tmp_path / "in.tfrecord"
+    write_plain_records(src, [example_bytes(i) for i in range(3)])
+    pipeline = tmp_path / "p.yaml"
+    pipeline.write_bytes(PIPELINE_HEAD % str(src).encode() + steps)
+    stats = tmp_path / "stats.json"
+    proc = dlprep("run", pipeline, "--stats", stats, check=False)
+    assert proc.returncode == 1, proc.stderr
+    assert proc.stderr.startswith("dlprep run: error: ") and "p.yaml" in proc.stderr
+    assert "terminate" not in proc.stderr
+    s = json.loads(stats.read_text(encoding="utf-8"))
+    assert s["status"] == "error" and "p.yaml" in s["error"]
 
 
 def catches_sigint(pid):

@@ -1,5 +1,6 @@
 """TensorFlow reads dlprep's TFRecords, and dlprep reads TensorFlow's, to the same values."""
 import json
+from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
@@ -262,3 +263,167 @@ def test_sharding_options(dlprep, tmp_path, table_parquet):
     assert [f["rows"] for f in m2["files"]] == [2, 2, 2, 1]
     for f in m2["files"]:
         assert (out2 / f["name"]).stat().st_size == f["bytes"]
+
+
+# Hand-made protobuf bytes: what occurs twice in a message merges (repeated fields
+# concatenate, packed and unpacked mixed; a message field that occurs again merges; a
+# value list of another kind replaces the one before, Feature.kind being a oneof; the
+# last map entry of a key wins). tf.train.Example.FromString (protobuf itself) is the
+# reference. (TensorFlow's own fast parser behind tf.io.parse_single_example reads only
+# the first value list of a Feature and refuses a map entry with two values; it agrees
+# with protobuf where it merges at all: Example.features twice.)
+
+def pb_varint(v):
+    out = bytearray()
+    v &= (1 << 64) - 1
+    while v >= 0x80:
+        out.append((v & 0x7F) | 0x80)
+        v >>= 7
+    out.append(v)
+    return bytes(out)
+
+
+def pb_tag(field, wire_type):
+    return pb_varint(field << 3 | wire_type)
+
+
+def pb_len(field, payload):
+    return pb_tag(field, 2) + pb_varint(len(payload)) + payload
+
+
+def pb_ints(*values, packed=True):  # Int64List
+    if packed:
+        return pb_len(1, b"".join(pb_varint(v) for v in values))
+    return b"".join(pb_tag(1, 0) + pb_varint(v) for v in values)
+
+
+def pb_floats(*values, packed=True):  # FloatList
+    if packed:
+        return pb_len(1, np.array(values, dtype="<f4").tobytes())
+    return b"".join(pb_tag(1, 5) + np.float32(v).tobytes() for v in values)
+
+
+def pb_bytes(*values):  # BytesList
+    return b"".join(pb_len(1, v) for v in values)
+
+
+def pb_feature(kind, list_msg):
+    return pb_len({"bytes_list": 1, "float_list": 2, "int64_list": 3}[kind], list_msg)
+
+
+def pb_entry(key, *values):  # one map entry; more than one value field merges
+    return pb_len(1, pb_len(1, key) + b"".join(pb_len(2, v) for v in values))
+
+
+MERGED_EXAMPLES = [
+    # A value list twice in one Feature, packed and unpacked: [1, 2, 3, 4].
+    pb_len(1, pb_entry(b"ints", pb_feature("int64_list", pb_ints(1, 2)) +
+                       pb_feature("int64_list", pb_ints(3, packed=False) + pb_ints(4))) +
+           pb_entry(b"k", pb_feature("int64_list", pb_ints(1)))),
+    # The oneof switches to float_list, whose two occurrences merge: [2.5, 3.5].
+    pb_len(1, pb_entry(b"floats", pb_feature("int64_list", pb_ints(9)) +
+                       pb_feature("float_list", pb_floats(2.5)) +
+                       pb_feature("float_list", pb_floats(3.5, packed=False))) +
+           pb_entry(b"k", pb_feature("int64_list", pb_ints(2)))),
+    # A map entry with its value field twice: the Features merge: [a, b, c].
+    pb_len(1, pb_entry(b"words", pb_feature("bytes_list", pb_bytes(b"a")),
+                       pb_feature("bytes_list", pb_bytes(b"b", b"c"))) +
+           pb_entry(b"k", pb_feature("int64_list", pb_ints(3)))),
+    # Example.features twice: the maps merge and the last "k" wins.
+    pb_len(1, pb_entry(b"k", pb_feature("int64_list", pb_ints(4))) +
+           pb_entry(b"y", pb_feature("int64_list", pb_ints(7)))) +
+    pb_len(1, pb_entry(b"k", pb_feature("int64_list", pb_ints(5, 6)))),
+    # The same key twice in one Features: the last entry wins; an unknown group field.
+    pb_len(1, pb_entry(b"ints", pb_feature("int64_list", pb_ints(8))) +
+           pb_entry(b"k", pb_feature("int64_list", pb_ints(9))) +
+           pb_entry(b"ints", pb_feature("int64_list", pb_ints(10, 11)))) +
+    pb_tag(9, 3) + pb_tag(1, 0) + pb_varint(5) + pb_tag(9, 4),
+]
+
+
+def protobuf_values(example):
+    out = {}
+    for key, feature in example.features.feature.items():
+        kind = feature.WhichOneof("kind")
+        out[key] = list(getattr(feature, kind).value) if kind else []
+    return out
+
+
+def test_merged_fields_decode_as_protobuf_does(dlprep, tmp_path):
+    src = tmp_path / "merged.tfrecord"
+    with tf.io.TFRecordWriter(str(src)) as w:
+        for record in MERGED_EXAMPLES:
+            w.write(record)
+    want = [protobuf_values(tf.train.Example.FromString(r))
+            for r in tf.data.TFRecordDataset(str(src)).as_numpy_iterator()]
+    assert want[0]["ints"] == [1, 2, 3, 4] and want[1]["floats"] == [2.5, 3.5]
+    assert want[2]["words"] == [b"a", b"b", b"c"] and want[3]["k"] == [5, 6]
+    out = tmp_path / "pq"
+    dlprep("convert", "-i", src, "-o", out, "--format", "parquet", "-q")
+    table = pq.read_table(out)
+    assert sorted(table.column_names) == ["floats", "ints", "k", "words", "y"]
+    for i, row in enumerate(table.to_pylist()):
+        got = {}
+        for key, value in row.items():
+            if value is None:
+                continue
+            values = value if isinstance(value, list) else [value]
+            got[key] = [v.encode() if isinstance(v, str) else v for v in values]
+        assert got == want[i], i
+    # Where TensorFlow's fast parser merges (Example.features twice), it agrees.
+    parsed = tf.io.parse_single_example(MERGED_EXAMPLES[3], {
+        "k": tf.io.VarLenFeature(tf.int64), "y": tf.io.VarLenFeature(tf.int64)})
+    assert tf.sparse.to_dense(parsed["k"]).numpy().tolist() == want[3]["k"]
+    assert tf.sparse.to_dense(parsed["y"]).numpy().tolist() == want[3]["y"]
+
+
+def test_merged_sequence_example_decodes_as_protobuf_does(dlprep, tmp_path):
+    # SequenceExample: context twice (merged), feature_lists twice (the later "l" wins),
+    # a FeatureList value field twice in one entry (the feature lists concatenate).
+    feature_list = lambda *features: b"".join(pb_len(1, f) for f in features)  # noqa: E731
+    ints = lambda *v: pb_feature("int64_list", pb_ints(*v))  # noqa: E731
+    record = (pb_len(1, pb_entry(b"id", ints(1))) +
+              pb_len(2, pb_entry(b"l", feature_list(ints(1)), feature_list(ints(2, 3), ints())) +
+                     pb_entry(b"m", feature_list(ints(4)))) +
+              pb_len(1, pb_entry(b"id", ints(2))) +
+              pb_len(2, pb_entry(b"m", feature_list(ints(5), ints(6)))))
+    src = tmp_path / "seq.tfrecord"
+    with tf.io.TFRecordWriter(str(src)) as w:
+        w.write(record)
+    ex = tf.train.SequenceExample.FromString(record)
+    want = {"id": list(ex.context.feature["id"].int64_list.value)}
+    for key, fl in ex.feature_lists.feature_list.items():
+        want[key] = [list(f.int64_list.value) for f in fl.feature]
+    assert want == {"id": [2], "l": [[1], [2, 3], []], "m": [[5], [6]]}
+    out = tmp_path / "pq"
+    dlprep("convert", "-i", src, "-o", out, "--format", "parquet", "--input-record-type",
+           "sequence_example", "-q")
+    row = pq.read_table(out).to_pylist()[0]
+    assert {"id": [row["id"]], "l": row["l"], "m": row["m"]} == want
+
+
+CORPUS = Path(__file__).resolve().parents[1] / "fuzz" / "corpus" / "example_decode"
+
+
+@pytest.mark.parametrize("seed", sorted(p.name for p in CORPUS.glob("*.pb")))
+def test_example_decode_seeds_decode_as_protobuf_does(dlprep, tmp_path, seed):
+    # The decoder's regression seeds (tests/fuzz/make_tfrecord_corpus.py), each framed as the one
+    # record of a file: dlprep reads what tf.train.Example.FromString reads, and refuses
+    # what it refuses.
+    record = (CORPUS / seed).read_bytes()
+    src = tmp_path / "seed.tfrecord"
+    with tf.io.TFRecordWriter(str(src)) as w:
+        w.write(record)
+    out = tmp_path / "pq"
+    proc = dlprep("convert", "-i", src, "-o", out, "--format", "parquet", "-q", check=False)
+    try:
+        want = protobuf_values(tf.train.Example.FromString(record))
+    except Exception:  # protobuf's DecodeError
+        assert proc.returncode == 1, proc.stderr
+        assert "seed.tfrecord: record at byte offset 0" in proc.stderr
+        return
+    assert proc.returncode == 0, proc.stderr
+    row = pq.read_table(out).to_pylist()[0]
+    got = {k: [v.encode() if isinstance(v, str) else v for v in (x if isinstance(x, list) else [x])]
+           for k, x in row.items() if x is not None}
+    assert got == want

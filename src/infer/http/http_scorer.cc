@@ -17,6 +17,8 @@
 #include <curl/curl.h>
 #include <nlohmann/json.hpp>
 
+#include "core/text.h"
+
 namespace dlprep::http {
 
 namespace {
@@ -543,7 +545,7 @@ std::string HttpStats::ToJson() const {
                               {"transport_errors", transport_errors.load()},
                               {"bytes_sent", bytes_sent.load()},
                               {"bytes_received", bytes_received.load()}};
-  return j.dump();
+  return DumpJson(j);
 }
 
 arrow::Result<StatefulOperatorFactory> MakeHttpScorer(const HttpScoreOptions& options,

@@ -3,6 +3,8 @@
 #include <charconv>
 #include <cmath>
 
+#include "core/text.h"
+
 namespace dlprep::http {
 
 void JsonWriter::Separate() {
@@ -102,7 +104,14 @@ void JsonWriter::AppendEscaped(std::string_view s, std::string* out) {
   size_t run = 0;  // start of the current run of bytes that need no escape
   for (size_t i = 0; i < s.size(); ++i) {
     const auto c = static_cast<unsigned char>(s[i]);
-    if (c >= 0x20 && c != '"' && c != '\\') continue;
+    if (c >= 0x20 && c < 0x80 && c != '"' && c != '\\') continue;
+    if (c >= 0x80) {
+      const size_t n = Utf8CharLength(s.substr(i));
+      if (n > 0) {
+        i += n - 1;
+        continue;
+      }
+    }
     out->append(s.data() + run, i - run);
     run = i + 1;
     switch (c) {
@@ -128,6 +137,10 @@ void JsonWriter::AppendEscaped(std::string_view s, std::string* out) {
         out->append("\\f");
         break;
       default: {
+        if (c >= 0x80) {
+          out->append("\xef\xbf\xbd");  // U+FFFD for a byte that is not UTF-8
+          break;
+        }
         const char esc[6] = {'\\', 'u', '0', '0', kHex[c >> 4], kHex[c & 0xF]};
         out->append(esc, 6);
       }

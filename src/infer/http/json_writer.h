@@ -12,7 +12,8 @@ namespace dlprep::http {
 ///
 /// Commas are inserted automatically; Key() must precede each value inside an object.
 /// Strings are escaped as RFC 8259 requires (`"`, `\`, and control characters below
-/// 0x20; other bytes, UTF-8 included, pass through unchanged). Floating-point numbers
+/// 0x20); valid UTF-8 passes through unchanged, and each byte that is not part of a
+/// valid UTF-8 character becomes U+FFFD (as nlohmann's error_handler replace does). Floating-point numbers
 /// are written in the shortest form that reads back to the same value
 /// (std::to_chars); NaN and infinities have no JSON form, so Double() and Float()
 /// refuse them (return false and write nothing) and the caller decides what that

@@ -61,6 +61,22 @@ TEST(JsonWriterTest, EscapesKeys) {
   EXPECT_EQ(out, R"({"a\"b":0})");
 }
 
+// Request bodies are JSON, which is UTF-8: bytes that are not (a binary value in a
+// string column, a column name from a hostile file) become U+FFFD, as nlohmann's
+// dump(error_handler replace) writes them, instead of making the body invalid.
+TEST(JsonWriterTest, ReplacesBytesThatAreNotUtf8) {
+  std::string out;
+  JsonWriter w(&out);
+  w.BeginObject();
+  w.Key("k\xff");
+  w.String("a\xc3\xa9\xe6\x97\xa5" "b\xc3");
+  w.EndObject();
+  EXPECT_EQ(out, "{\"k\xef\xbf\xbd\":\"a\xc3\xa9\xe6\x97\xa5" "b\xef\xbf\xbd\"}");
+  out.clear();
+  JsonWriter::AppendEscaped("\xed\xa0\x80\x80\"", &out);  // a surrogate, a lone continuation
+  EXPECT_EQ(out, "\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd\\\"");
+}
+
 TEST(JsonWriterTest, ShortestRoundTripFloats) {
   std::string out;
   JsonWriter w(&out);
