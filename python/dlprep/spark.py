@@ -59,6 +59,7 @@ import pyarrow as pa
 
 from . import ops as _ops
 from .errors import InvalidInput as _InvalidInput
+from .errors import OutOfMemory as _OutOfMemory
 from .errors import TypeError as _TypeError
 
 __all__ = ["audio", "score", "score_http", "step", "windows", "write_tfrecord",
@@ -466,9 +467,10 @@ def score_http(df, url, column, *, errors="drop", **options):
 
 # -- grouped: windows -------------------------------------------------------------------
 class _GroupSpec:
-    def __init__(self, name, options, in_schema, pre_schema, pre_out, out_schema):
+    def __init__(self, name, options, key, in_schema, pre_schema, pre_out, out_schema):
         self.name = name
         self.options = options
+        self.key = key                # the grouping column's name (for messages)
         self.in_schema = in_schema    # the map side's input
         self.pre_schema = pre_schema  # the map-side step's Arrow output (exact)
         self.pre_out = pre_out        # ... as Spark expects it back
@@ -481,18 +483,30 @@ def _pre_group_task(spec, batches):
         yield _conform(entry.op.pre_group(_conform(batch, spec.in_schema)), spec.pre_out)
 
 
-def _group_task(spec, table):
+def _group_task(spec, key, table):
+    """One key's rows. Spark 4.0's applyInArrow hands over a whole group as one Arrow
+    batch (``spark.sql.execution.arrow.maxRecordsPerBatch`` does not split groups), so a
+    key too large for the Python worker's memory fails here, with its name."""
     _, entry = _cached(spec.name, spec.options, 1)
-    table = _conform(table, spec.pre_schema)
-    out = entry.op.apply_group(table)
+    try:
+        table = _conform(table, spec.pre_schema)
+        out = entry.op.apply_group(table)
+    except (MemoryError, pa.ArrowMemoryError) as e:
+        value = key[0].as_py() if key else None
+        raise _OutOfMemory(
+            f"{spec.name}: the rows of key {spec.key}={value!r} ({table.num_rows} rows, "
+            f"{table.nbytes} bytes) do not fit in the Python worker's memory ({e}); "
+            "applyInArrow holds one key's rows at a time: raise "
+            "spark.executor.memoryOverhead (and spark.executor.pyspark.memory if set)"
+        ) from e
     if not out:
         return spec.out_schema.empty_table()
     return _conform(pa.Table.from_batches(out), spec.out_schema)
 
 
 def _group_function(spec):
-    def apply(table):  # applyInArrow looks at the argument count
-        return _group_task(spec, table)
+    def apply(key, table):  # applyInArrow looks at the argument count
+        return _group_task(spec, key, table)
     return apply
 
 
@@ -580,7 +594,7 @@ def windows(df, key, time, window, stride, step, *, labels=None, label_time=None
     pre = op.pre_group(pa.RecordBatch.from_pylist([], schema=in_schema)).schema
     pre_struct = spark_schema(pre)
     out_struct = spark_schema(out)
-    spec = _GroupSpec(op.step_name, op.options, in_schema, pre,
+    spec = _GroupSpec(op.step_name, op.options, key, in_schema, pre,
                       _spark_arrow_schema(pre_struct, _large_var_types(df.sparkSession)),
                       _spark_arrow_schema(out_struct, False))
     mapped = events.mapInArrow(functools.partial(_pre_group_task, spec), pre_struct)
@@ -612,6 +626,12 @@ def _write_task(spec, batches):
     name = f"attempt-{stage}-{part}-{attempt}"
     folder = os.path.join(spec.job_dir, name)
     nonnull = [0] * len(spec.in_schema)
+    # The driver removes the job folder once it has committed (or failed); an attempt
+    # that runs after that (a speculative copy Spark did not kill in time) must not
+    # write into the output folder, since the engine's writer creates missing parents.
+    template = os.path.join(spec.job_dir, "_template")
+    if not os.path.isdir(template):
+        return
 
     def counted():
         for batch in batches:
@@ -622,8 +642,16 @@ def _write_task(spec, batches):
 
     reader = pa.RecordBatchReader.from_batches(spec.in_schema, counted())
     write = getattr(from_arrow(reader), "write_" + spec.format)
-    write(folder, overwrite=True, progress=False,
-          workers=spec.threads or _default_threads(), **spec.sink)
+    try:
+        write(folder, overwrite=True, progress=False,
+              workers=spec.threads or _default_threads(), **spec.sink)
+    except Exception:
+        if os.path.isdir(template):
+            raise
+    if not os.path.isdir(template):  # the job ended while this attempt wrote
+        shutil.rmtree(spec.job_dir, ignore_errors=True)
+        _remove_if_empty(os.path.dirname(spec.job_dir))
+        return
     with open(os.path.join(folder, "_manifest.json"), encoding="utf-8") as f:
         m = json.load(f)
     yield pa.record_batch({

@@ -1,0 +1,309 @@
+"""dlprep.spark against the idiomatic PySpark UDFs, on the same Spark session and data.
+
+Four jobs, each timed as a whole Spark job (session start-up not counted), median of
+--runs, wall and CPU time (CPU of this process and every process under it: the JVM and
+Spark's Python workers, read from /proc):
+
+* churn windows: ``dsp.windows`` vs ``groupBy(key).applyInPandas`` with the idiomatic
+  pandas UDF of bench/windows_udf.py (``spark_windows`` of bench/windows_vs_pyspark.py),
+  both from the events ``dlprep gen churn`` writes, both written with
+  ``df.write.parquet``; outputs compared for every window. Rate: events/s.
+* speech: ``dsp.audio`` vs a pandas UDF calling librosa on binaryFile content (skipped
+  when librosa is not importable in the Python Spark's workers run). Rate: clips/s.
+* scoring: ``dsp.score`` vs ``pyspark.ml.functions.predict_batch_udf`` with the same
+  TorchScript model (time-averaged [101, 64] input -> linear layer -> 3 scores), one
+  torch thread per task; predictions compared. Rate: rows/s.
+* writing: ``dsp.write_tfrecord`` (no compression) vs ``df.write.parquet`` of the
+  generated churn events (cached in Spark first). Rate: rows/s.
+
+    PYSPARK_PYTHON=$VENV/bin/python SPARK_LOCAL_IP=127.0.0.1 \\
+        $VENV/bin/python bench/spark_vs_udfs.py [--master local[2]] [--customers 2000]
+
+$VENV: a venv with the dlprep wheel, pyspark 4.0.1 (scripts/requirements-pkg.txt) and,
+for the scoring job, PyTorch (made with --system-site-packages over Debian's
+python3-torch). The issue's sizes are 10M events and 2,000 clips (--customers 15000
+--days 120 --clips 2000).
+"""
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+sys.path.insert(0, HERE)
+sys.path.insert(0, os.path.join(ROOT, "examples", "spark"))
+from windows_udf import AGGS, CATS, P, VALUES, compare  # noqa: E402
+from windows_vs_pyspark import spark_windows  # noqa: E402
+
+
+def tree_cpu():
+    """CPU seconds (user + system) of this process and all its descendants, reaped
+    children included."""
+    tick = os.sysconf("SC_CLK_TCK")
+    stats = {}
+    for pid in os.listdir("/proc"):
+        if pid.isdigit():
+            try:
+                with open(f"/proc/{pid}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+                stats[int(pid)] = (int(fields[1]), sum(map(int, fields[11:15])))
+            except (OSError, IndexError):
+                pass
+    mine, total = {os.getpid()}, 0
+    grew = True
+    while grew:
+        grew = False
+        for pid, (ppid, _) in stats.items():
+            if ppid in mine and pid not in mine:
+                mine.add(pid)
+                grew = True
+    for pid in mine:
+        total += stats.get(pid, (0, 0))[1]
+    return total / tick
+
+
+def timed(fn, runs):
+    """Median wall and CPU seconds of ``runs`` calls, after one warm-up call (Python
+    workers started, modules imported, files in the page cache)."""
+    fn()
+    walls, cpus = [], []
+    for _ in range(runs):
+        w, c = time.perf_counter(), tree_cpu()
+        fn()
+        walls.append(time.perf_counter() - w)
+        cpus.append(tree_cpu() - c)
+    return statistics.median(walls), statistics.median(cpus)
+
+
+def report(name, unit, n, ours, theirs, other):
+    (w1, c1), (w2, c2) = ours, theirs
+    print(f"{name}: {n} {unit}")
+    print(f"  dlprep.spark: {w1:7.2f} s wall, {c1:7.2f} s CPU, {n / w1:12,.0f} {unit}/s")
+    print(f"  {other}: {w2:7.2f} s wall, {c2:7.2f} s CPU, {n / w2:12,.0f} {unit}/s")
+    print(f"  ratio (theirs / dlprep): wall {w2 / w1:.1f}x, CPU {c2 / c1:.1f}x")
+
+
+def bench_windows(spark, work, args, dsp, udf=True):
+    """The windows comparison (with udf=False only the events, the input of the write
+    comparison). Returns the events' folder."""
+    from pyspark.sql import functions as F
+    data = os.path.join(work, "churn")
+    exe = os.path.join(os.path.dirname(sys.executable), "dlprep")
+    subprocess.run([exe, "gen", "churn", "--customers", str(args.customers), "--days",
+                    str(args.days), "-o", data, "-q"], check=True)
+    events_dir, labels_dir = os.path.join(data, "events"), os.path.join(data, "labels")
+    ts = pq.read_table(events_dir, columns=["ts"]).column("ts")
+    n = len(ts)
+    seconds = pa.compute.cast(ts.cast(pa.timestamp("s")), pa.int64())
+    max_s = pa.compute.max(seconds).as_py()
+    until = (max_s // P) * P + P
+    ours_dir, theirs_dir = os.path.join(work, "w_dlprep"), os.path.join(work, "w_udf")
+
+    def ours():
+        w = dsp.windows(spark.read.parquet(events_dir),
+                        labels=spark.read.parquet(labels_dir), key="customer_id", time="ts", category="event_type",
+                        categories=CATS, values=VALUES, aggs=AGGS, window="14d",
+                        stride="7d", step="1d", horizon="30d", label_time="churn_ts",
+                        until=until)
+        w.write.mode("overwrite").parquet(ours_dir)
+
+    def theirs():
+        spark_windows(spark, events_dir, labels_dir, theirs_dir, until, "pandas")
+
+    if not udf:
+        return events_dir
+    a, b = timed(ours, args.runs), timed(theirs, args.runs)
+    got = spark.read.parquet(ours_dir).select(
+        "customer_id", F.unix_seconds("window_start").alias("s"), "label", "features")
+    want = spark.read.parquet(theirs_dir)
+    got = [tuple(r) for r in got.collect()]
+    same = compare(got, [tuple(r) for r in want.collect()]) and len(got) > 0
+    report(f"churn windows ({args.customers} customers, {args.days} days, {len(got)} "
+           f"windows; outputs agree: {same})", "events", n, a, b,
+           "applyInPandas, pandas UDF")
+    return events_dir
+
+
+def bench_speech(spark, work, args, dsp):
+    from speech import write_tones
+    wavs = os.path.join(work, "wavs")
+    clips = write_tones(wavs, max(1, args.clips // 3))
+    files = (spark.read.format("binaryFile").option("pathGlobFilter", "*.wav")
+             .option("recursiveFileLookup", "true").load(wavs).repartition(4).cache())
+    files.count()
+
+    def ours():
+        dsp.audio(files, clip_seconds=1).select("path", "log_mel") \
+            .write.mode("overwrite").format("noop").save()
+
+    try:
+        import librosa  # noqa: F401
+    except ImportError:
+        print(f"speech ({clips} clips): librosa is not importable in {sys.executable}; "
+              "the librosa pandas UDF is skipped")
+        w, c = timed(ours, args.runs)
+        print(f"  dlprep.spark audio: {w:.2f} s wall, {c:.2f} s CPU, "
+              f"{clips / w:,.1f} clips/s")
+        files.unpersist()
+        return
+    import pandas as pd
+    from pyspark.sql.functions import pandas_udf
+
+    @pandas_udf("array<float>")
+    def log_mel(content: pd.Series) -> pd.Series:
+        import io
+
+        import librosa
+        import soundfile as sf
+        out = []
+        for b in content:
+            y, sr = sf.read(io.BytesIO(b), dtype="float32")
+            S = librosa.feature.melspectrogram(y=y, sr=sr, n_fft=512, hop_length=160,
+                                               win_length=400, n_mels=64,
+                                               pad_mode="constant")
+            out.append(librosa.power_to_db(S, ref=1.0, amin=1e-10, top_db=80).T.ravel())
+        return pd.Series(out)
+
+    def theirs():
+        files.select("path", log_mel("content").alias("log_mel")) \
+            .write.mode("overwrite").format("noop").save()
+
+    report(f"speech ({clips} one-second clips)", "clips", clips, timed(ours, args.runs),
+           timed(theirs, args.runs), "pandas UDF, librosa")
+    files.unpersist()
+
+
+def bench_score(spark, work, args, dsp):
+    try:
+        import torch
+    except ImportError:
+        print("scoring: torch is not importable; skipped")
+        return
+    torch.manual_seed(0)
+
+    class Model(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.linear = torch.nn.Linear(64, 3)
+
+        def forward(self, x):  # [batch, 101, 64]
+            return self.linear(x.mean(dim=1))
+
+    model = os.path.join(work, "model.pt")
+    torch.jit.script(Model()).save(model)
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((args.rows, 101 * 64), dtype=np.float32)
+    field = pa.field("x", pa.list_(pa.float32()), metadata={"dlprep.shape": "[101,64]"})
+    offsets = np.arange(0, x.size + 1, 101 * 64, dtype=np.int32)
+    table = pa.table({"id": np.arange(args.rows),
+                      "x": pa.ListArray.from_arrays(offsets, pa.array(x.ravel()))})
+    table = table.cast(pa.schema([("id", pa.int64()), field]))
+    pq.write_table(table, os.path.join(work, "x.parquet"))
+    df = spark.read.parquet(os.path.join(work, "x.parquet")).repartition(4).cache()
+    df.count()
+
+    def ours():
+        dsp.score(df, model=model, column="x", argmax=True, batch_size=256,
+                  shapes=["101,64"], keep=["id"], threads_per_task=1) \
+            .write.mode("overwrite").format("noop").save()
+
+    from pyspark.ml.functions import predict_batch_udf
+    from pyspark.sql import types as T
+
+    def make_predict_fn():
+        import torch
+        torch.set_num_threads(1)
+        m = torch.jit.load(model)
+
+        def predict(inputs):
+            with torch.no_grad():
+                return m(torch.from_numpy(inputs)).numpy()
+        return predict
+
+    udf = predict_batch_udf(make_predict_fn, return_type=T.ArrayType(T.FloatType()),
+                            batch_size=256, input_tensor_shapes=[[101, 64]])
+
+    def theirs():
+        df.select("id", udf("x").alias("scores")).write.mode("overwrite").format("noop") \
+            .save()
+
+    a, b = timed(ours, args.runs), timed(theirs, args.runs)
+    got = dsp.score(df, model=model, column="x", shapes=["101,64"], keep=["id"]) \
+        .orderBy("id").limit(50).collect()
+    want = df.select("id", udf("x").alias("scores")).orderBy("id").limit(50).collect()
+    same = all(np.allclose(g["scores"], w["scores"], rtol=1e-4, atol=1e-5)
+               for g, w in zip(got, want))
+    report(f"scoring ({args.rows} rows of [101, 64]; first 50 rows agree: {same})",
+           "rows", args.rows, a, b, "predict_batch_udf")
+    df.unpersist()
+
+
+def bench_write(spark, work, args, dsp, events_dir):
+    df = spark.read.parquet(events_dir).repartition(4).cache()
+    n = df.count()
+
+    def ours():
+        dsp.write_tfrecord(df, os.path.join(work, "tfr"), overwrite=True)
+
+    def theirs():
+        df.write.mode("overwrite").parquet(os.path.join(work, "pq"))
+
+    report("writing the churn events (4 partitions)", "rows", n, timed(ours, args.runs),
+           timed(theirs, args.runs), "df.write.parquet")
+    df.unpersist()
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--master", default="local[2]")
+    ap.add_argument("--customers", type=int, default=2000)
+    ap.add_argument("--days", type=int, default=90)
+    ap.add_argument("--clips", type=int, default=300)
+    ap.add_argument("--rows", type=int, default=4000, help="rows to score")
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--jobs", default="windows,speech,score,write")
+    args = ap.parse_args()
+    jobs = args.jobs.split(",")
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    # Spark's Python workers import windows_udf from here.
+    os.environ["PYTHONPATH"] = os.pathsep.join(
+        p for p in [HERE, os.environ.get("PYTHONPATH", "")] if p)
+    from pyspark.sql import SparkSession
+
+    from dlprep import spark as dsp
+    work = tempfile.mkdtemp(prefix="dlprep-spark-bench-")
+    start = time.perf_counter()
+    spark = (SparkSession.builder.master(args.master).appName("dlprep-spark-bench")
+             .config("spark.driver.memory", "2g")
+             .config("spark.sql.shuffle.partitions", "4")
+             .config("spark.ui.enabled", "false")
+             .config("spark.ui.showConsoleProgress", "false").getOrCreate())
+    spark.sparkContext.setLogLevel("ERROR")
+    print(f"master {args.master}, {os.cpu_count()} CPUs; session start-up "
+          f"{time.perf_counter() - start:.1f} s (not counted); medians of {args.runs}")
+    try:
+        events_dir = None
+        if "windows" in jobs or "write" in jobs:
+            events_dir = bench_windows(spark, work, args, dsp, "windows" in jobs)
+        if "speech" in jobs:
+            bench_speech(spark, work, args, dsp)
+        if "score" in jobs:
+            bench_score(spark, work, args, dsp)
+        if "write" in jobs:
+            bench_write(spark, work, args, dsp, events_dir)
+    finally:
+        spark.stop()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
