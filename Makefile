@@ -20,7 +20,7 @@ ifneq ($(CI),)
 SKBUILD_ARGS += -C cmake.define.DLPREP_WERROR=ON
 endif
 
-.PHONY: setup build wheel wheel-repaired test unit pytest pytest-pkg demo bench clean format
+.PHONY: setup build wheel wheel-repaired pkg-install test unit pytest pytest-pkg demo bench clean format
 
 setup:
 	@bash scripts/setup.sh
@@ -54,14 +54,16 @@ wheel-repaired: wheel
 
 # The Python package's tests, against the wheel installed into .venv-pkg and run from
 # outside the source tree.
-pytest-pkg: wheel
+pkg-install: wheel
 	.venv-pkg/bin/python -m pip install -q --force-reinstall --no-deps $(BUILD)/dist/dlprep-*.whl
+
+pytest-pkg: pkg-install
 	cd $(BUILD) && DLPREP_SOURCE=$(CURDIR) DLPREP_BUILD=$(abspath $(BUILD)) \
 	  $(CURDIR)/.venv-pkg/bin/python -m pytest -q -p no:cacheprovider $(CURDIR)/tests/python_pkg
 
 test: unit pytest pytest-pkg
 
-demo: build
+demo: build pkg-install
 	@bash scripts/demo.sh $(BUILD)
 
 bench: build
