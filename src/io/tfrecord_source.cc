@@ -17,6 +17,7 @@
 #include <arrow/util/base64.h>
 #include <nlohmann/json.hpp>
 
+#include "dlprep/sink.h"
 #include "dlprep/source.h"
 #include "io/glob.h"
 #include "io/tfrecord.h"
@@ -48,6 +49,25 @@ arrow::Status ListPath(const std::string& path, Listing* out) {
   if (!HasGlobChars(path) && fs::is_directory(path, ec) &&
       fs::exists(fs::path(path) / kManifest, ec)) {
     out->manifest_dirs.push_back(path);
+  } else {
+    // Files of a dlprep folder (one shard per reader, as DataLoader workers and Spark
+    // tasks read them) get the folder's exact schema too, when its manifest lists them.
+    for (const auto& file : files) {
+      fs::path dir = fs::path(file).parent_path();
+      if (!fs::exists(dir / kManifest, ec)) continue;
+      auto listed = ReadManifestFiles(dir.string());
+      if (!listed.ok()) continue;
+      const std::string name = fs::path(file).filename().string();
+      for (const auto& f : listed->files) {
+        if (f.name == name) {
+          if (std::find(out->manifest_dirs.begin(), out->manifest_dirs.end(),
+                        dir.string()) == out->manifest_dirs.end()) {
+            out->manifest_dirs.push_back(dir.string());
+          }
+          break;
+        }
+      }
+    }
   }
   out->files.insert(out->files.end(), files.begin(), files.end());
   return arrow::Status::OK();

@@ -120,6 +120,37 @@ TEST(TfRecordSource, ReadsDlprepFolderWithManifestSchema) {
   EXPECT_GT(source->total_bytes(), 0);
 }
 
+TEST(TfRecordSource, OneFileOfADlprepFolderGetsTheManifestSchema) {
+  std::string dir = io::testing::TempDir("shards");
+  // int8 and float64 cannot be inferred back (they come back as int64 and float32).
+  auto schema = arrow::schema({arrow::field("small", arrow::int8()),
+                               arrow::field("x", arrow::float64())});
+  auto batch = arrow::RecordBatch::Make(
+      schema, 2, {Json(arrow::int8(), "[1, -2]"), Json(arrow::float64(), "[0.5, 1.5]")});
+  WriteBatch(dir + "/part-00000-x-c000.tfrecord", *batch);
+  WriteBatch(dir + "/part-00001-x-c000.tfrecord", *batch);
+  WriteBatch(dir + "/foreign.tfrecord", *batch);  // in the folder, not in the manifest
+  auto ipc = arrow::ipc::SerializeSchema(*schema).ValueOrDie();
+  WriteText(dir + "/_manifest.json",
+            R"({"arrow_schema": ")" + arrow::util::base64_encode(ipc->ToString()) +
+                R"(", "compression": "none", "record_type": "example", "rows": 4, )"
+                R"("bytes": 2, "files": [)"
+                R"({"name": "part-00000-x-c000.tfrecord", "rows": 2, "bytes": 1},)"
+                R"({"name": "part-00001-x-c000.tfrecord", "rows": 2, "bytes": 1}]})");
+
+  TfRecordSourceOptions opts;
+  opts.paths = {dir + "/part-00001-x-c000.tfrecord"};
+  auto source = OpenTfRecordSource(opts).ValueOrDie();
+  EXPECT_TRUE(source->schema()->Equals(*schema)) << source->schema()->ToString();
+  auto got = ReadAll(*source).ValueOrDie();
+  EXPECT_TRUE(got.table->column(0)->chunk(0)->Equals(*Json(arrow::int8(), "[1, -2]")));
+
+  opts.paths = {dir + "/foreign.tfrecord"};
+  source = OpenTfRecordSource(opts).ValueOrDie();
+  EXPECT_FALSE(source->schema()->Equals(*schema)) << "a file the manifest does not list "
+                                                     "must not take its schema";
+}
+
 TEST(TfRecordSource, InfersSchemaProjectsAndBatches) {
   std::string dir = io::testing::TempDir("d");
   WriteBatch(dir + "/a.tfrecord", *Rows(0, 10));

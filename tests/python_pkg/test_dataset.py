@@ -327,3 +327,13 @@ def test_score_http_equals_the_score_http_command(cli, tmp_path):
         assert stats["row_errors"] == n
     finally:
         server.stop()
+
+
+def test_one_shard_of_a_dlprep_folder_reads_with_the_manifest_schema(tmp_path):
+    t = pa.table({"x": pa.array([0.5, 1.5], pa.float64()),
+                  "ts": pa.array([1, 2], pa.int64()).cast(pa.timestamp("s", tz="UTC")),
+                  "flag": [True, False]})
+    dlprep.from_arrow(t).write_tfrecord(tmp_path / "d")
+    one = dlprep.read_tfrecord(data_files(tmp_path / "d")[0]).to_arrow()
+    assert one.schema == t.schema
+    assert one.equals(t)
