@@ -57,8 +57,6 @@ never imports torch; this module does.
 import base64
 import json
 import os
-import shutil
-import tempfile
 
 import numpy as np
 import pyarrow as pa
@@ -342,31 +340,12 @@ def _read_parquet(path, columns, batch_rows):
 
 
 def _read_tfrecord(path, manifest, columns, batch_rows):
-    """One TFRecord file of a dlprep folder, decoded by the engine with the manifest's
-    exact schema.
-
-    ``dlprep.read_tfrecord`` gives a folder's files the schema of its ``_manifest.json``
-    but a lone file one inferred from its first records (float32 for float64, int64 for
-    timestamps, no ``dlprep.shape``). To read one file exactly, it reads a throwaway
-    folder that holds a link to the file and the manifest.
-    """
+    """One TFRecord file of a dlprep folder, decoded by the engine with the exact schema
+    of the folder's ``_manifest.json`` (the engine uses it for the files it lists)."""
     from . import dataset as _ds
 
-    view = tempfile.mkdtemp(prefix="dlprep-torch-")
-    try:
-        name = os.path.basename(path)
-        try:
-            os.symlink(path, os.path.join(view, name))
-        except OSError:
-            os.link(path, os.path.join(view, name))
-        one = dict(manifest)
-        one["files"] = [f for f in manifest["files"] if f["name"] == name]
-        with open(os.path.join(view, "_manifest.json"), "w", encoding="utf-8") as f:
-            json.dump(one, f)
-        ds = _ds.read_tfrecord(view, columns=columns, batch_rows=batch_rows)
-        yield from ds.to_batches(workers=1)
-    finally:
-        shutil.rmtree(view, ignore_errors=True)
+    ds = _ds.read_tfrecord(path, columns=columns, batch_rows=batch_rows)
+    yield from ds.to_batches(workers=1)
 
 
 def _shuffle(batches, buffer_rows, rng):
