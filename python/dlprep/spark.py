@@ -52,7 +52,6 @@ import functools
 import json
 import os
 import shutil
-import tempfile
 import uuid
 
 import pyarrow as pa
@@ -840,22 +839,14 @@ class _ReadSpec:
 
 
 def _read_task(spec, batches):
-    """Reads the files whose indices arrive, each with the folder's exact schema: the
-    engine takes a folder's schema from its manifest, so each file is read through a
-    private folder holding links to the file and the manifest."""
+    """Reads the files whose indices arrive, each with the folder's exact schema (the
+    engine gives a file its folder's manifest schema when the manifest lists it)."""
     from .dataset import read_tfrecord as engine_read
     for ids in batches:
         for i in ids.column(0).to_pylist():
-            name = spec.files[i]
-            tmp = tempfile.mkdtemp(prefix="dlprep-read-")
-            try:
-                os.symlink(os.path.join(spec.folder, "_manifest.json"),
-                           os.path.join(tmp, "_manifest.json"))
-                os.symlink(os.path.join(spec.folder, name), os.path.join(tmp, name))
-                for b in engine_read(tmp, columns=spec.columns).to_batches():
-                    yield _conform(b, spec.out_schema)
-            finally:
-                shutil.rmtree(tmp, ignore_errors=True)
+            path = os.path.join(spec.folder, spec.files[i])
+            for b in engine_read(path, columns=spec.columns).to_batches():
+                yield _conform(b, spec.out_schema)
 
 
 def read_tfrecord(spark, path, *, columns=None):
