@@ -52,3 +52,20 @@ def data_files(folder):
 def file_bytes(folder):
     """Every data file's bytes, in order (names hold random ids; contents must match)."""
     return [p.read_bytes() for p in data_files(folder)]
+
+
+@pytest.fixture()
+def model_server():
+    """tests/python/model_server.py's server (the three scoring protocols) on 127.0.0.1,
+    stopped at the end of the test, also when it fails. `.K` is its model's factor."""
+    sys.path.insert(0, str(SOURCE / "tests" / "python"))
+    try:
+        import model_server as module
+    finally:
+        sys.path.pop(0)
+    server = module.ModelServer().start()
+    server.K = module.K
+    try:
+        yield server
+    finally:
+        server.stop()

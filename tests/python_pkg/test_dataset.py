@@ -4,7 +4,6 @@ import json
 import math
 import struct
 import wave
-from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
@@ -289,44 +288,34 @@ def test_progress_bar_with_tqdm(events, tmp_path, capsys):
     assert capsys.readouterr().err == ""
 
 
-def test_score_http_equals_the_score_http_command(cli, tmp_path):
-    import sys
-    from conftest import SOURCE
-    sys.path.insert(0, str(SOURCE / "tests" / "python"))
-    try:
-        from model_server import K, ModelServer
-    finally:
-        sys.path.pop(0)
-    server = ModelServer().start()
-    try:
-        rng = np.random.default_rng(5)
-        n = 300
-        t = pa.table({"id": pa.array(np.arange(n), pa.int64()),
-                      "features": pa.array(list(rng.standard_normal((n, 8)).astype(np.float32)),
-                                           pa.list_(pa.float32()))})
-        pq.write_table(t, tmp_path / "in.parquet", row_group_size=100)
-        url = server.url("kserve-v2")
-        dlprep.read_parquet(tmp_path / "in.parquet").score_http(
-            url, ["id", "features"], outputs=["score:float64", "row_id:int64"],
-            batch_size=32, concurrency=4).write_parquet(tmp_path / "py", workers=2)
-        cli("score-http", "--url", url, "--input", tmp_path / "in.parquet", "--column",
-            "id,features", "--outputs", "score:float64,row_id:int64", "--batch-size", 32,
-            "--concurrency", 4, "--format", "parquet", "-o", tmp_path / "cli", "-q")
-        a, b = read_all(tmp_path / "py"), read_all(tmp_path / "cli")
-        assert a.equals(b)
-        assert a.column("row_id").to_pylist() == list(range(n))
-        expected = [K * float(np.sum(np.asarray(v, dtype=np.float32), dtype=np.float64))
-                    for v in t.column("features").to_pylist()]
-        # The server sums the decimal text of the float32 values: close, not equal.
-        assert np.allclose(a.column("score").to_numpy(), expected, rtol=1e-6, atol=1e-6)
-        # A server that refuses every request: every row is a row error, none a score.
-        server.fault = {"mode": "fail_ids", "ids": set(range(n)), "code": 400}
-        stats = dlprep.read_parquet(tmp_path / "in.parquet").score_http(
-            url, ["id", "features"], outputs=["score:float64", "row_id:int64"],
-            retries=0).write_parquet(tmp_path / "bad")
-        assert stats["row_errors"] == n
-    finally:
-        server.stop()
+def test_score_http_equals_the_score_http_command(cli, tmp_path, model_server):
+    server = model_server
+    rng = np.random.default_rng(5)
+    n = 300
+    t = pa.table({"id": pa.array(np.arange(n), pa.int64()),
+                  "features": pa.array(list(rng.standard_normal((n, 8)).astype(np.float32)),
+                                       pa.list_(pa.float32()))})
+    pq.write_table(t, tmp_path / "in.parquet", row_group_size=100)
+    url = server.url("kserve-v2")
+    dlprep.read_parquet(tmp_path / "in.parquet").score_http(
+        url, ["id", "features"], outputs=["score:float64", "row_id:int64"],
+        batch_size=32, concurrency=4).write_parquet(tmp_path / "py", workers=2)
+    cli("score-http", "--url", url, "--input", tmp_path / "in.parquet", "--column",
+        "id,features", "--outputs", "score:float64,row_id:int64", "--batch-size", 32,
+        "--concurrency", 4, "--format", "parquet", "-o", tmp_path / "cli", "-q")
+    a, b = read_all(tmp_path / "py"), read_all(tmp_path / "cli")
+    assert a.equals(b)
+    assert a.column("row_id").to_pylist() == list(range(n))
+    expected = [server.K * float(np.sum(np.asarray(v, dtype=np.float32), dtype=np.float64))
+                for v in t.column("features").to_pylist()]
+    # The server sums the decimal text of the float32 values: close, not equal.
+    assert np.allclose(a.column("score").to_numpy(), expected, rtol=1e-6, atol=1e-6)
+    # A server that refuses every request: every row is a row error, none a score.
+    server.fault = {"mode": "fail_ids", "ids": set(range(n)), "code": 400}
+    stats = dlprep.read_parquet(tmp_path / "in.parquet").score_http(
+        url, ["id", "features"], outputs=["score:float64", "row_id:int64"],
+        retries=0).write_parquet(tmp_path / "bad")
+    assert stats["row_errors"] == n
 
 
 def test_one_shard_of_a_dlprep_folder_reads_with_the_manifest_schema(tmp_path):

@@ -2,9 +2,7 @@
 import re
 import subprocess
 import sys
-from pathlib import Path
 
-import pytest
 
 from conftest import BIN
 

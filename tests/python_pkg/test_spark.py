@@ -22,7 +22,6 @@ if not (os.environ.get("JAVA_HOME") or shutil.which("java")):
     pytest.skip("Spark needs Java (17)", allow_module_level=True)
 
 import dlprep  # noqa: E402
-from conftest import SOURCE  # noqa: E402
 from test_dataset import _write_wav  # noqa: E402
 
 from dlprep import spark as dsp  # noqa: E402
@@ -398,40 +397,32 @@ def test_score_after_audio_equals_the_engine(spark, clips, tmp_path):
     _same_rows(_local_path(scored.toArrow()), expected, ["path"])
 
 
-def test_score_http_equals_the_engine_and_keeps_failed_rows(spark):
-    sys.path.insert(0, str(SOURCE / "tests" / "python"))
-    try:
-        from model_server import ModelServer
-    finally:
-        sys.path.pop(0)
-    server = ModelServer().start()
-    try:
-        rng = np.random.default_rng(3)
-        n = 60
-        t = pa.table({"id": pa.array(np.arange(n), pa.int64()),
-                      "features": pa.array(list(rng.standard_normal((n, 4)).astype(np.float32)),
-                                           pa.list_(pa.float32()))})
-        # One row per request: only the row with id 13 fails, whatever the batches.
-        opts = dict(protocol="kserve-v2", outputs=["score:float64", "row_id:int64"],
-                    batch_size=1, concurrency=4, retries=0)
-        url = server.url("kserve-v2")
-        server.fault = {"mode": "fail_ids", "ids": {13}, "code": 400}
-        expected = dlprep.from_arrow(t).score_http(url, ["id", "features"], **opts).to_arrow()
-        df = spark.createDataFrame(t).repartition(4)
-        got = dsp.score_http(df, url=url, column=["id", "features"], errors="column",
-                             **opts).toArrow()
-        bad = got.filter(pa.compute.is_valid(got.column(dsp.ERROR_COLUMN)))
-        assert expected.num_rows == n - 1 and bad.column("id").to_pylist() == [13]
-        assert "400" in bad.column(dsp.ERROR_COLUMN)[0].as_py()
-        assert bad.column("score").null_count == 1
-        good = got.filter(pa.compute.is_null(got.column(dsp.ERROR_COLUMN)))
-        _same_rows(good.drop_columns([dsp.ERROR_COLUMN]), expected, ["id"])
-        assert dsp.step(df, "filter", expr="id >= 45").count() == 15
-        with pytest.raises(Exception, match="400"):
-            dsp.score_http(df, url=url, column=["id", "features"], errors="fail",
-                           **opts).count()
-    finally:
-        server.stop()
+def test_score_http_equals_the_engine_and_keeps_failed_rows(spark, model_server):
+    server = model_server
+    rng = np.random.default_rng(3)
+    n = 60
+    t = pa.table({"id": pa.array(np.arange(n), pa.int64()),
+                  "features": pa.array(list(rng.standard_normal((n, 4)).astype(np.float32)),
+                                       pa.list_(pa.float32()))})
+    # One row per request: only the row with id 13 fails, whatever the batches.
+    opts = dict(protocol="kserve-v2", outputs=["score:float64", "row_id:int64"],
+                batch_size=1, concurrency=4, retries=0)
+    url = server.url("kserve-v2")
+    server.fault = {"mode": "fail_ids", "ids": {13}, "code": 400}
+    expected = dlprep.from_arrow(t).score_http(url, ["id", "features"], **opts).to_arrow()
+    df = spark.createDataFrame(t).repartition(4)
+    got = dsp.score_http(df, url=url, column=["id", "features"], errors="column",
+                         **opts).toArrow()
+    bad = got.filter(pa.compute.is_valid(got.column(dsp.ERROR_COLUMN)))
+    assert expected.num_rows == n - 1 and bad.column("id").to_pylist() == [13]
+    assert "400" in bad.column(dsp.ERROR_COLUMN)[0].as_py()
+    assert bad.column("score").null_count == 1
+    good = got.filter(pa.compute.is_null(got.column(dsp.ERROR_COLUMN)))
+    _same_rows(good.drop_columns([dsp.ERROR_COLUMN]), expected, ["id"])
+    assert dsp.step(df, "filter", expr="id >= 45").count() == 15
+    with pytest.raises(Exception, match="400"):
+        dsp.score_http(df, url=url, column=["id", "features"], errors="fail",
+                       **opts).count()
 
 
 def test_threads_per_task_default_is_omp_num_threads(monkeypatch):
