@@ -9,7 +9,6 @@ import signal
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +21,7 @@ if not (os.environ.get("JAVA_HOME") or shutil.which("java")):
     pytest.skip("Spark needs Java (17)", allow_module_level=True)
 
 import dlprep  # noqa: E402
+from conftest import SOURCE  # noqa: E402
 from test_dataset import _write_wav  # noqa: E402
 
 from dlprep import spark as dsp  # noqa: E402
@@ -562,40 +562,20 @@ def test_spark_connect_gives_the_same_rows(connect_server, clips, tmp_path):
 # -- a standalone cluster (a master and two one-core workers) ----------------------------
 @pytest.fixture()
 def standalone(spark, tmp_path):
-    """A master and two workers started with bin/spark-class, stopped by PID at the end.
-    Skipped when they do not come up within 90 s."""
+    """A master and two one-core workers (examples/spark/local_cluster.py, which stops
+    every process it started by PID at the end). Skipped when they do not come up
+    within 90 s."""
+    sys.path.insert(0, str(SOURCE / "examples" / "spark"))
+    from local_cluster import ClusterNotReady, standalone_cluster
     spark.stop()  # one SparkContext per process
-    port, ui = _free_port(), _free_port()
-    env = dict(os.environ, SPARK_HOME=str(SPARK_HOME), SPARK_LOCAL_IP="127.0.0.1",
-               SPARK_WORKER_DIR=str(tmp_path / "work"))
-    procs = _Processes(tmp_path)
-    spark_class = str(SPARK_HOME / "bin" / "spark-class")
     try:
-        procs.start([spark_class, "org.apache.spark.deploy.master.Master", "--host",
-                     "127.0.0.1", "--port", str(port), "--webui-port", str(ui)], env)
-        for _ in range(2):
-            procs.start([spark_class, "org.apache.spark.deploy.worker.Worker", "--cores", "1",
-                         "--memory", "1g", "--webui-port", "0",
-                         f"spark://127.0.0.1:{port}"], env)
-        deadline = time.time() + 90
-        alive = 0
-        while time.time() < deadline:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{ui}/json", timeout=2) as r:
-                    alive = sum(w["state"] == "ALIVE" for w in json.load(r)["workers"])
-            except OSError:
-                pass
-            if alive == 2:
-                break
-            time.sleep(1)
-        if alive != 2:
-            pytest.skip(f"the standalone cluster did not come up in 90 s ({alive} workers)")
-        s = _session(f"spark://127.0.0.1:{port}", **{"spark.executor.memory": "512m",
-                                                      "spark.task.maxFailures": "4"})
-        yield s
-        s.stop()
-    finally:
-        procs.stop()
+        with standalone_cluster(workers=2, folder=tmp_path / "cluster") as master:
+            s = _session(master, **{"spark.executor.memory": "512m",
+                                    "spark.task.maxFailures": "4"})
+            yield s
+            s.stop()
+    except ClusterNotReady as e:
+        pytest.skip(f"the standalone cluster did not come up: {e}")
 
 
 def test_standalone_cluster_gives_the_same_rows(standalone, clips, tmp_path):
