@@ -425,6 +425,22 @@ def test_score_http_equals_the_engine_and_keeps_failed_rows(spark, model_server)
                        **opts).count()
 
 
+def test_score_http_requests_hold_batch_size_rows_across_arrow_batches(spark, model_server):
+    """The session's Arrow batches hold 200 rows; score_http still sends its batch_size
+    (500) per request: the operator gathers a task's batches."""
+    server = model_server
+    n = 1200
+    t = pa.table({"id": pa.array(np.arange(n), pa.int64()),
+                  "x": pa.array(list(np.ones((n, 4), np.float32)), pa.list_(pa.float32()))})
+    got = dsp.score_http(spark.createDataFrame(t).coalesce(1), url=server.url("kserve-v2"),
+                         column=["id", "x"], protocol="kserve-v2",
+                         outputs=["score:float64", "row_id:int64"], batch_size=500,
+                         concurrency=1, retries=0).toArrow()
+    assert sorted(got.column("id").to_pylist()) == list(range(n))
+    sizes = sorted(len(ids) for ids in server.completed)
+    assert sum(sizes) == n and max(sizes) == 500, sizes
+
+
 def test_threads_per_task_default_is_omp_num_threads(monkeypatch):
     monkeypatch.setenv("OMP_NUM_THREADS", "3")  # Spark sets it to spark.task.cpus
     assert dsp._default_threads() == 3
