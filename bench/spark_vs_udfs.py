@@ -96,14 +96,23 @@ def report(name, unit, n, ours, theirs, other):
     print(f"  ratio (theirs / dlprep): wall {w2 / w1:.1f}x, CPU {c2 / c1:.1f}x")
 
 
-def _gen_churn(work, name, customers, days):
-    """``dlprep gen churn`` into work/name; (events folder, labels folder, events,
-    until) where until is the end of the last whole period."""
+def _gen_churn(work, name, customers, days, files=8):
+    """``dlprep gen churn`` into work/name, the events split into ``files`` Parquet files
+    (so that Spark reads them with as many tasks); (events folder, labels folder,
+    events, until) where until is the end of the last whole period."""
     data = os.path.join(work, name)
     exe = os.path.join(os.path.dirname(sys.executable), "dlprep")
     subprocess.run([exe, "gen", "churn", "--customers", str(customers), "--days",
                     str(days), "-o", data, "-q"], check=True)
     events_dir, labels_dir = os.path.join(data, "events"), os.path.join(data, "labels")
+    if files > 1:  # gen writes one file (one row group): one map task would read it all
+        events = pq.read_table(events_dir)
+        events_dir = os.path.join(data, f"events_{files}")
+        os.makedirs(events_dir)
+        step = -(-events.num_rows // files)
+        for i in range(files):
+            pq.write_table(events.slice(i * step, step),
+                           os.path.join(events_dir, f"part-{i:05d}.parquet"))
     ts = pq.read_table(events_dir, columns=["ts"]).column("ts")
     seconds = pa.compute.cast(ts.cast(pa.timestamp("s")), pa.int64())
     until = (pa.compute.max(seconds).as_py() // P) * P + P
