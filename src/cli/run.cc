@@ -120,7 +120,7 @@ void AddRunCommand(CLI::App* root, std::vector<Command>* commands) {
   AddErrorLimitFlags(app, &flags->limits, fail);
   app->add_option("--errors", flags->errors_path,
                   "Keep the rows operators reported failed, with their messages, in this "
-                  "JSON-lines file (written when the job succeeds)");
+                  "JSON-lines file (written when the job succeeds or fails for its failed rows)");
   AddCommonFlags(app, &flags->common);
   app->footer(
       "A pipeline file:\n"

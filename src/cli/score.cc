@@ -208,7 +208,7 @@ void AddScoreCommand(CLI::App* root, std::vector<Command>* commands) {
   AddErrorLimitFlags(app, &f->limits, fail);
   app->add_option("--errors", f->errors_path,
                   "Keep the rows that could not be scored, with their messages, in this "
-                  "JSON-lines file (written when the job succeeds)");
+                  "JSON-lines file (written when the job succeeds or fails for its failed rows)");
   app->add_flag("--dry-run", f->dry_run,
                 "Check the model against the input (one dummy batch) and print the "
                 "pipeline file this command runs");

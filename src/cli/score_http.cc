@@ -271,7 +271,7 @@ void AddScoreHttpCommand(CLI::App* root, std::vector<Command>* commands) {
   app->add_option("--errors", f->errors_path,
                   "Keep the rows that could not be scored, with the HTTP status or error "
                   "and a body excerpt, in this JSON-lines file (written when the job "
-                  "succeeds)");
+                  "succeeds or fails for its failed rows)");
   app->add_flag("--dry-run", f->dry_run,
                 "Check the input columns and print the pipeline file this command runs");
   AddCommonFlags(app, &f->common);
