@@ -59,6 +59,13 @@ class ErrorSink {
   virtual arrow::Status Write(const FailedRows& failed) = 0;
 };
 
+/// Default of RunOptions::max_error_rate: a run in which more than 1% of the input rows
+/// failed is not committed. Real data has a few bad rows (a corrupt clip, a row the model
+/// server refuses), and a long job should not be lost to them; a broken setup (a server
+/// that is down, a wrong column, files of the wrong format) fails most rows and is far
+/// above 1%, so it fails the job instead of committing an output of errors.
+inline constexpr double kDefaultMaxErrorRate = 0.01;
+
 /// Options of one run.
 struct RunOptions {
   /// Worker threads; 0: std::thread::hardware_concurrency(). Each worker takes the
@@ -89,6 +96,17 @@ struct RunOptions {
   ErrorSink* error_sink = nullptr;
   /// Fail the job on the first per-row failure (`--fail-on-error`).
   bool fail_on_row_error = false;
+  /// Pipeline::Run only: the largest fraction of the input rows (RunStats::rows_read)
+  /// that may fail (RunStats::row_errors) for the output to be committed
+  /// (`--max-error-rate`). Over it the run fails, commits nothing, and its message gives
+  /// the count of failed rows and the first error. 0: any failed row fails the run (at
+  /// the end, unlike `fail_on_row_error`, which stops at the first); 1: no limit by rate.
+  /// Must be within [0, 1].
+  double max_error_rate = kDefaultMaxErrorRate;
+  /// Pipeline::Run only: the largest number of failed rows (`--max-errors`); -1: no
+  /// limit by count. Both limits apply. Whatever the limits, a run that read rows and
+  /// wrote none because rows failed always fails.
+  int64_t max_errors = -1;
 
   /// Grouped steps only. Bytes of bucket data the run may hold in memory
   /// (`--memory-limit`); 0: unlimited. Over it, the largest in-memory buckets are
@@ -111,7 +129,10 @@ struct RunOptions {
   /// exist (the CLI says so on stderr). Empty: $TMPDIR, else /tmp.
   std::string spill_dir = "";
   /// Grouped steps only. Number of hash buckets (>= 1). Part of the output order (see
-  /// Pipeline::GroupBy), so it does not depend on `workers`.
+  /// Pipeline::GroupBy), so it does not depend on `workers`. The buckets are written as
+  /// one output partition per worker (runs of consecutive buckets), so a grouped job
+  /// writes `workers` files at most unless the writer's own limits (shards,
+  /// max_rows_per_file, max_bytes_per_file) say otherwise.
   int grouped_buckets = 64;
 };
 
@@ -165,6 +186,13 @@ struct RunStats {
   /// A JSON object with every field above (stages as an array).
   std::string ToJson() const;
 };
+
+/// Whether a finished run may be committed given its failed rows: OK, or Invalid when
+/// `stats.row_errors` is over `options.max_errors` or over `options.max_error_rate` of
+/// `stats.rows_read`, or when rows were read, some failed and none was written. The
+/// message gives the counts, the limit passed and the first failed row's error. Also
+/// Invalid when the limits themselves are out of range.
+arrow::Status CheckFailedRows(const RunStats& stats, const RunOptions& options);
 
 /// Opens the writer a pipeline writes to, for the output schema of the chain.
 using DatasetWriterOpener = std::function<arrow::Result<std::unique_ptr<DatasetWriter>>(
@@ -233,8 +261,12 @@ class Pipeline {
   arrow::Result<std::shared_ptr<arrow::Schema>> OutputSchema() const;
 
   /// Runs to the writer given to Write(); Invalid if Write() was not called. The
-  /// committed manifest gets the statistics under "job".
-  arrow::Result<RunStats> Run(const RunOptions& options = {}) const;
+  /// committed manifest gets the statistics under "job". A run whose failed rows are
+  /// over RunOptions::max_error_rate or max_errors (see CheckFailedRows) commits
+  /// nothing and returns Invalid; `failed_run`, when not null, then receives its
+  /// statistics (for reports), and is left unchanged on every other outcome.
+  arrow::Result<RunStats> Run(const RunOptions& options = {},
+                              RunStats* failed_run = nullptr) const;
 
   /// Runs and returns the whole output as one table (in input order unless
   /// `options.unordered`); meant for tests and embedding, it holds everything in

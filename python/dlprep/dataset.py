@@ -20,7 +20,8 @@ __all__ = ["Dataset", "read_parquet", "read_csv", "read_json", "read_tfrecord",
 
 # Keyword arguments of every terminal call (how a run runs, not what it computes).
 _RUN_OPTIONS = ("workers", "memory_limit", "max_group_bytes", "spill_dir", "unordered",
-                "fail_on_error", "errors", "progress", "threads_per_worker")
+                "fail_on_error", "max_error_rate", "max_errors", "errors", "progress",
+                "threads_per_worker")
 
 
 def _paths(paths):
@@ -110,6 +111,10 @@ class Dataset:
       spill to disk above it; ``max_group_bytes``, ``spill_dir`` refine it.
     * ``fail_on_error`` (bool): fail on the first row a step reports failed (a corrupt
       WAV, a failed HTTP call) instead of counting it and going on.
+    * ``max_error_rate`` (float, 0 to 1; default 0.01) and ``max_errors`` (int; default
+      no limit): writes only. A write in which more than this fraction of the input
+      rows, or more than this many rows, failed raises and writes nothing; so does one
+      in which every row failed, whatever the limits.
     * ``errors`` (path): keep the failed rows with their messages in this JSON-lines
       file (written when the job succeeds; writes only).
     * ``progress`` (bool): progress of writes: a line on stderr when it is a terminal,
@@ -528,6 +533,11 @@ class _BatchStream:
         if "errors" in opts:
             raise _error("InvalidInput", "option errors= applies to writes; in memory, "
                                          "failed rows are counted in the statistics")
+        for k in ("max_error_rate", "max_errors"):
+            if k in opts:
+                raise _error("InvalidInput", f"option {k}= applies to writes (what they "
+                                             "commit); in memory, failed rows are counted "
+                                             "in the statistics")
         opts.setdefault("progress", 0)
         self._plan = ds._plan()
         self._stream = _dlprep.Stream(self._plan, opts)

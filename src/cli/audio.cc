@@ -28,6 +28,7 @@ struct AudioFlags {
   CommonFlags common;
   std::string errors_path;
   bool fail_on_error = false;
+  ErrorLimitFlags limits;
   bool dry_run = false;
 };
 
@@ -72,8 +73,8 @@ std::string PipelineFileText(const AudioFlags& f) {
          DumpJson(doc, 2) + "\n";
 }
 
-arrow::Status RunAudio(AudioFlags f) {
-  nlohmann::json stats = {{"command", "audio"}};
+arrow::Status RunAudioJob(AudioFlags f, nlohmann::json* stats_out) {
+  nlohmann::json& stats = *stats_out;
   ARROW_RETURN_NOT_OK(audio::ParseSnrRange(f.snr_db, "option --snr-db",
                                            &f.audio.snr_min_db, &f.audio.snr_max_db));
   if (!f.audio.noise_dir.empty() && f.audio.copies == 0) {
@@ -86,6 +87,9 @@ arrow::Status RunAudio(AudioFlags f) {
     return arrow::Status::OK();
   }
   f.input.format = "binary";
+  std::vector<std::string> inputs = f.input.paths;
+  if (!f.audio.noise_dir.empty()) inputs.push_back(f.audio.noise_dir);
+  ARROW_RETURN_NOT_OK(CheckOutputOutsideInputs(inputs, f.output.output_dir));
   ARROW_ASSIGN_OR_RAISE(auto source, OpenInput(f.input));
   ARROW_RETURN_NOT_OK(featurizer->OutputSchema(*source->schema()).status());
   WarnAboutLeftoverAttempts(f.output.output_dir);
@@ -95,19 +99,21 @@ arrow::Status RunAudio(AudioFlags f) {
 
   Progress progress("audio", source->num_partitions(), !f.common.quiet);
   std::unique_ptr<exec::JsonLinesErrorSink> errors;
-  ARROW_ASSIGN_OR_RAISE(RunOptions run, MakeJobRunOptions(f.run, f.fail_on_error,
-                                                          f.errors_path, &progress, &errors));
-  auto result = pipeline.Run(run);
+  ARROW_ASSIGN_OR_RAISE(RunOptions run,
+                        MakeJobRunOptions(f.run, f.fail_on_error, f.limits, f.errors_path,
+                                          &progress, &errors));
+  RunStats failed_run;
+  auto result = pipeline.Run(run, &failed_run);
   progress.Finish();
-  ARROW_RETURN_NOT_OK(
-      CompleteJob(result, f.output.output_dir, errors.get(), f.errors_path, &stats));
+  ARROW_RETURN_NOT_OK(CompleteJob(result, failed_run, f.output.output_dir, errors.get(),
+                                  f.errors_path, &stats));
   stats["clips"] = result->rows_read;
   stats["failed_clips"] = result->row_errors;
   stats["rows"] = result->rows_written;
   stats["fft"] = audio::RealFftPair::backend();
   stats["noise_files"] = featurizer->noise_paths().size();
-  stats["status"] = "ok";
-  if (!f.common.quiet) {
+  // A run with failed clips says so even with -q.
+  if (!f.common.quiet || result->row_errors > 0) {
     std::fprintf(stderr,
                  "dlprep audio: %lld clips -> %lld rows (%d augmented copies each) in '%s' "
                  "(%.2f s, %d workers)%s\n",
@@ -119,7 +125,14 @@ arrow::Status RunAudio(AudioFlags f) {
                      : "");
     PrintRowErrorSamples(*result);
   }
-  return WriteStats(f.common.stats_path, DumpJson(stats, 2));
+  return arrow::Status::OK();
+}
+
+arrow::Status RunAudio(const AudioFlags& f) {
+  nlohmann::json stats = {{"command", "audio"}};
+  arrow::Status st = RunAudioJob(f, &stats);
+  if (f.dry_run && st.ok()) return st;
+  return FinishStats(st, f.common.stats_path, &stats);
 }
 
 }  // namespace
@@ -174,8 +187,10 @@ void AddAudioCommand(CLI::App* root, std::vector<Command>* commands) {
                 "column audio");
   AddOutputFlags(app, &f->output, "tfrecord");
   AddRunFlags(app, &f->run);
-  app->add_flag("--fail-on-error", f->fail_on_error,
-                "Fail on the first clip that cannot be decoded or labelled");
+  CLI::Option* fail = app->add_flag("--fail-on-error", f->fail_on_error,
+                                    "Fail on the first clip that cannot be decoded or "
+                                    "labelled");
+  AddErrorLimitFlags(app, &f->limits, fail);
   app->add_option("--errors", f->errors_path,
                   "Keep the failed clips (path and reason) in this JSON-lines file");
   app->add_flag("--dry-run", f->dry_run, "Print the pipeline file this command runs and exit");

@@ -1,7 +1,10 @@
 #include "cli/common.h"
 
+#include <fnmatch.h>
+
 #include <algorithm>
 #include <csignal>
+#include <optional>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -10,9 +13,11 @@
 #include <nlohmann/json.hpp>
 
 #include "core/progress.h"
+#include "core/text.h"
 #include "core/units.h"
 #include "exec/error_sink.h"
 #include "exec/grouped.h"
+#include "io/glob.h"
 
 namespace fs = std::filesystem;
 
@@ -134,10 +139,41 @@ void AddOutputFlags(CLI::App* app, OutputFlags* f, const std::string& default_fo
                 "Replace a non-empty output folder (atomically, when the job succeeds)");
 }
 
+namespace {
+
+// A whole number >= 0 (CLI11's NonNegativeNumber names its range "0 to 1.8e308").
+CLI::Validator Count() {
+  return CLI::Validator(
+      [](std::string& text) -> std::string {
+        int64_t n = 0;
+        if (!CLI::detail::lexical_cast(text, n) || n < 0) {
+          return "'" + text + "' is not a count; expected a whole number >= 0";
+        }
+        return "";
+      },
+      "N>=0");
+}
+
+// A number from 0 to 1.
+CLI::Validator Fraction() {
+  return CLI::Validator(
+      [](std::string& text) -> std::string {
+        double x = 0;
+        if (!CLI::detail::lexical_cast(text, x) || !(x >= 0 && x <= 1)) {
+          return "'" + text + "' is not a fraction; expected a number from 0 to 1 "
+                 "(e.g. 0.05 for 5%)";
+        }
+        return "";
+      },
+      "0..1");
+}
+
+}  // namespace
+
 void AddRunFlags(CLI::App* app, RunFlags* f) {
   app->add_option("-w,--workers", f->workers,
                   "Worker threads (default: all cores); output is the same whatever N")
-      ->check(CLI::NonNegativeNumber);
+      ->check(Count());
   app->add_flag("--unordered", f->unordered,
                 "Write batches as they finish instead of in input order (faster when "
                 "partitions differ in cost; row order then varies between runs)");
@@ -150,6 +186,24 @@ void AddRunFlags(CLI::App* app, RunFlags* f) {
   app->add_option("--spill-dir", f->spill_dir,
                   "Folder for spill files (default: $TMPDIR); removed after the run, and "
                   "those of killed runs by the next run");
+}
+
+void AddErrorLimitFlags(CLI::App* app, ErrorLimitFlags* f, CLI::Option* fail_on_error) {
+  f->rate_option =
+      app->add_option("--max-error-rate", f->max_error_rate,
+                      "Fail the job (exit 1, nothing written) when more than this fraction "
+                      "of the input rows failed, 0 to 1")
+          ->capture_default_str()
+          ->check(Fraction());
+  f->count_option =
+      app->add_option("--max-errors", f->max_errors,
+                      "Fail the job (exit 1, nothing written) when more than N rows failed "
+                      "(default: no limit by count)")
+          ->check(Count());
+  if (fail_on_error != nullptr) {
+    fail_on_error->excludes(f->rate_option);
+    fail_on_error->excludes(f->count_option);
+  }
 }
 
 arrow::Result<RunOptions> MakeRunOptions(const RunFlags& f) {
@@ -182,11 +236,14 @@ arrow::Result<RunOptions> MakeRunOptions(const RunFlags& f) {
 }
 
 arrow::Result<RunOptions> MakeJobRunOptions(const RunFlags& flags, bool fail_on_error,
+                                            const ErrorLimitFlags& limits,
                                             const std::string& errors_path,
                                             Progress* progress,
                                             std::unique_ptr<exec::JsonLinesErrorSink>* errors) {
   ARROW_ASSIGN_OR_RAISE(RunOptions o, MakeRunOptions(flags));
   o.fail_on_row_error = fail_on_error;
+  o.max_error_rate = fail_on_error ? 0.0 : limits.max_error_rate;
+  o.max_errors = limits.max_errors;
   if (!errors_path.empty()) {
     *errors = std::make_unique<exec::JsonLinesErrorSink>(errors_path);
     o.error_sink = errors->get();
@@ -196,13 +253,34 @@ arrow::Result<RunOptions> MakeJobRunOptions(const RunFlags& flags, bool fail_on_
   return o;
 }
 
-arrow::Status CompleteJob(const arrow::Result<RunStats>& run, const std::string& output_dir,
-                          exec::JsonLinesErrorSink* errors, const std::string& errors_path,
-                          nlohmann::json* stats) {
+arrow::Status CompleteJob(const arrow::Result<RunStats>& run, const RunStats& failed_run,
+                          const std::string& output_dir, exec::JsonLinesErrorSink* errors,
+                          const std::string& errors_path, nlohmann::json* stats) {
   if (!run.ok()) {
+    if (failed_run.row_errors > 0) {
+      (*stats)["status"] = "failed";
+      (*stats)["rows_read"] = failed_run.rows_read;
+      (*stats)["rows_failed"] = failed_run.row_errors;
+      (*stats)["first_error"] = failed_run.row_error_samples.empty()
+                                    ? std::string()
+                                    : failed_run.row_error_samples.front();
+      (*stats)["run"] = nlohmann::json::parse(failed_run.ToJson());
+      // The failed rows are what the user needs to see now: keep them.
+      if (errors != nullptr) {
+        auto kept = errors->Commit();
+        if (kept.ok()) {
+          (*stats)["errors"] = {{"path", errors_path}, {"rows", *kept}};
+          return run.status().WithMessage(run.status().message(),
+                                          "; nothing was written to '", output_dir,
+                                          "'; the failed rows are in '", errors_path, "'");
+        }
+      }
+    }
     return run.status().WithMessage(run.status().message(), "; nothing was written to '",
                                     output_dir, "'");
   }
+  (*stats)["rows_read"] = run->rows_read;
+  (*stats)["rows_failed"] = run->row_errors;
   if (errors != nullptr) {
     ARROW_ASSIGN_OR_RAISE(int64_t kept, errors->Commit());
     (*stats)["errors"] = {{"path", errors_path}, {"rows", kept}};
@@ -213,6 +291,22 @@ arrow::Status CompleteJob(const arrow::Result<RunStats>& run, const std::string&
                         {"rows", run->rows_written},
                         {"bytes", run->bytes_written}};
   return arrow::Status::OK();
+}
+
+arrow::Status FinishStats(const arrow::Status& st, const std::string& stats_path,
+                          nlohmann::json* stats) {
+  if (st.ok()) {
+    (*stats)["status"] = "ok";
+  } else {
+    if (st.IsCancelled() || !CheckInterrupted().ok()) {
+      (*stats)["status"] = "interrupted";
+    } else if (stats->value("status", "") != "failed") {
+      (*stats)["status"] = "error";
+    }
+    (*stats)["error"] = st.message();
+  }
+  arrow::Status written = WriteStats(stats_path, DumpJson(*stats, 2));
+  return st.ok() ? written : st;
 }
 
 void PrintRowErrorSamples(const RunStats& run) {
@@ -357,6 +451,85 @@ arrow::Result<WriteOptions> MakeWriteOptions(const OutputFlags& f) {
   }
   o.overwrite = f.overwrite;
   return o;
+}
+
+namespace {
+
+// Absolute, normalized, symbolic links resolved where the path exists; no trailing '/'.
+fs::path Resolved(const std::string& path) {
+  std::error_code ec;
+  fs::path p = fs::weakly_canonical(fs::absolute(fs::path(path)), ec);
+  if (ec) p = fs::absolute(fs::path(path)).lexically_normal();
+  if (p.filename().empty() && p.has_parent_path() && p != p.root_path()) {
+    p = p.parent_path();
+  }
+  return p;
+}
+
+// The segments of `path` below `base`, or nullopt when `path` is not `base` or inside it.
+std::optional<std::vector<std::string>> SegmentsBelow(const fs::path& path,
+                                                      const fs::path& base) {
+  auto p = path.begin();
+  for (auto b = base.begin(); b != base.end(); ++b, ++p) {
+    if (b->empty()) continue;  // a trailing separator
+    if (p == path.end() || *p != *b) return std::nullopt;
+  }
+  std::vector<std::string> rest;
+  for (; p != path.end(); ++p) {
+    if (!p->empty()) rest.push_back(p->string());
+  }
+  return rest;
+}
+
+}  // namespace
+
+arrow::Status CheckOutputOutsideInputs(const std::vector<std::string>& inputs,
+                                       const std::string& output_dir) {
+  if (output_dir.empty()) return arrow::Status::OK();
+  const fs::path out = Resolved(output_dir);
+  for (const auto& input : inputs) {
+    if (input.find("://") != std::string::npos) continue;  // not a local path
+    // The literal prefix of a glob (the segments before the first wildcard) and the
+    // wildcard segments after it.
+    fs::path prefix;
+    std::vector<std::string> pattern;
+    for (const auto& seg : fs::path(input)) {
+      if (!pattern.empty() || io::HasGlobWildcard(seg.string())) {
+        pattern.push_back(seg.string());
+      } else {
+        prefix /= seg;
+      }
+    }
+    if (prefix.empty()) prefix = ".";
+    const fs::path base = Resolved(prefix.string());
+    auto conflict = [&](const char* how) {
+      return arrow::Status::Invalid("output folder '", output_dir, "' ", how, " input '",
+                                    input, "': the job would read its own output; choose "
+                                    "an output folder outside the inputs");
+    };
+    if (auto below = SegmentsBelow(out, base)) {
+      if (pattern.empty()) {
+        if (below->empty()) return conflict("is the");
+        return conflict("is inside the");
+      }
+      // A glob reads the output when it can match the output folder, one of its
+      // parents below the prefix (a matched folder is read whole), or files inside it.
+      bool any_depth = false;
+      for (const auto& seg : pattern) any_depth = any_depth || seg == "**";
+      bool matches = !below->empty();
+      const size_t n = std::min(pattern.size(), below->size());
+      for (size_t k = 0; k < n && matches && !any_depth; ++k) {
+        matches = ::fnmatch(pattern[k].c_str(), (*below)[k].c_str(), FNM_PERIOD) == 0;
+      }
+      if (any_depth || matches) return conflict("may be read by the");
+    }
+    if (SegmentsBelow(base, out)) {
+      return arrow::Status::Invalid("input '", input, "' is inside the output folder '",
+                                    output_dir, "': the job would replace what it reads; "
+                                    "choose an output folder outside the inputs");
+    }
+  }
+  return arrow::Status::OK();
 }
 
 void WarnAboutLeftoverAttempts(const std::string& output_dir) {

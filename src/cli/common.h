@@ -68,6 +68,18 @@ struct RunFlags {
   std::string spill_dir;        // empty: $TMPDIR
 };
 
+/// --max-error-rate and --max-errors of commands whose rows can fail.
+struct ErrorLimitFlags {
+  double max_error_rate = kDefaultMaxErrorRate;
+  int64_t max_errors = -1;
+  CLI::Option* rate_option = nullptr;   // set by AddErrorLimitFlags
+  CLI::Option* count_option = nullptr;  // set by AddErrorLimitFlags
+};
+
+/// Adds --max-error-rate and --max-errors; both exclude `fail_on_error` (the
+/// --fail-on-error flag, which means rate 0 and stops at the first failed row).
+void AddErrorLimitFlags(CLI::App* app, ErrorLimitFlags* flags, CLI::Option* fail_on_error);
+
 void AddRunFlags(CLI::App* app, RunFlags* flags);
 /// RunOptions from the flags, with Ctrl-C handling; Invalid naming the flag on a bad
 /// size. Also removes the spill folders that runs killed outright left in the spill
@@ -75,19 +87,31 @@ void AddRunFlags(CLI::App* app, RunFlags* flags);
 arrow::Result<RunOptions> MakeRunOptions(const RunFlags& flags);
 
 /// The RunOptions of a job that reports per-row errors: MakeRunOptions(flags) plus
-/// --fail-on-error, the --errors JSON-lines sink when `errors_path` is set (created in
+/// --fail-on-error (which also sets the error rate to 0), --max-error-rate and
+/// --max-errors, the --errors JSON-lines sink when `errors_path` is set (created in
 /// `*errors`, which must outlive the run), Ctrl-C handling and `progress`.
 arrow::Result<RunOptions> MakeJobRunOptions(const RunFlags& flags, bool fail_on_error,
+                                            const ErrorLimitFlags& limits,
                                             const std::string& errors_path,
                                             Progress* progress,
                                             std::unique_ptr<exec::JsonLinesErrorSink>* errors);
 
 /// What a job command does once Pipeline::Run returned. A failed run: its status, adding
-/// that nothing was written to `output_dir` (the commit protocol). A successful one:
-/// commits the --errors file when `errors` is set and fills (*stats)["run"],
-/// (*stats)["output"] (dir, files, rows, bytes) and (*stats)["errors"].
-arrow::Status CompleteJob(const arrow::Result<RunStats>& run, const std::string& output_dir,
-                          exec::JsonLinesErrorSink* errors, const std::string& errors_path,
+/// that nothing was written to `output_dir` (the commit protocol); when it failed for
+/// its failed rows (`failed_run.row_errors` > 0, as Pipeline::Run fills it), also
+/// (*stats)["status"] = "failed", "rows_read", "rows_failed", "first_error" and "run",
+/// and the --errors file is committed (so the failed rows can be looked at).
+/// A successful one: commits the --errors file when `errors` is set and fills
+/// (*stats)["run"], (*stats)["output"] (dir, files, rows, bytes), "rows_read",
+/// "rows_failed" and (*stats)["errors"].
+arrow::Status CompleteJob(const arrow::Result<RunStats>& run, const RunStats& failed_run,
+                          const std::string& output_dir, exec::JsonLinesErrorSink* errors,
+                          const std::string& errors_path, nlohmann::json* stats);
+
+/// Ends a command's --stats document: "status" ("ok", "interrupted", "failed" when
+/// CompleteJob set it, else "error") and "error" (the message) from `st`, then writes
+/// it to `stats_path` (when set). Returns `st`, or the write's error when `st` is OK.
+arrow::Status FinishStats(const arrow::Status& st, const std::string& stats_path,
                           nlohmann::json* stats);
 
 /// Prints the row errors a run sampled (at most 10), under a command's summary line.
@@ -104,6 +128,14 @@ arrow::Result<std::string> DetectInputFormat(const InputFlags& flags);
 
 arrow::Result<std::shared_ptr<Source>> OpenInput(const InputFlags& flags);
 arrow::Result<WriteOptions> MakeWriteOptions(const OutputFlags& flags);
+
+/// Invalid when the output folder is one of the inputs or inside one (the job would
+/// read its own output: a folder input, or a glob that can match the output folder or
+/// files in it), or when an input is inside the output folder (--overwrite would
+/// replace what the job reads). Paths are compared absolute, with symbolic links
+/// resolved as far as they exist.
+arrow::Status CheckOutputOutsideInputs(const std::vector<std::string>& inputs,
+                                       const std::string& output_dir);
 
 /// Prints a note for leftover attempt folders of jobs that were killed before they
 /// could clean up, with the command that removes them.

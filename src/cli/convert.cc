@@ -89,11 +89,10 @@ arrow::Status RunConvert(const ConvertFlags& f) {
   }
   nlohmann::json stats = {{"command", "convert"}};
   auto finish = [&](const arrow::Status& st) {
-    stats["status"] = st.ok() ? "ok" : (st.IsCancelled() ? "interrupted" : "error");
-    if (!st.ok()) stats["error"] = st.message();
-    arrow::Status ws = WriteStats(f.common.stats_path, DumpJson(stats, 2));
-    return st.ok() ? ws : st;
+    return FinishStats(st, f.common.stats_path, &stats);
   };
+  arrow::Status outside = CheckOutputOutsideInputs(f.input.paths, f.output.output_dir);
+  if (!outside.ok()) return finish(outside);
   WarnAboutLeftoverAttempts(f.output.output_dir);
   auto source_r = OpenInput(f.input);
   if (!source_r.ok()) return finish(source_r.status());
@@ -110,8 +109,8 @@ arrow::Status RunConvert(const ConvertFlags& f) {
   progress.Finish();
   stats["input"] = {{"paths", f.input.paths}, {"partitions", source->num_partitions()}};
   ReportSkipped(*source, f.common.quiet, &stats);
-  arrow::Status done = CompleteJob(result, f.output.output_dir, /*errors=*/nullptr,
-                                   /*errors_path=*/"", &stats);
+  arrow::Status done = CompleteJob(result, RunStats{}, f.output.output_dir,
+                                   /*errors=*/nullptr, /*errors_path=*/"", &stats);
   if (!done.ok()) return finish(done);
   stats["output"]["format"] = f.output.format;
   if (!f.common.quiet) {

@@ -5,6 +5,7 @@
 #include <cstdlib>
 #include <exception>
 #include <memory>
+#include <string>
 #include <vector>
 
 #include <arrow/memory_pool.h>
@@ -24,6 +25,69 @@ void PreferJemalloc() {
   arrow::MemoryPool* pool = nullptr;
   if (arrow::jemalloc_memory_pool(&pool).ok()) {
     setenv("ARROW_DEFAULT_MEMORY_POOL", "jemalloc", /*overwrite=*/0);
+  }
+}
+
+// Names of the subcommands, in the order they were added.
+std::string CommandNames(const CLI::App& app) {
+  std::string names;
+  for (const CLI::App* sub : app.get_subcommands([](const CLI::App*) { return true; })) {
+    names += (names.empty() ? "" : ", ") + sub->get_name();
+  }
+  return names;
+}
+
+// A usage error: one line naming what is wrong, a pointer to --help, exit code 2.
+int UsageError(const CLI::App& app, const std::string& command, const std::string& message) {
+  const std::string prefix = command.empty() ? "dlprep" : "dlprep " + command;
+  std::fprintf(stderr, "%s: usage error: %s\nRun '%s --help' for the options.\n",
+               prefix.c_str(), message.c_str(), prefix.c_str());
+  return 2;
+}
+
+// Parses the command line; returns -1 when a command was chosen, else the exit code
+// (0 after --help or --version, 2 for a usage error).
+int Parse(CLI::App& app, int argc, char** argv) {
+  // An unknown command, said as such (CLI11 would report a missing subcommand or an
+  // unexpected argument).
+  const CLI::App& root = app;
+  if (argc > 1 && argv[1][0] != '-' &&
+      root.get_subcommands([&](const CLI::App* sub) { return sub->check_name(argv[1]); })
+          .empty()) {
+    return UsageError(app, "",
+                      std::string("unknown command '") + argv[1] +
+                          "'; commands: " + CommandNames(app));
+  }
+  try {
+    app.parse(argc, argv);
+    return -1;
+  } catch (const CLI::ParseError& e) {
+    if (e.get_exit_code() == 0) return app.exit(e);  // --help, --version
+    std::string command;
+    for (const CLI::App* sub : app.get_subcommands()) command = sub->get_name();
+    // Arguments no option took: CLI11 reports a missing required option first, which
+    // would hide a misspelt one.
+    std::vector<std::string> unknown_options, unexpected;
+    for (const std::string& arg : app.remaining(/*recurse=*/true)) {
+      (arg.size() > 1 && arg[0] == '-' ? unknown_options : unexpected).push_back(arg);
+    }
+    auto quoted = [](const std::vector<std::string>& items) {
+      std::string out;
+      for (const auto& item : items) out += (out.empty() ? "'" : ", '") + item + "'";
+      return out;
+    };
+    if (!unknown_options.empty()) {
+      return UsageError(app, command,
+                        (unknown_options.size() == 1 ? "unknown option " : "unknown options ") +
+                            quoted(unknown_options));
+    }
+    if (!unexpected.empty()) {
+      return UsageError(app, command, "unexpected argument(s) " + quoted(unexpected));
+    }
+    if (command.empty() && dynamic_cast<const CLI::RequiredError*>(&e) != nullptr) {
+      return UsageError(app, "", "a command is required; commands: " + CommandNames(app));
+    }
+    return UsageError(app, command, e.what());
   }
 }
 
@@ -58,7 +122,7 @@ int main(int argc, char** argv) {
   dlprep::cli::AddScoreHttpCommand(&app, &commands);
   dlprep::cli::AddRunCommand(&app, &commands);
   dlprep::cli::AddScoreCommand(&app, &commands);
-  CLI11_PARSE(app, argc, argv);
+  if (int code = Parse(app, argc, argv); code >= 0) return code;
   for (auto& cmd : commands) {
     if (!cmd.app->parsed()) continue;
     arrow::Status st = dlprep::cli::CheckInterrupted();

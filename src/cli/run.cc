@@ -25,6 +25,8 @@ struct PipelineFileFlags {
   std::string pipeline;
   bool dry_run = false;
   bool fail_on_error = false;
+  bool overwrite = false;
+  ErrorLimitFlags limits;
   std::string errors_path;
   RunFlags run;
   CommonFlags common;
@@ -35,10 +37,7 @@ arrow::Status RunPipelineFile(const PipelineFileFlags& f) {
   Progress* progress_ptr = nullptr;
   auto finish = [&](const arrow::Status& st) {
     if (progress_ptr != nullptr) progress_ptr->Finish();
-    stats["status"] = st.ok() ? "ok" : (st.IsCancelled() ? "interrupted" : "error");
-    if (!st.ok()) stats["error"] = st.message();
-    arrow::Status ws = WriteStats(f.common.stats_path, DumpJson(stats, 2));
-    return st.ok() ? ws : st;
+    return FinishStats(st, f.common.stats_path, &stats);
   };
   arrow::Status registered = features::RegisterFeatureSteps();
   if (!registered.ok() && !registered.IsAlreadyExists()) return finish(registered);
@@ -49,6 +48,9 @@ arrow::Status RunPipelineFile(const PipelineFileFlags& f) {
   auto loaded = exec::LoadPipelineFile(f.pipeline);
   if (!loaded.ok()) return finish(loaded.status());
   exec::PipelineFile file = *std::move(loaded);
+  if (f.overwrite) file.write.overwrite = true;
+  arrow::Status outside = CheckOutputOutsideInputs(file.input_paths, file.write.output_dir);
+  if (!outside.ok()) return finish(outside);
   Pipeline pipeline = file.ToPipeline();
   if (f.dry_run) {
     // Validate the chain against the source schema too, so a dry run catches what a
@@ -63,16 +65,26 @@ arrow::Status RunPipelineFile(const PipelineFileFlags& f) {
   Progress progress("run", file.source->num_partitions(), !f.common.quiet);
   progress_ptr = &progress;
   std::unique_ptr<exec::JsonLinesErrorSink> errors;
-  auto options_r =
-      MakeJobRunOptions(f.run, f.fail_on_error, f.errors_path, &progress, &errors);
+  // The flags win over the pipeline file's max_error_rate / max_errors.
+  ErrorLimitFlags limits = f.limits;
+  if (limits.rate_option == nullptr || limits.rate_option->count() == 0) {
+    limits.max_error_rate = file.max_error_rate;
+  }
+  if (limits.count_option == nullptr || limits.count_option->count() == 0) {
+    limits.max_errors = file.max_errors;
+  }
+  auto options_r = MakeJobRunOptions(f.run, f.fail_on_error, limits, f.errors_path,
+                                     &progress, &errors);
   if (!options_r.ok()) return finish(options_r.status());
   RunOptions options = *options_r;
-  auto run = pipeline.Run(options);
+  RunStats failed_run;
+  auto run = pipeline.Run(options, &failed_run);
   progress.Finish();
-  arrow::Status done =
-      CompleteJob(run, file.write.output_dir, errors.get(), f.errors_path, &stats);
+  arrow::Status done = CompleteJob(run, failed_run, file.write.output_dir, errors.get(),
+                                   f.errors_path, &stats);
   if (!done.ok()) return finish(done);
-  if (!f.common.quiet) {
+  // A run with failed rows says so even with -q.
+  if (!f.common.quiet || run->row_errors > 0) {
     std::fprintf(stderr,
                  "dlprep run: %lld rows read, %lld written -> %lld file(s), %s in '%s' "
                  "(%.2f s, %d workers)%s\n",
@@ -100,11 +112,15 @@ void AddRunCommand(CLI::App* root, std::vector<Command>* commands) {
                 "Check the pipeline (opens the inputs, reads no data) and print it "
                 "normalized, with defaults filled in, as YAML");
   AddRunFlags(app, &flags->run);
-  app->add_flag("--fail-on-error", flags->fail_on_error,
-                "Fail on the first row an operator reports failed");
+  app->add_flag("--overwrite", flags->overwrite,
+                "Replace a non-empty output folder (atomically, when the job succeeds); "
+                "the same as the sink's overwrite: true");
+  CLI::Option* fail = app->add_flag("--fail-on-error", flags->fail_on_error,
+                                    "Fail on the first row an operator reports failed");
+  AddErrorLimitFlags(app, &flags->limits, fail);
   app->add_option("--errors", flags->errors_path,
                   "Keep the rows operators reported failed, with their messages, in this "
-                  "JSON-lines file (written when the job succeeds)");
+                  "JSON-lines file (written when the job succeeds or fails for its failed rows)");
   AddCommonFlags(app, &flags->common);
   app->footer(
       "A pipeline file:\n"
@@ -126,6 +142,8 @@ void AddRunCommand(CLI::App* root, std::vector<Command>* commands) {
       "Inference: score {model, columns, shapes, batch_size, argmax, softmax,\n"
       "output_names, keep, device, threads_per_worker}, score_http {url, protocol,\n"
       "columns, outputs, batch_size, concurrency, ...} (dlprep score-http --dry-run).\n"
+      "Top-level max_error_rate (default 0.01) and max_errors (default -1: no limit)\n"
+      "bound the failed rows, as --max-error-rate and --max-errors do (the flags win).\n"
       "Relative paths are relative to the pipeline file's folder.\n\n"
       "Examples:\n"
       "  dlprep run examples/pipelines/labels.yaml --workers 4 --stats stats.json\n"

@@ -45,6 +45,7 @@ struct ScoreFlags {
   int threads_per_worker = 0;
   bool dry_run = false;
   bool fail_on_error = false;
+  ErrorLimitFlags limits;
   std::string errors_path;
 };
 
@@ -103,8 +104,8 @@ arrow::Result<std::string> PipelineFileText(const ScoreFlags& f,
          DumpJson(doc, 2) + "\n";
 }
 
-arrow::Status RunScore(const ScoreFlags& f) {
-  nlohmann::json stats = {{"command", "score"}, {"model", f.model}};
+arrow::Status RunScoreJob(const ScoreFlags& f, nlohmann::json* stats_out) {
+  nlohmann::json& stats = *stats_out;
   ARROW_ASSIGN_OR_RAISE(const infer::TorchBackendApi* api, infer::LoadTorchBackend());
   ARROW_ASSIGN_OR_RAISE(infer::ScoreOptions o, MakeScoreOptions(f, *api));
   ARROW_ASSIGN_OR_RAISE(auto source, OpenInput(f.input));
@@ -120,15 +121,18 @@ arrow::Status RunScore(const ScoreFlags& f) {
     std::fputs(text.c_str(), stdout);
     return arrow::Status::OK();
   }
+  ARROW_RETURN_NOT_OK(CheckOutputOutsideInputs(f.input.paths, f.output.output_dir));
   WarnAboutLeftoverAttempts(f.output.output_dir);
   Progress progress("score", source->num_partitions(), !f.common.quiet);
   std::unique_ptr<exec::JsonLinesErrorSink> errors;
-  ARROW_ASSIGN_OR_RAISE(RunOptions run, MakeJobRunOptions(f.run, f.fail_on_error,
-                                                          f.errors_path, &progress, &errors));
-  auto result = pipeline.Run(run);
+  ARROW_ASSIGN_OR_RAISE(RunOptions run,
+                        MakeJobRunOptions(f.run, f.fail_on_error, f.limits, f.errors_path,
+                                          &progress, &errors));
+  RunStats failed_run;
+  auto result = pipeline.Run(run, &failed_run);
   progress.Finish();
-  ARROW_RETURN_NOT_OK(
-      CompleteJob(result, f.output.output_dir, errors.get(), f.errors_path, &stats));
+  ARROW_RETURN_NOT_OK(CompleteJob(result, failed_run, f.output.output_dir, errors.get(),
+                                  f.errors_path, &stats));
   int workers = result->workers;
   int threads = o.threads_per_worker > 0
                     ? o.threads_per_worker
@@ -138,8 +142,8 @@ arrow::Status RunScore(const ScoreFlags& f) {
   stats["threads_per_worker"] = threads;
   stats["rows_scored"] = result->rows_written;
   stats["row_errors"] = result->row_errors;
-  stats["status"] = "ok";
-  if (!f.common.quiet) {
+  // A run with failed rows says so even with -q.
+  if (!f.common.quiet || result->row_errors > 0) {
     std::fprintf(stderr,
                  "dlprep score: %lld rows scored -> '%s' (%.2f s, %.0f rows/s, %d workers "
                  "x %d threads, %s)%s\n",
@@ -152,7 +156,14 @@ arrow::Status RunScore(const ScoreFlags& f) {
                      : "");
     PrintRowErrorSamples(*result);
   }
-  return WriteStats(f.common.stats_path, DumpJson(stats, 2));
+  return arrow::Status::OK();
+}
+
+arrow::Status RunScore(const ScoreFlags& f) {
+  nlohmann::json stats = {{"command", "score"}, {"model", f.model}};
+  arrow::Status st = RunScoreJob(f, &stats);
+  if (f.dry_run && st.ok()) return st;
+  return FinishStats(st, f.common.stats_path, &stats);
 }
 
 }  // namespace
@@ -191,11 +202,13 @@ void AddScoreCommand(CLI::App* root, std::vector<Command>* commands) {
                   "Intra-op threads of each worker's model (default: cores / workers)");
   AddOutputFlags(app, &f->output, "tfrecord");
   AddRunFlags(app, &f->run);
-  app->add_flag("--fail-on-error", f->fail_on_error,
-                "Fail on the first row that cannot be scored (wrong tensor size, null)");
+  CLI::Option* fail =
+      app->add_flag("--fail-on-error", f->fail_on_error,
+                    "Fail on the first row that cannot be scored (wrong tensor size, null)");
+  AddErrorLimitFlags(app, &f->limits, fail);
   app->add_option("--errors", f->errors_path,
                   "Keep the rows that could not be scored, with their messages, in this "
-                  "JSON-lines file (written when the job succeeds)");
+                  "JSON-lines file (written when the job succeeds or fails for its failed rows)");
   app->add_flag("--dry-run", f->dry_run,
                 "Check the model against the input (one dummy batch) and print the "
                 "pipeline file this command runs");

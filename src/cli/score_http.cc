@@ -47,6 +47,7 @@ struct ScoreHttpFlags {
   RunFlags run;
   CommonFlags common;
   bool fail_on_error = false;
+  ErrorLimitFlags limits;
   std::string errors_path;
   bool dry_run = false;
 };
@@ -110,10 +111,7 @@ arrow::Status RunScoreHttp(const ScoreHttpFlags& f) {
   Progress* progress_ptr = nullptr;
   auto finish = [&](const arrow::Status& st) {
     if (progress_ptr != nullptr) progress_ptr->Finish();
-    stats["status"] = st.ok() ? "ok" : (st.IsCancelled() ? "interrupted" : "error");
-    if (!st.ok()) stats["error"] = st.message();
-    arrow::Status ws = WriteStats(f.common.stats_path, DumpJson(stats, 2));
-    return st.ok() ? ws : st;
+    return FinishStats(st, f.common.stats_path, &stats);
   };
   http::HttpScoreOptions o;
   o.url = f.url;
@@ -167,21 +165,25 @@ arrow::Status RunScoreHttp(const ScoreHttpFlags& f) {
     return finish(arrow::Status::OK());
   }
 
+  arrow::Status outside = CheckOutputOutsideInputs(f.input.paths, f.output.output_dir);
+  if (!outside.ok()) return finish(outside);
   WarnAboutLeftoverAttempts(f.output.output_dir);
   Progress progress("score-http", (*source)->num_partitions(), !f.common.quiet);
   progress_ptr = &progress;
   std::unique_ptr<exec::JsonLinesErrorSink> errors;
-  auto options_r =
-      MakeJobRunOptions(f.run, f.fail_on_error, f.errors_path, &progress, &errors);
+  auto options_r = MakeJobRunOptions(f.run, f.fail_on_error, f.limits, f.errors_path,
+                                     &progress, &errors);
   if (!options_r.ok()) return finish(options_r.status());
   RunOptions options = *options_r;
-  auto run = pipeline.Run(options);
+  RunStats failed_run;
+  auto run = pipeline.Run(options, &failed_run);
   stats["http"] = nlohmann::json::parse(http_stats->ToJson());
   progress.Finish();
-  arrow::Status done =
-      CompleteJob(run, f.output.output_dir, errors.get(), f.errors_path, &stats);
+  arrow::Status done = CompleteJob(run, failed_run, f.output.output_dir, errors.get(),
+                                   f.errors_path, &stats);
   if (!done.ok()) return finish(done);
-  if (!f.common.quiet) {
+  // A run with failed rows says so even with -q.
+  if (!f.common.quiet || run->row_errors > 0) {
     const auto& h = *http_stats;
     std::fprintf(stderr,
                  "dlprep score-http: %lld rows read -> %lld scored, %lld failed; %lld "
@@ -261,13 +263,15 @@ void AddScoreHttpCommand(CLI::App* root, std::vector<Command>* commands) {
   AddInputFlags(app, &f->input, /*binary_options=*/false);
   AddOutputFlags(app, &f->output, "parquet");
   AddRunFlags(app, &f->run);
-  app->add_flag(
+  CLI::Option* fail = app->add_flag(
       "--fail-on-error", f->fail_on_error,
-      "Fail the job when a row cannot be scored (default: report it and go on)");
+      "Fail the job on the first row that cannot be scored (default: report it and go "
+      "on, up to --max-error-rate)");
+  AddErrorLimitFlags(app, &f->limits, fail);
   app->add_option("--errors", f->errors_path,
                   "Keep the rows that could not be scored, with the HTTP status or error "
                   "and a body excerpt, in this JSON-lines file (written when the job "
-                  "succeeds)");
+                  "succeeds or fails for its failed rows)");
   app->add_flag("--dry-run", f->dry_run,
                 "Check the input columns and print the pipeline file this command runs");
   AddCommonFlags(app, &f->common);

@@ -173,8 +173,8 @@ arrow::Status ScanEvents(const WindowsFlags& f, int workers, int64_t* max_time,
   return arrow::Status::OK();
 }
 
-arrow::Status RunWindows(const WindowsFlags& f) {
-  nlohmann::json stats = {{"command", "windows"}};
+arrow::Status RunWindowsJob(const WindowsFlags& f, nlohmann::json* stats_out) {
+  nlohmann::json& stats = *stats_out;
   features::WindowOptions o;
   o.key = f.key;
   o.time = f.time;
@@ -214,6 +214,9 @@ arrow::Status RunWindows(const WindowsFlags& f) {
     return arrow::Status::OK();
   }
 
+  std::vector<std::string> inputs = f.events;
+  if (!f.labels.empty()) inputs.push_back(f.labels);
+  ARROW_RETURN_NOT_OK(CheckOutputOutsideInputs(inputs, f.output.output_dir));
   WarnAboutLeftoverAttempts(f.output.output_dir);
   InputFlags in;
   in.paths = f.events;
@@ -241,8 +244,8 @@ arrow::Status RunWindows(const WindowsFlags& f) {
   run.progress = &progress;
   auto result = pipeline.Run(run);
   progress.Finish();
-  ARROW_RETURN_NOT_OK(CompleteJob(result, f.output.output_dir, /*errors=*/nullptr,
-                                  /*errors_path=*/"", &stats));
+  ARROW_RETURN_NOT_OK(CompleteJob(result, RunStats{}, f.output.output_dir,
+                                  /*errors=*/nullptr, /*errors_path=*/"", &stats));
   int64_t null_keys = 0;
   for (const auto& st : result->stages) {
     if (st.name == "filter") null_keys = st.rows_in - st.rows_out;
@@ -252,7 +255,6 @@ arrow::Status RunWindows(const WindowsFlags& f) {
   stats["categories"] = o.categories;
   stats["until"] = o.until_s;
   stats["windows"] = result->rows_written;
-  stats["status"] = "ok";
   if (!f.common.quiet) {
     std::fprintf(stderr,
                  "dlprep windows: %lld events -> %lld windows of %zu features x %lld steps "
@@ -263,7 +265,14 @@ arrow::Status RunWindows(const WindowsFlags& f) {
                  result->wall_seconds, static_cast<long long>(null_keys),
                  static_cast<long long>(op->dropped_rows()));
   }
-  return WriteStats(f.common.stats_path, DumpJson(stats, 2));
+  return arrow::Status::OK();
+}
+
+arrow::Status RunWindows(const WindowsFlags& f) {
+  nlohmann::json stats = {{"command", "windows"}};
+  arrow::Status st = RunWindowsJob(f, &stats);
+  if (f.dry_run && st.ok()) return st;
+  return FinishStats(st, f.common.stats_path, &stats);
 }
 
 }  // namespace

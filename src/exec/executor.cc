@@ -784,6 +784,39 @@ arrow::Result<std::unique_ptr<Executor>> Executor::Make(std::shared_ptr<Source> 
   return ex;
 }
 
+namespace {
+
+// Hands the grouped step's buckets on as `groups` output partitions, each a run of
+// consecutive buckets, so that a grouped job writes one file per group (and the
+// writer's size limits) instead of one per bucket. FinishPartition(g) is passed on once
+// every bucket of group g finished. Not thread-safe: used by the Run thread only.
+class BucketGroupSink : public BatchSink {
+ public:
+  BucketGroupSink(BatchSink* inner, int64_t buckets, int64_t groups)
+      : inner_(inner), buckets_(buckets), groups_(groups), left_(groups, 0) {
+    for (int64_t b = 0; b < buckets_; ++b) left_[GroupOf(b)] += 1;
+  }
+  arrow::Status Write(int64_t partition,
+                      const std::shared_ptr<arrow::RecordBatch>& batch) override {
+    return inner_->Write(GroupOf(partition), batch);
+  }
+  arrow::Status FinishPartition(int64_t partition) override {
+    const int64_t g = GroupOf(partition);
+    if (--left_[g] > 0) return arrow::Status::OK();
+    return inner_->FinishPartition(g);
+  }
+  int64_t bytes_written() const override { return inner_->bytes_written(); }
+
+ private:
+  int64_t GroupOf(int64_t bucket) const { return bucket * groups_ / buckets_; }
+  BatchSink* inner_;
+  const int64_t buckets_;
+  const int64_t groups_;
+  std::vector<int64_t> left_;
+};
+
+}  // namespace
+
 arrow::Result<RunStats> Executor::Run(BatchSink* sink) {
   if (ran_) return arrow::Status::Invalid("Executor::Run called twice");
   ran_ = true;
@@ -809,7 +842,9 @@ arrow::Result<RunStats> Executor::Run(BatchSink* sink) {
                   grouped_->partition_sink());
   ARROW_ASSIGN_OR_RAISE(RunStats first, phase1.Run());
   grouped_->FinishPartitioning();
-  ARROW_ASSIGN_OR_RAISE(RunStats second, next_->Run(sink));
+  const int64_t buckets = std::max<int64_t>(1, next_->source_->num_partitions());
+  BucketGroupSink grouped_sink(sink, buckets, std::min<int64_t>(workers, buckets));
+  ARROW_ASSIGN_OR_RAISE(RunStats second, next_->Run(&grouped_sink));
   // One stage list: source, steps before, the grouped step, steps after, sink.
   RunStats stats = second;
   stats.partitions = first.partitions;

@@ -1,5 +1,7 @@
 #include "dlprep/pipeline.h"
 
+#include <cmath>
+#include <cstdio>
 #include <utility>
 
 #include <arrow/record_batch.h>
@@ -56,6 +58,62 @@ std::string RunStats::ToJson() const {
       {"stages", std::move(stages_json)},
   };
   return DumpJson(j);
+}
+
+namespace {
+
+arrow::Status CheckLimits(const RunOptions& options) {
+  if (!(options.max_error_rate >= 0 && options.max_error_rate <= 1)) {
+    return arrow::Status::Invalid("max error rate (--max-error-rate): expected a fraction "
+                                  "from 0 to 1, got ",
+                                  options.max_error_rate);
+  }
+  if (options.max_errors < -1) {
+    return arrow::Status::Invalid("max errors (--max-errors): expected a count >= 0, got ",
+                                  options.max_errors);
+  }
+  return arrow::Status::OK();
+}
+
+std::string Percent(int64_t part, int64_t whole) {
+  char text[32];
+  std::snprintf(text, sizeof(text), "%.4g%%",
+                whole > 0 ? 100.0 * static_cast<double>(part) / static_cast<double>(whole)
+                          : 0.0);
+  return text;
+}
+
+}  // namespace
+
+arrow::Status CheckFailedRows(const RunStats& stats, const RunOptions& options) {
+  ARROW_RETURN_NOT_OK(CheckLimits(options));
+  const int64_t failed = stats.row_errors;
+  if (failed <= 0) return arrow::Status::OK();
+  const int64_t read = stats.rows_read;
+  const std::string first = stats.row_error_samples.empty()
+                                ? std::string("(not recorded)")
+                                : stats.row_error_samples.front();
+  const std::string counts = std::to_string(failed) + " of " + std::to_string(read) +
+                             " input rows failed (" + Percent(failed, read) + ")";
+  if (read > 0 && stats.rows_written == 0) {
+    return arrow::Status::Invalid("no row was written: ", counts,
+                                  "; first error: ", first);
+  }
+  if (options.max_errors >= 0 && failed > options.max_errors) {
+    return arrow::Status::Invalid(counts, ", more than the ", options.max_errors,
+                                  " that max errors (--max-errors) allows; first error: ",
+                                  first);
+  }
+  // Compared in integers: rate 0.01 of 300 rows allows 3 failed rows, not 2.
+  const double allowed = std::floor(options.max_error_rate * static_cast<double>(read) + 1e-9);
+  if (static_cast<double>(failed) > allowed) {
+    char rate[32];
+    std::snprintf(rate, sizeof(rate), "%g", options.max_error_rate);
+    return arrow::Status::Invalid(counts, ", more than the ", static_cast<int64_t>(allowed),
+                                  " that max error rate (--max-error-rate) ", rate,
+                                  " allows; first error: ", first);
+  }
+  return arrow::Status::OK();
 }
 
 Pipeline Pipeline::Read(std::shared_ptr<Source> source) {
@@ -121,7 +179,9 @@ arrow::Result<std::shared_ptr<arrow::Schema>> Pipeline::OutputSchema() const {
   return ex->output_schema();
 }
 
-arrow::Result<RunStats> Pipeline::Run(const RunOptions& options) const {
+arrow::Result<RunStats> Pipeline::Run(const RunOptions& options,
+                                      RunStats* failed_run) const {
+  ARROW_RETURN_NOT_OK(CheckLimits(options));
   if (!writer_opener_) {
     return arrow::Status::Invalid(
         "Pipeline::Run: no output; call Write() first (or Collect() for a table)");
@@ -139,6 +199,12 @@ arrow::Result<RunStats> Pipeline::Run(const RunOptions& options) const {
   if (!stats.ok()) {
     writer->Abort();
     return stats.status();
+  }
+  arrow::Status rows_ok = CheckFailedRows(*stats, options);
+  if (!rows_ok.ok()) {
+    writer->Abort();
+    if (failed_run != nullptr) *failed_run = *stats;
+    return rows_ok;
   }
   auto committed = writer->Commit(stats->ToJson());
   if (!committed.ok()) {

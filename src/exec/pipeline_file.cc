@@ -628,7 +628,33 @@ arrow::Result<PipelineFile> Parse(const std::string& text, const std::string& na
     ARROW_RETURN_NOT_OK(sink.Finish());
     normalized["sink"] = ConfigNodeAccess::Of(sink).normalized;
   }
+  // How many failed rows the job may have and still commit (RunOptions).
+  ARROW_ASSIGN_OR_RAISE(out.max_error_rate,
+                        top.GetDouble("max_error_rate", kDefaultMaxErrorRate));
+  if (!(out.max_error_rate >= 0 && out.max_error_rate <= 1)) {
+    return top.OptionError("max_error_rate", "expected a fraction from 0 to 1");
+  }
+  ARROW_ASSIGN_OR_RAISE(out.max_errors, top.GetInt("max_errors", -1));
+  if (out.max_errors < -1) {
+    return top.OptionError("max_errors", "expected a count >= 0 (-1: no limit)");
+  }
+  if (parts.sink || top.Has("max_error_rate")) {
+    normalized["max_error_rate"] = out.max_error_rate;
+  }
+  if (parts.sink || top.Has("max_errors")) normalized["max_errors"] = out.max_errors;
   ARROW_RETURN_NOT_OK(top.Finish());
+  // Every local path the job reads: the source's and those of steps' own sources.
+  auto add_paths = [&out](const YAML::Node& source) {
+    if (!source.IsMap() || !source["paths"].IsSequence()) return;
+    for (const auto& p : source["paths"]) out.input_paths.push_back(p.as<std::string>());
+  };
+  const YAML::Node& read_only = normalized;  // operator[] that does not insert
+  if (read_only["source"]) add_paths(read_only["source"]);
+  for (const auto& step : steps_norm) {
+    for (const auto& entry : step) {
+      if (entry.second.IsMap() && entry.second["source"]) add_paths(entry.second["source"]);
+    }
+  }
 
   YAML::Emitter emitter;
   emitter << normalized;

@@ -133,6 +133,12 @@ struct PipelineFile {
   std::shared_ptr<Source> source;
   std::vector<PipelineStep> steps;
   WriteOptions write;
+  /// Top-level `max_error_rate` and `max_errors` (RunOptions' fields of those names).
+  double max_error_rate = kDefaultMaxErrorRate;
+  int64_t max_errors = -1;
+  /// The paths the source and the steps' own sources (a join's side table) read, as
+  /// given (globs unexpanded), resolved against the file's folder.
+  std::vector<std::string> input_paths;
   /// The pipeline as read, with defaults filled in and paths resolved, as YAML.
   std::string normalized_yaml;
 

@@ -185,6 +185,108 @@ TEST(PipelineTest, RunAbortsOnFailure) {
   EXPECT_FALSE(wlog->committed);
 }
 
+// 35 rows (x = 0..34) of which 4 fail (x % 10 == 3), through Pipeline::Run.
+arrow::Result<RunStats> RunWithFailedRows(const RunOptions& options,
+                                          std::shared_ptr<WriterLog> wlog,
+                                          RunStats* failed, int64_t error_modulus = 10) {
+  auto source = VectorSource::FromSizes({{10, 10}, {10}, {5}});
+  auto log = std::make_shared<StatefulLog>();
+  return Pipeline::Read(source)
+      .MapStateful(CountingFactory(log, 0, error_modulus))
+      .Write(FakeOpener(std::move(wlog)))
+      .Run(options, failed);
+}
+
+TEST(PipelineTest, FailedRowsOverTheRateCommitNothing) {
+  // The default rate (0.01 of 35 rows: 0 rows) is passed by 4 failed rows.
+  auto wlog = std::make_shared<WriterLog>();
+  RunStats failed;
+  auto r = RunWithFailedRows(RunOptions{.workers = 2}, wlog, &failed);
+  ASSERT_FALSE(r.ok());
+  EXPECT_TRUE(r.status().IsInvalid());
+  EXPECT_THAT(r.status().message(),
+              HasSubstr("4 of 35 input rows failed (11.43%), more than the 0 that max "
+                        "error rate (--max-error-rate) 0.01 allows; first error: operator "
+                        "'counting'"));
+  EXPECT_THAT(r.status().message(), HasSubstr("bad row x="));
+  EXPECT_TRUE(wlog->aborted);
+  EXPECT_FALSE(wlog->committed);
+  EXPECT_EQ(failed.row_errors, 4);
+  EXPECT_EQ(failed.rows_read, 35);
+  EXPECT_EQ(failed.rows_written, 31);
+
+  // Just under: 0.12 of 35 allows 4 rows; just over: 0.11 allows 3.
+  wlog = std::make_shared<WriterLog>();
+  RunStats untouched;
+  ASSERT_OK_AND_ASSIGN(auto stats,
+                       RunWithFailedRows(RunOptions{.workers = 2, .max_error_rate = 0.12},
+                                         wlog, &untouched));
+  EXPECT_TRUE(wlog->committed);
+  EXPECT_EQ(stats.row_errors, 4);
+  EXPECT_EQ(untouched.row_errors, 0);  // only filled on a failed-rows failure
+  wlog = std::make_shared<WriterLog>();
+  r = RunWithFailedRows(RunOptions{.workers = 2, .max_error_rate = 0.11}, wlog, nullptr);
+  ASSERT_FALSE(r.ok());
+  EXPECT_THAT(r.status().message(), HasSubstr("more than the 3 that max error rate"));
+  EXPECT_FALSE(wlog->committed);
+}
+
+TEST(PipelineTest, FailedRowsOverTheCountCommitNothing) {
+  auto wlog = std::make_shared<WriterLog>();
+  ASSERT_OK(RunWithFailedRows(RunOptions{.max_error_rate = 1, .max_errors = 4}, wlog,
+                              nullptr)
+                .status());
+  EXPECT_TRUE(wlog->committed);
+  wlog = std::make_shared<WriterLog>();
+  auto r = RunWithFailedRows(RunOptions{.max_error_rate = 1, .max_errors = 3}, wlog, nullptr);
+  ASSERT_FALSE(r.ok());
+  EXPECT_THAT(r.status().message(),
+              HasSubstr("4 of 35 input rows failed (11.43%), more than the 3 that max "
+                        "errors (--max-errors) allows"));
+  EXPECT_FALSE(wlog->committed);
+  EXPECT_TRUE(wlog->aborted);
+}
+
+TEST(PipelineTest, EveryRowFailedFailsWhateverTheLimits) {
+  // One partition of the single row x = 3, which fails (x % 10 == 3).
+  auto only_bad = std::make_shared<VectorSource>(
+      std::vector<std::vector<std::shared_ptr<arrow::RecordBatch>>>{{MakeBatch(3, 1)}});
+  auto log = std::make_shared<StatefulLog>();
+  auto wlog = std::make_shared<WriterLog>();
+  RunStats failed;
+  auto r = Pipeline::Read(only_bad)
+               .MapStateful(CountingFactory(log, 0, 10))
+               .Write(FakeOpener(wlog))
+               .Run(RunOptions{.max_error_rate = 1}, &failed);
+  ASSERT_FALSE(r.ok());
+  EXPECT_THAT(r.status().message(),
+              HasSubstr("no row was written: 1 of 1 input rows failed (100%); first "
+                        "error: operator 'counting'"));
+  EXPECT_FALSE(wlog->committed);
+  EXPECT_EQ(failed.row_errors, 1);
+  // A run that writes no row because a filter dropped them all is not a failure.
+  wlog = std::make_shared<WriterLog>();
+  ASSERT_OK(Pipeline::Read(VectorSource::FromSizes({{5}}))
+                .Map(std::make_shared<DropMultiples>(1))
+                .Write(FakeOpener(wlog))
+                .Run(RunOptions{.max_error_rate = 0})
+                .status());
+  EXPECT_TRUE(wlog->committed);
+  EXPECT_EQ(wlog->rows, 0);
+}
+
+TEST(PipelineTest, LimitsOutOfRangeFailBeforeAnythingIsOpened) {
+  for (RunOptions o : {RunOptions{.max_error_rate = -0.5}, RunOptions{.max_error_rate = 1.5},
+                       RunOptions{.max_errors = -2}}) {
+    auto wlog = std::make_shared<WriterLog>();
+    auto r = RunWithFailedRows(o, wlog, nullptr);
+    ASSERT_FALSE(r.ok());
+    EXPECT_TRUE(r.status().IsInvalid());
+    EXPECT_THAT(r.status().message(), HasSubstr("--max-error"));
+    EXPECT_EQ(wlog->schema, nullptr);  // the writer was never opened
+  }
+}
+
 // Sets the flag when it sees its first batch.
 class CancelOnFirstBatch : public BatchOperator {
  public:

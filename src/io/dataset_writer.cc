@@ -122,6 +122,13 @@ class DatasetWriterImpl : public DatasetWriter {
         ARROW_RETURN_NOT_OK(CloseFile(i));
       }
     }
+    // A job that wrote no rows still leaves a dataset every reader opens: one empty
+    // file carrying the schema (Parquet, CSV header; a TFRecord file of no records,
+    // whose schema is in the manifest).
+    if (closed_.empty()) {
+      ARROW_RETURN_NOT_OK(OpenFor(0));
+      ARROW_RETURN_NOT_OK(CloseFile(0));
+    }
     std::sort(closed_.begin(), closed_.end(),
               [](const WrittenFile& a, const WrittenFile& b) { return a.name < b.name; });
     WriteResult result;

@@ -282,6 +282,46 @@ TEST_F(DatasetWriterTest, ShardsWritesExactlyNFilesEvenWhenEmpty) {
   }
 }
 
+TEST_F(DatasetWriterTest, NoRowsGiveOneEmptyFileWithTheSchema) {
+  for (OutputFormat format :
+       {OutputFormat::kParquet, OutputFormat::kCsv, OutputFormat::kTfRecord}) {
+    fs::remove_all(out_);
+    ASSERT_OK_AND_ASSIGN(auto writer, DatasetWriter::Open(Options(format), TestSchema()));
+    ASSERT_OK_AND_ASSIGN(auto result, writer->Commit());
+    auto files = DataFiles(out_);
+    ASSERT_EQ(files.size(), 1u);
+    ASSERT_EQ(result.files.size(), 1u);
+    EXPECT_EQ(result.files[0].rows, 0);
+    EXPECT_EQ(result.rows, 0);
+    if (format == OutputFormat::kTfRecord) {
+      EXPECT_EQ(result.files[0].bytes, 0);  // no records; the schema is in the manifest
+      continue;
+    }
+    auto t = format == OutputFormat::kCsv ? ReadCsv(out_ + "/" + files[0])
+                                          : ReadParquet(out_ + "/" + files[0]);
+    EXPECT_EQ(t->num_rows(), 0);
+    EXPECT_EQ(t->schema()->field_names(), TestSchema()->field_names());
+  }
+}
+
+TEST_F(DatasetWriterTest, ManifestJobBlockCountsTheCommittedFiles) {
+  WriteOptions o = Options(OutputFormat::kParquet);
+  o.max_rows_per_file = 2;
+  ASSERT_OK_AND_ASSIGN(auto writer, DatasetWriter::Open(o, TestSchema()));
+  ASSERT_OK(writer->Write(0, Rows(0, 5)));
+  // The job's statistics as Pipeline::Run hands them over, before the commit.
+  ASSERT_OK_AND_ASSIGN(
+      auto result,
+      writer->Commit(R"({"rows_written": 5, "files_written": 0, "bytes_written": 0})"));
+  std::ifstream in(out_ + "/_manifest.json");
+  auto m = nlohmann::json::parse(in);
+  ASSERT_EQ(m["files"].size(), 3u);
+  EXPECT_EQ(m["job"]["files_written"], 3);
+  EXPECT_EQ(m["job"]["bytes_written"], result.bytes);
+  EXPECT_GT(result.bytes, 0);
+  EXPECT_EQ(m["job"]["rows_written"], 5);
+}
+
 TEST_F(DatasetWriterTest, ManifestRecordsFilesSchemaAndJob) {
   auto schema = TestSchema()->WithMetadata(nullptr);
   auto fields = schema->fields();

@@ -285,6 +285,12 @@ arrow::Result<std::string> BuildManifestJson(const ManifestInfo& info) {
         return arrow::Status::Invalid("extra_manifest_json must be a JSON object, got: ",
                                       info.extra_json);
       }
+      // The job's statistics are taken before the commit; the files and bytes it
+      // wrote are the manifest's own.
+      if (job.contains("files_written")) {
+        job["files_written"] = static_cast<int64_t>(info.result.files.size());
+      }
+      if (job.contains("bytes_written")) job["bytes_written"] = info.result.bytes;
       m["job"] = std::move(job);
     }
     // Column names and metadata may hold bytes that are not UTF-8: replace, don't throw.

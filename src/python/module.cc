@@ -538,6 +538,8 @@ auto RunReleased(F&& fn, std::atomic<bool>* cancel,
 
 struct RunConfig {
   RunOptions options;
+  bool max_error_rate_given = false;
+  bool max_errors_given = false;
   std::string errors_path;
   bool progress = false;
 };
@@ -556,6 +558,21 @@ RunConfig MakeRunConfig(nb::dict opts) {
   c.options.workers = static_cast<int>(workers);
   c.options.unordered = get_int("unordered", 0) != 0;
   c.options.fail_on_row_error = get_int("fail_on_error", 0) != 0;
+  if (opts.contains("max_error_rate") && !opts["max_error_rate"].is_none()) {
+    c.options.max_error_rate = nb::cast<double>(opts["max_error_rate"]);
+    if (!(c.options.max_error_rate >= 0 && c.options.max_error_rate <= 1)) {
+      Raise(arrow::Status::Invalid("option max_error_rate: expected a fraction from 0 to 1"));
+    }
+    c.max_error_rate_given = true;
+  }
+  if (opts.contains("max_errors") && !opts["max_errors"].is_none()) {
+    c.options.max_errors = nb::cast<int64_t>(opts["max_errors"]);
+    if (c.options.max_errors < 0) {
+      Raise(arrow::Status::Invalid("option max_errors: expected an integer >= 0"));
+    }
+    c.max_errors_given = true;
+  }
+  if (c.options.fail_on_row_error) c.options.max_error_rate = 0;
   std::string mem = get_str("memory_limit");
   if (!mem.empty()) {
     c.options.memory_limit = Unwrap(ParseByteSize(mem, "memory_limit"));
@@ -637,6 +654,11 @@ class Plan {
                                          "tfrecord, path: out/}')"));
     }
     RunConfig config = MakeRunConfig(opts);
+    // A pipeline file's own limits, unless given as keywords.
+    if (!config.max_error_rate_given && !config.options.fail_on_row_error) {
+      config.options.max_error_rate = file_.max_error_rate;
+    }
+    if (!config.max_errors_given) config.options.max_errors = file_.max_errors;
     Pipeline p = Chain();
     p.Write(write);
     std::unique_ptr<exec::JsonLinesErrorSink> errors;

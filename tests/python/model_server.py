@@ -61,10 +61,10 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, *args):  # quiet
         pass
 
-    def _send(self, code, body, headers=()):
+    def _send(self, code, body, headers=(), content_type="application/json"):
         data = body if isinstance(body, bytes) else body.encode()
         self.send_response(code)
-        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(data)))
         for k, v in headers:
             self.send_header(k, v)
@@ -143,6 +143,10 @@ class _Handler(BaseHTTPRequestHandler):
         if hit and mode == "redirect":
             self._send(f["code"], json.dumps({"error": "moved"}),
                        [("Location", f["location"])])
+            return
+        if hit and mode == "html":
+            self._send(200, "<!DOCTYPE html><html><body><h1>Sign in</h1></body></html>",
+                       content_type="text/html")
             return
         if hit and mode == "malformed":
             self._send(200, '{"outputs": [{"name": "score", "data": [1, 2')
@@ -246,6 +250,7 @@ class ModelServer:
       {"mode": "slow", "seconds": 2}             answers late (a client timeout)
       {"mode": "reset"}                          TCP RST, no response
       {"mode": "malformed"}                      200 with unparseable JSON
+      {"mode": "html"}                           200 with an HTML page (a proxy's login)
       {"mode": "wrong_rows"}                     200 with one row too few
       {"mode": "first_slow", "seconds": 1}       every request holding id 0 is slow
       {"mode": "fail_ids", "ids": {...}, "code": 400}   always, for requests with them

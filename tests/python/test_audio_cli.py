@@ -229,7 +229,8 @@ def test_bad_files_are_row_errors_and_good_ones_are_written(dlprep, tmp_path):
     expected = write_bad_files(tmp_path / "in")
     out, errors, stats = tmp_path / "out", tmp_path / "errors.jsonl", tmp_path / "stats.json"
     proc = dlprep("audio", "--input", tmp_path / "in", "--max-seconds", "2", "--output", out,
-                  "--format", "parquet", "--errors", errors, "--stats", stats)
+                  "--format", "parquet", "--errors", errors, "--stats", stats,
+                  "--max-error-rate", "1")
     assert "7 clips -> 1 rows" in proc.stderr and "6 failed clip(s)" in proc.stderr
     rows = read_rows(out)
     assert [Path(r["path"]).name for r in rows] == ["good.wav"]
@@ -254,7 +255,7 @@ def test_labels_from_paths_and_mismatch_errors(dlprep, tmp_path, speech):
     out, errors = tmp_path / "out", tmp_path / "errors.jsonl"
     dlprep("audio", "--input", speech / "speech" / "**" / "*.wav", "--input",
            speech / "tones", "--label-regex", "speech/([^/]+)/[^/]+$", "--output", out,
-           "--format", "parquet", "--errors", errors, "-q")
+           "--format", "parquet", "--errors", errors, "-q", "--max-error-rate", "0.25")
     rows = read_rows(out)
     assert len(rows) == 12
     for r in rows:

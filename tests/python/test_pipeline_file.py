@@ -155,7 +155,8 @@ def test_errors_file_keeps_failed_rows(dlprep, tmp_path):
         " on_mismatch: error}\n"
         "sink: {format: parquet, path: out}\n")
     errors = tmp_path / "errors.jsonl"
-    proc = dlprep("run", tmp_path / "p.yaml", "--errors", errors, "-w", 2)
+    proc = dlprep("run", tmp_path / "p.yaml", "--errors", errors, "-w", 2,
+                  "--max-error-rate", "0.5")
     assert pq.read_table(tmp_path / "out").column("label").to_pylist() == ["cat", "dog"]
     lines = [json.loads(l) for l in errors.read_text().splitlines()]
     assert [l["row"]["path"] for l in lines] == ["orphan", "also-orphan"]

@@ -285,7 +285,7 @@ def test_wrong_size_rows_are_per_row_errors(dlprep, torch_env):
     errors = tmp / "bad_errors.jsonl"
     out = tmp / "bad_out"
     r = dlprep("score", "--model", model, "-i", tmp / "bad_in", "--column", "x", "-o", out,
-               "--format", "parquet", "--errors", errors)
+               "--format", "parquet", "--errors", errors, "--max-error-rate", "0.5")
     assert "3 row error(s)" in r.stderr
     t = read_output(out)
     assert t.column("id").to_pylist() == [0, 1, 4]

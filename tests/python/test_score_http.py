@@ -64,6 +64,8 @@ def run(dlprep, srv, tmp_path, protocol="kserve-v2", columns="id,features",
             "--input", tmp_path / "in", "--column", columns, "--output", tmp_path / out,
             "--stats", tmp_path / "stats.json", "--errors", tmp_path / "errors.jsonl",
             "--backoff", "0.01", "--workers", "2"]
+    if "--fail-on-error" not in extra:
+        args += ["--max-error-rate", "1"]  # these tests look at the failed rows
     if outputs:
         args += ["--outputs", outputs]
     return dlprep(*args, *extra, check=check, **kw)
@@ -194,8 +196,10 @@ def test_5xx_retried_until_success(dlprep, srv, tmp_path, code):
 def test_5xx_beyond_retries_become_row_errors(dlprep, srv, tmp_path):
     write_input(tmp_path / "in")
     srv.fault = {"mode": "status", "code": 500, "times": 99}
-    run(dlprep, srv, tmp_path, extra=["--retries", "2"])
-    assert read_out(tmp_path).num_rows == 0
+    # Every row failed: the job fails and commits no output, but keeps the errors.
+    p = run(dlprep, srv, tmp_path, extra=["--retries", "2"], check=False)
+    assert p.returncode == 1 and f"no row was written: {N} of {N} input rows" in p.stderr
+    assert not (tmp_path / "out").exists()
     errors = read_errors(tmp_path)
     assert sorted(int(e["row"]["id"]) for e in errors) == list(range(N))
     msg = errors[0]["error"]
@@ -204,6 +208,7 @@ def test_5xx_beyond_retries_become_row_errors(dlprep, srv, tmp_path):
     assert_received_exactly(srv, N, 3)
     s = stats(tmp_path)
     assert s["http"]["rows_failed"] == N and s["errors"]["rows"] == N
+    assert s["status"] == "failed" and s["rows_failed"] == N
 
 
 def test_fail_on_error_fails_the_job_and_writes_nothing(dlprep, srv, tmp_path):
@@ -251,7 +256,8 @@ def test_retry_after_beyond_max_wait_fails_the_batch(dlprep, srv, tmp_path):
     write_input(tmp_path / "in", n=10, row_group=10)
     srv.fault = {"mode": "retry_after", "code": 429, "after": 120, "times": 99}
     t0 = time.monotonic()
-    run(dlprep, srv, tmp_path, extra=["--max-wait", "5"])
+    p = run(dlprep, srv, tmp_path, extra=["--max-wait", "5"], check=False)
+    assert p.returncode == 1 and "no row was written: 10 of 10" in p.stderr
     assert time.monotonic() - t0 < 30
     errors = read_errors(tmp_path)
     assert len(errors) == 10
@@ -290,8 +296,9 @@ def test_unusable_responses_fail_their_batch_never_misalign(dlprep, srv, tmp_pat
                                                             needle):
     write_input(tmp_path / "in")
     srv.fault = {"mode": mode, "times": 1}
-    run(dlprep, srv, tmp_path)
-    assert read_out(tmp_path).num_rows == 0
+    p = run(dlprep, srv, tmp_path, check=False)
+    assert p.returncode == 1 and "no row was written" in p.stderr
+    assert not (tmp_path / "out").exists()
     errors = read_errors(tmp_path)
     assert sorted(int(e["row"]["id"]) for e in errors) == list(range(N))
     assert all(needle in e["error"] and "unusable response (HTTP 200)" in e["error"]
@@ -307,8 +314,8 @@ def test_redirects_are_not_followed_and_name_the_location(dlprep, srv, tmp_path,
     # A relative Location is named as the absolute URL it resolves to.
     location = "/v2/models/m2/infer" if relative else target
     srv.fault = {"mode": "redirect", "code": code, "location": location}
-    p = run(dlprep, srv, tmp_path, extra=["--batch-size", "50"])
-    assert "0 scored, 100 failed" in p.stderr
+    p = run(dlprep, srv, tmp_path, extra=["--batch-size", "50"], check=False)
+    assert p.returncode == 1 and "100 of 100 input rows failed" in p.stderr
     errors = read_errors(tmp_path)
     assert len(errors) == 100
     assert all(f"HTTP {code} from" in e["error"] and f"redirected to '{target}'" in e["error"]
@@ -380,13 +387,14 @@ def test_connection_refused_is_retried_then_reported(dlprep, tmp_path):
     p = dlprep("score-http", "--url", f"http://127.0.0.1:{port}/records", "--protocol",
                "records", "--input", tmp_path / "in", "--column", "features", "--output",
                tmp_path / "out", "--errors", tmp_path / "errors.jsonl", "--retries", "2",
-               "--backoff", "0.01", "--stats", tmp_path / "stats.json")
+               "--backoff", "0.01", "--stats", tmp_path / "stats.json", check=False)
+    assert p.returncode == 1
     errors = read_errors(tmp_path)
     assert len(errors) == 20
     assert "failed" in errors[0]["error"] and "curl error 7" in errors[0]["error"]
     assert "gave up after 2 retries" in errors[0]["error"]
     assert stats(tmp_path)["http"]["requests"] == 3
-    assert "20 failed" in p.stderr
+    assert "20 of 20 input rows failed" in p.stderr
 
 
 def test_rate_limit_spaces_requests(dlprep, srv, tmp_path):
@@ -413,7 +421,9 @@ def test_header_env_secret_is_sent_and_never_printed(dlprep, srv, tmp_path):
     # Failures whose body echoes the header: redacted in the errors file and stats.
     srv.fault = {"mode": "status", "code": 500, "times": 99}
     p = run(dlprep, srv, tmp_path, out="out2", env=env,
-            extra=["--header-env", "Authorization=MODEL_TOKEN", "--retries", "0"])
+            extra=["--header-env", "Authorization=MODEL_TOKEN", "--retries", "0"],
+            check=False)
+    assert p.returncode == 1
     errors = (tmp_path / "errors.jsonl").read_text()
     assert "HTTP 500" in errors and '\\"auth\\": \\"***\\"' in errors
     dry = run(dlprep, srv, tmp_path, out="out3", env=env,
@@ -432,7 +442,7 @@ def test_missing_secret_and_unauthorized(dlprep, srv, tmp_path):
     assert p.returncode == 1
     assert "environment variable 'NO_SUCH_TOKEN'" in p.stderr
     srv.required_auth = "Bearer x"
-    run(dlprep, srv, tmp_path)
+    assert run(dlprep, srv, tmp_path, check=False).returncode == 1
     errors = read_errors(tmp_path)
     assert len(errors) == 10 and "HTTP 401" in errors[0]["error"]
     assert "not retried" in errors[0]["error"]

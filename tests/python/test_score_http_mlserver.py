@@ -178,8 +178,10 @@ def test_mlserver_model_error_is_per_row_and_not_retried(dlprep, mlserver, tmp_p
     field = t.schema.field("features").with_metadata({"dlprep.shape": "[2,4]"})
     pq.write_table(t.cast(t.schema.set(1, field)), tmp_path / "in" / "in.parquet")
     proc = score(dlprep, tmp_path, mlserver.infer_url("linear"), "features", "score",
-                 ["--batch-size", "50", "--retries", "3"])
-    assert "0 scored, 150 failed" in proc.stderr
+                 ["--batch-size", "50", "--retries", "3"], check=False)
+    # Every row failed: the job fails, writes nothing, and keeps the failed rows.
+    assert proc.returncode == 1 and "150 of 150 input rows failed" in proc.stderr
+    assert not (tmp_path / "out").exists()
     errs = errors(tmp_path)
     assert len(errs) == 150
     assert all("HTTP 400" in e["error"] and "linear expects features FP32 [B, 8]"

@@ -109,8 +109,9 @@ def test_https_with_cacert_scores_every_row(dlprep, srv, pki, tmp_path):
 def test_https_unknown_ca_fails_every_row_without_retrying(dlprep, srv, pki, tmp_path):
     write_input(tmp_path / "in", n=200)
     for extra in ([], ["--cacert", pki / "other-ca.pem"]):
-        p = score(dlprep, srv, tmp_path, "--retries", "3", "--overwrite", *extra)
-        assert "0 scored, 200 failed" in p.stderr
+        p = score(dlprep, srv, tmp_path, "--retries", "3", "--overwrite", *extra,
+                  check=False)
+        assert p.returncode == 1 and "200 of 200 input rows failed" in p.stderr
         errors = read_errors(tmp_path)
         assert len(errors) == 200
         assert all("certificate" in e["error"] and "--cacert" in e["error"] and
@@ -134,8 +135,10 @@ def test_client_certificate(dlprep, mtls, pki, tmp_path):
     assert_scored(tmp_path, f)
     # Without it the server ends the handshake: every row is reported, none scored.
     p = score(dlprep, mtls, tmp_path, "--cacert", pki / "ca.pem", "--retries", "1",
-              "--overwrite")
-    assert "0 scored, 150 failed" in p.stderr
+              "--overwrite", check=False)
+    assert p.returncode == 1 and "150 of 150 input rows failed" in p.stderr
+    # The earlier output stays.
+    assert pq.read_table(tmp_path / "out").column("row_id").to_pylist() == list(range(150))
     assert len(read_errors(tmp_path)) == 150
     assert mtls.tls_failures > 0
 

@@ -165,9 +165,15 @@ def clips(tmp_path_factory):
 def test_audio_equals_the_audio_command(cli, clips, tmp_path):
     ds = dlprep.read_binary_files(clips, name_filter="*.wav", recursive=True).audio(
         clip_seconds=1, mfcc=13, label_regex="([^/]+)/[^/]+$")
-    stats = ds.write_tfrecord(tmp_path / "py", errors=tmp_path / "errors.jsonl")
+    # One clip of seven is broken: over the default rate (0.01), so allow it.
+    with pytest.raises(dlprep.Error, match="1 of 7 input rows failed"):
+        ds.write_tfrecord(tmp_path / "default")
+    assert not (tmp_path / "default").exists()
+    stats = ds.write_tfrecord(tmp_path / "py", errors=tmp_path / "errors.jsonl",
+                              max_error_rate=0.2)
     cli("audio", "-i", clips, "--recursive", "--name-filter", "*.wav", "--clip-seconds", 1,
-        "--mfcc", 13, "--label-regex", "([^/]+)/[^/]+$", "-o", tmp_path / "cli", "-q")
+        "--mfcc", 13, "--label-regex", "([^/]+)/[^/]+$", "-o", tmp_path / "cli", "-q",
+        "--max-error-rate", "0.2")
     assert file_bytes(tmp_path / "py") == file_bytes(tmp_path / "cli")
     assert stats["rows_written"] == 6 and stats["row_errors"] == 1
     err = [json.loads(x) for x in (tmp_path / "errors.jsonl").read_text().splitlines()]
@@ -311,11 +317,13 @@ def test_score_http_equals_the_score_http_command(cli, tmp_path, model_server):
     # The server sums the decimal text of the float32 values: close, not equal.
     assert np.allclose(a.column("score").to_numpy(), expected, rtol=1e-6, atol=1e-6)
     # A server that refuses every request: every row is a row error, none a score.
+    # The job fails, whatever the limits, and writes nothing.
     server.fault = {"mode": "fail_ids", "ids": set(range(n)), "code": 400}
-    stats = dlprep.read_parquet(tmp_path / "in.parquet").score_http(
-        url, ["id", "features"], outputs=["score:float64", "row_id:int64"],
-        retries=0).write_parquet(tmp_path / "bad")
-    assert stats["row_errors"] == n
+    with pytest.raises(dlprep.Error, match=f"no row was written: {n} of {n} input rows"):
+        dlprep.read_parquet(tmp_path / "in.parquet").score_http(
+            url, ["id", "features"], outputs=["score:float64", "row_id:int64"],
+            retries=0).write_parquet(tmp_path / "bad", max_error_rate=1)
+    assert not (tmp_path / "bad").exists()
 
 
 def test_one_shard_of_a_dlprep_folder_reads_with_the_manifest_schema(tmp_path):

@@ -120,8 +120,17 @@ def test_error_column_becomes_row_errors(parts, tmp_path):
 
     ds = dlprep.read_parquet(parts).map_batches(check)
     assert ds.schema.names == ["id"]
-    stats = ds.write_parquet(tmp_path / "ok", errors=tmp_path / "errors.jsonl")
     bad = int((pq.read_table(parts).column("x").to_numpy() > 3.5).sum())
+    # Over the default limit (0.01 of the rows) nothing is written.
+    with pytest.raises(dlprep.Error, match=f"{bad} of 4000 input rows failed"):
+        ds.write_parquet(tmp_path / "default")
+    assert not (tmp_path / "default").exists()
+    with pytest.raises(dlprep.Error, match="more than the 0 that max errors"):
+        ds.write_parquet(tmp_path / "count", max_error_rate=1, max_errors=0)
+    with pytest.raises(dlprep.Error, match="max_errors= applies to writes"):
+        ds.to_arrow(max_errors=3)
+    stats = ds.write_parquet(tmp_path / "ok", errors=tmp_path / "errors.jsonl",
+                             max_error_rate=1)
     assert stats["row_errors"] == bad > 0
     assert pq.read_table(tmp_path / "ok").num_rows == 4000 - bad
     lines = (tmp_path / "errors.jsonl").read_text().splitlines()
