@@ -264,7 +264,7 @@ def test_score_equals_the_score_command(cli, events, tmp_path):
     ds = dlprep.read_parquet(src, columns=["id", "vec"]).score(
         tmp_path / "m.pt", "vec", shapes=["4"], argmax=True, softmax=True)
     ds.write_tfrecord(tmp_path / "py", workers=2)
-    cli("score", "--model", tmp_path / "m.pt", "-i", src, "--columns", "id,vec", "--column",
+    cli("score", "--model", tmp_path / "m.pt", "-i", src, "--columns", "id,vec", "--model-input",
         "vec", "--shape", "4", "--argmax", "--softmax", "-o", tmp_path / "cli", "-q")
     assert file_bytes(tmp_path / "py") == file_bytes(tmp_path / "cli")
     got = ds.to_arrow().sort_by("id")
@@ -300,7 +300,7 @@ def test_score_http_equals_the_score_http_command(cli, tmp_path, model_server):
     dlprep.read_parquet(tmp_path / "in.parquet").score_http(
         url, ["id", "features"], outputs=["score:float64", "row_id:int64"],
         batch_size=32, concurrency=4).write_parquet(tmp_path / "py", workers=2)
-    cli("score-http", "--url", url, "--input", tmp_path / "in.parquet", "--column",
+    cli("score-http", "--url", url, "--input", tmp_path / "in.parquet", "--model-input",
         "id,features", "--outputs", "score:float64,row_id:int64", "--batch-size", 32,
         "--concurrency", 4, "--format", "parquet", "-o", tmp_path / "cli", "-q")
     a, b = read_all(tmp_path / "py"), read_all(tmp_path / "cli")
