@@ -187,7 +187,7 @@ def main():
                 [exe, "score-http", "--url", url, "--protocol", "records", "--input", in_dir,
                  "--model-input", "features", "--outputs", "score:float64", "--batch-size",
                  str(a.batch_size), "--concurrency", str(a.concurrency), "--workers", "1",
-                 "--output", out, "--quiet"])
+                 "--output", out, "--format", "parquet", "--quiet"])
             record(f"dlprep score-http, concurrency {a.concurrency}", wall, cpu, out)
 
         print(f"score-http benchmark: {a.rows} rows x {a.dim} float32, batch {a.batch_size} "
