@@ -185,9 +185,9 @@ def main():
             out = os.path.join(tmp, f"dlprep{rep}")
             wall, cpu = timed_dlprep(
                 [exe, "score-http", "--url", url, "--protocol", "records", "--input", in_dir,
-                 "--column", "features", "--outputs", "score:float64", "--batch-size",
+                 "--model-input", "features", "--outputs", "score:float64", "--batch-size",
                  str(a.batch_size), "--concurrency", str(a.concurrency), "--workers", "1",
-                 "--output", out, "--quiet"])
+                 "--output", out, "--format", "parquet", "--quiet"])
             record(f"dlprep score-http, concurrency {a.concurrency}", wall, cpu, out)
 
         print(f"score-http benchmark: {a.rows} rows x {a.dim} float32, batch {a.batch_size} "

@@ -88,7 +88,7 @@ def main():
                 shutil.rmtree(out, ignore_errors=True)
                 t0 = time.perf_counter()
                 subprocess.run([dlprep, "score", "--model", str(model), "-i", str(inp),
-                                "--column", "x", "--batch-size", str(args.batch_size),
+                                "--model-input", "x", "--batch-size", str(args.batch_size),
                                 "--argmax", "-o", str(out), "--format", "parquet",
                                 "--workers", str(budget), "--threads-per-worker", "1",
                                 "--quiet"], check=True)

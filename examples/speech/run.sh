@@ -28,7 +28,7 @@ mkdir -p "$out"
   -o "$out/features" --format parquet --overwrite --quiet
 "$PY" "$here/split.py" "$out/features" "$out/split" --test-voice en-us_f2
 "$TORCH_PY" "$here/train.py" "$out/split" "$out/model.pt"
-"$dlprep" score --model "$out/model.pt" -i "$out/split/test" --column log_mel --argmax \
+"$dlprep" score --model "$out/model.pt" -i "$out/split/test" --model-input log_mel --argmax \
   --keep path,label -o "$out/scores" --format parquet --overwrite
 "$PY" "$here/accuracy.py" "$out/scores" "$out/split/labels.txt"
 "$dlprep" run "$here/score.yaml" --workers 2

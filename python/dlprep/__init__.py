@@ -41,7 +41,8 @@ from .errors import (AlreadyExists, Cancelled, Error, InvalidInput,  # noqa: E40
 # The engine (the native extension) loads on first use of anything that needs it, so
 # that `import dlprep.tfrecord` (pure Python over tf.data) costs nothing more.
 _ENGINE_NAMES = ("Dataset", "read_parquet", "read_csv", "read_json", "read_tfrecord",
-                 "read_binary_files", "from_arrow", "from_pandas", "run", "steps")
+                 "read_binary_files", "from_arrow", "from_pandas", "run", "steps",
+                 "parse_duration", "parse_size")
 
 
 def __getattr__(name):

@@ -16,7 +16,8 @@ from . import _dlprep, errors as _errors
 _dlprep.set_error_classes(_errors.BY_CODE)
 
 __all__ = ["Dataset", "read_parquet", "read_csv", "read_json", "read_tfrecord",
-           "read_binary_files", "from_arrow", "from_pandas", "run"]
+           "read_binary_files", "from_arrow", "from_pandas", "run", "parse_duration",
+           "parse_size"]
 
 # Keyword arguments of every terminal call (how a run runs, not what it computes).
 _RUN_OPTIONS = ("workers", "memory_limit", "max_group_bytes", "spill_dir", "unordered",
@@ -598,7 +599,7 @@ def _scan_events(ds, time, category, step):
     cols = [time] + ([category] if category else [])
     max_s = None
     cats = set()
-    step_s = _dlprep.parse_duration(step, "step")
+    step_s = _dlprep.parse_whole_seconds(str(step), "step")
     for batch in ds.select(cols).to_batches():
         t = batch.column(0)
         if pa.types.is_timestamp(t.type):
@@ -682,6 +683,27 @@ def _one_batch(obj):
 
 
 # -- sources ---------------------------------------------------------------------------
+def _number_text(value):
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return f"{value:.9f}" if isinstance(value, float) else str(value)
+    return str(value)
+
+
+def parse_duration(text, option="duration"):
+    """Seconds (a float) in a duration, by the grammar of every duration option of
+    dlprep (flags, pipeline files and this package): ``"500ms"``, ``"30s"``, ``"90m"``,
+    ``"1.5h"``, ``"14d"``, ``"2w"``, or a bare number of seconds. Raises InvalidInput
+    naming ``option`` for anything else."""
+    return _dlprep.parse_duration(_number_text(text), option)
+
+
+def parse_size(text, option="size"):
+    """Bytes (an int) in a size: ``4096``, ``"64KB"``, ``"512MiB"``, ``"1.5GB"``. KB, MB,
+    GB and TB are powers of 1024, the same as KiB, MiB, GiB and TiB; units are
+    case-insensitive. Raises InvalidInput naming ``option`` for anything else."""
+    return _dlprep.parse_byte_size(_number_text(text), option)
+
+
 def read_parquet(paths, *, columns=None, hive_partitioning=None, batch_rows=None):
     """Parquet files, folders or glob patterns (``**`` for any depth); one partition per
     file or row group. ``columns`` reads only those, in that order; hive-style

@@ -538,7 +538,7 @@ def _time_bounds(df, time, category, step):
         raise _InvalidInput("the events have no non-null times; pass until=")
     max_s = row["max_t"] // per_s
     from . import _dlprep
-    step_s = _dlprep.parse_duration(step, "step")
+    step_s = _dlprep.parse_whole_seconds(str(step), "step")
     until = (max_s // step_s) * step_s + step_s if step_s > 0 else max_s
     cats = sorted(row["cats"], key=lambda s: s.encode("utf-8")) if category else None
     return until, cats

@@ -159,10 +159,13 @@ void AddAudioCommand(CLI::App* root, std::vector<Command>* commands) {
       ->capture_default_str();
   app->add_option("--clip-seconds", a.clip_seconds,
                   "Pad with zeros or cut every clip to this length (fixed shape); "
-                  "default: keep lengths");
+                  "default: keep lengths (seconds, or a duration such as 1500ms)")
+      ->transform(DurationSeconds("--clip-seconds"));
   app->add_option("--max-seconds", a.max_seconds,
-                  "Longer files are per-row errors (0: no limit)")
-      ->capture_default_str();
+                  "Longer files are per-row errors (seconds, or a duration such as 10m; "
+                  "0: no limit)")
+      ->capture_default_str()
+      ->transform(DurationSeconds("--max-seconds"));
   app->add_option("--n-fft", s.n_fft, "FFT size")->capture_default_str();
   app->add_option("--win-length", s.win_length, "Hann window length")->capture_default_str();
   app->add_option("--hop-length", s.hop_length, "Samples between frames")->capture_default_str();

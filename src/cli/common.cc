@@ -3,11 +3,14 @@
 #include <fnmatch.h>
 
 #include <algorithm>
+#include <cctype>
 #include <csignal>
 #include <optional>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <regex>
 #include <sstream>
 
 #include <nlohmann/json.hpp>
@@ -38,6 +41,27 @@ bool EndsWith(const std::string& s, const std::string& suffix) {
   return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
 }
 
+// Whether `name` is a TFRecord file by TensorFlow's usual names: x.tfrecord, x.tfrecords,
+// x.tfrec, x.tfr, the sharded x.tfrecord-00000-of-00008 (any of those extensions), each
+// optionally compressed (.gz, .gzip, .zz, .zlib). Compression itself is detected from
+// the bytes, not the name.
+bool IsTfRecordName(std::string name) {
+  for (const char* ext : {".gz", ".gzip", ".zz", ".zlib"}) {
+    if (EndsWith(name, ext)) {
+      name.resize(name.size() - std::strlen(ext));
+      break;
+    }
+  }
+  // A shard suffix "-NNNNN-of-NNNNN".
+  static const std::regex kShard("-[0-9]+-of-[0-9]+$");
+  std::smatch m;
+  if (std::regex_search(name, m, kShard)) name.resize(name.size() - m.length(0));
+  for (const char* ext : {".tfrecord", ".tfrecords", ".tfrec", ".tfr"}) {
+    if (EndsWith(name, ext)) return true;
+  }
+  return false;
+}
+
 // Format implied by a file name, or "" when the extension says nothing.
 std::string FormatOfName(const std::string& name) {
   for (const char* ext : {".parquet", ".pq"}) {
@@ -47,10 +71,7 @@ std::string FormatOfName(const std::string& name) {
   for (const char* ext : {".json", ".jsonl", ".ndjson"}) {
     if (EndsWith(name, ext)) return "json";
   }
-  for (const char* ext : {".tfrecord", ".tfrecords", ".tfrecord.gz", ".tfrecord.zz",
-                          ".tfrecords.gz", ".tfr"}) {
-    if (EndsWith(name, ext)) return "tfrecord";
-  }
+  if (IsTfRecordName(name)) return "tfrecord";
   return "";
 }
 
@@ -61,11 +82,16 @@ arrow::Result<TfRecordCompression> ParseCompression(const std::string& text,
                                 "' is not a compression; expected none, gzip or zlib");
 }
 
-arrow::Result<RecordType> ParseRecordType(const std::string& text) {
+arrow::Result<RecordType> ParseRecordType(const std::string& text, const char* option) {
   if (auto r = RecordTypeFromName(text)) return *r;
-  return arrow::Status::Invalid("option --record-type: '", text,
+  return arrow::Status::Invalid("option ", option, ": '", text,
                                 "' is not a record type; expected example or "
                                 "sequence_example");
+}
+
+std::string ToLower(std::string text) {
+  for (char& c : text) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return text;
 }
 
 }  // namespace
@@ -80,6 +106,58 @@ std::vector<std::string> SplitCommaList(const std::string& text) {
   return out;
 }
 
+std::vector<std::string> FlattenCommaLists(const std::vector<std::string>& values) {
+  std::vector<std::string> out;
+  for (const auto& v : values) {
+    for (auto& item : SplitCommaList(v)) out.push_back(std::move(item));
+  }
+  return out;
+}
+
+CLI::Validator OneOf(const std::vector<std::string>& accepted) {
+  std::string list;
+  for (const auto& a : accepted) list += (list.empty() ? "" : "|") + a;
+  return CLI::Validator(
+      [accepted](std::string& value) -> std::string {
+        for (const auto& a : accepted) {
+          if (EqualsIgnoreCase(value, a)) {
+            value = a;
+            return "";
+          }
+        }
+        std::string names;
+        for (size_t i = 0; i < accepted.size(); ++i) {
+          names += (i == 0 ? "" : (i + 1 == accepted.size() ? " or " : ", ")) + accepted[i];
+        }
+        return "'" + value + "' is not accepted; expected " + names;
+      },
+      list);
+}
+
+CLI::Validator DurationSeconds(const std::string& option) {
+  return CLI::Validator(
+      [option](std::string& value) -> std::string {
+        auto seconds = ParseDuration(value, option);
+        if (!seconds.ok()) {
+          std::string message = seconds.status().message();
+          std::string prefix = "option " + option + ": ";
+          if (message.rfind(prefix, 0) == 0) message = message.substr(prefix.size());
+          return message;
+        }
+        char buf[40];
+        std::snprintf(buf, sizeof(buf), "%.17g", *seconds);
+        value = buf;
+        return "";
+      },
+      "DURATION");
+}
+
+void WarnDeprecated(const std::string& command, const std::string& old_name,
+                    const std::string& new_name) {
+  std::fprintf(stderr, "dlprep %s: warning: %s is deprecated; use %s\n", command.c_str(),
+               old_name.c_str(), new_name.c_str());
+}
+
 void AddInputFlags(CLI::App* app, InputFlags* f, bool binary_options) {
   app->add_option("-i,--input", f->paths,
                   "Input files, folders or glob patterns (** for any depth); repeatable")
@@ -88,27 +166,35 @@ void AddInputFlags(CLI::App* app, InputFlags* f, bool binary_options) {
                   "auto (from _manifest.json or extensions), parquet, csv, json (JSON "
                   "lines), tfrecord or binary (Spark's binaryFile table of the files)")
       ->capture_default_str()
-      ->check(CLI::IsMember({"auto", "parquet", "csv", "json", "tfrecord", "binary"}));
+      ->transform(OneOf({"auto", "parquet", "csv", "json", "tfrecord", "binary"}));
   app->add_option("--columns", f->columns, "Read only these columns, in this order (a,b,c)");
-  app->add_flag("--skip-corrupt", f->skip_corrupt,
-                "TFRecord input: count, report and skip corrupt records instead of failing");
-  app->add_option("--input-compression", f->compression,
-                  "TFRecord input compression: auto (detected per file), none, gzip, zlib")
-      ->capture_default_str();
-  app->add_option("--input-record-type", f->record_type,
-                  "TFRecord input messages: example or sequence_example")
-      ->capture_default_str();
+  auto tfrecord = [f](CLI::Option* o) { f->format_specific.emplace_back(o, "tfrecord"); };
+  auto binary = [f](CLI::Option* o) { f->format_specific.emplace_back(o, "binary"); };
+  tfrecord(app->add_flag(
+      "--skip-corrupt", f->skip_corrupt,
+      "TFRecord input: count, report and skip corrupt records instead of failing"));
+  tfrecord(app->add_option("--input-compression", f->compression,
+                           "TFRecord input compression: auto (detected per file), none, "
+                           "gzip, zlib")
+               ->capture_default_str()
+               ->transform(OneOf({"auto", "none", "gzip", "zlib"})));
+  tfrecord(app->add_option("--input-record-type", f->record_type,
+                           "TFRecord input messages: example or sequence_example")
+               ->capture_default_str()
+               ->transform(OneOf({"example", "sequence_example"})));
   if (binary_options) {
-    app->add_option("--name-filter", f->name_filter,
-                    "binary: keep files whose name matches this glob (e.g. '*.wav')");
-    app->add_flag("--recursive", f->recursive, "binary: list folders recursively");
-    app->add_flag("--no-content", f->no_content,
-                  "binary: leave the content column null (list files without reading them)");
-    app->add_option("--max-file-size", f->max_file_size,
-                    "binary: refuse files larger than this (e.g. 64MB; default 2 GiB - 1)");
-    app->add_option("--files-per-partition", f->files_per_partition,
-                    "binary: files per partition (one output file each by default)")
-        ->capture_default_str();
+    binary(app->add_option("--name-filter", f->name_filter,
+                           "binary: keep files whose name matches this glob (e.g. '*.wav')"));
+    binary(app->add_flag("--recursive", f->recursive, "binary: list folders recursively"));
+    binary(app->add_flag(
+        "--no-content", f->no_content,
+        "binary: leave the content column null (list files without reading them)"));
+    binary(app->add_option(
+        "--max-file-size", f->max_file_size,
+        "binary: refuse files larger than this (e.g. 64MB; default 2 GiB - 1)"));
+    binary(app->add_option("--files-per-partition", f->files_per_partition,
+                           "binary: files per partition (one output file each by default)")
+               ->capture_default_str());
   }
 }
 
@@ -119,15 +205,18 @@ void AddOutputFlags(CLI::App* app, OutputFlags* f, const std::string& default_fo
       ->required();
   app->add_option("--format", f->format, "Output format: tfrecord, parquet or csv")
       ->capture_default_str()
-      ->check(CLI::IsMember({"tfrecord", "parquet", "csv"}));
-  app->add_option("--compression", f->compression, "TFRecord compression: none, gzip, zlib")
-      ->capture_default_str()
-      ->check(CLI::IsMember({"none", "gzip", "zlib"}));
-  app->add_option("--record-type", f->record_type,
-                  "TFRecord messages: example, or sequence_example (list<list<...>> "
-                  "columns become feature lists)")
-      ->capture_default_str()
-      ->check(CLI::IsMember({"example", "sequence_example"}));
+      ->transform(OneOf({"tfrecord", "parquet", "csv"}));
+  f->tfrecord_only.push_back(
+      app->add_option("--compression", f->compression,
+                      "TFRecord compression: none, gzip, zlib")
+          ->capture_default_str()
+          ->transform(OneOf({"none", "gzip", "zlib"})));
+  f->tfrecord_only.push_back(
+      app->add_option("--record-type", f->record_type,
+                      "TFRecord messages: example, or sequence_example (list<list<...>> "
+                      "columns become feature lists)")
+          ->capture_default_str()
+          ->transform(OneOf({"example", "sequence_example"})));
   app->add_option("--shards", f->shards,
                   "Write exactly N files (batches dealt round-robin); default: one file "
                   "per input partition");
@@ -321,7 +410,7 @@ void AddCommonFlags(CLI::App* app, CommonFlags* f) {
 }
 
 arrow::Result<std::string> DetectInputFormat(const InputFlags& flags) {
-  if (flags.format != "auto") return flags.format;
+  if (!EqualsIgnoreCase(flags.format, "auto")) return ToLower(flags.format);
   std::string found;
   for (const auto& p : flags.paths) {
     std::string fmt;
@@ -377,6 +466,13 @@ arrow::Result<std::string> DetectInputFormat(const InputFlags& flags) {
 
 arrow::Result<std::shared_ptr<Source>> OpenInput(const InputFlags& flags) {
   ARROW_ASSIGN_OR_RAISE(std::string format, DetectInputFormat(flags));
+  for (const auto& [option, applies_to] : flags.format_specific) {
+    if (option->count() > 0 && applies_to != format) {
+      return arrow::Status::Invalid("option ", option->get_name(), " applies to ",
+                                    applies_to, " input only, and the input is ", format,
+                                    "; remove the option");
+    }
+  }
   std::vector<std::string> columns = SplitCommaList(flags.columns);
   if (format == "binary") {
     BinaryFilesOptions o;
@@ -400,8 +496,10 @@ arrow::Result<std::shared_ptr<Source>> OpenInput(const InputFlags& flags) {
   if (format == "tfrecord") {
     TfRecordSourceOptions o;
     o.paths = flags.paths;
-    ARROW_ASSIGN_OR_RAISE(o.compression, ParseCompression(flags.compression, "--input-compression"));
-    ARROW_ASSIGN_OR_RAISE(o.record_type, ParseRecordType(flags.record_type));
+    ARROW_ASSIGN_OR_RAISE(o.compression, ParseCompression(ToLower(flags.compression),
+                                                          "--input-compression"));
+    ARROW_ASSIGN_OR_RAISE(o.record_type, ParseRecordType(ToLower(flags.record_type),
+                                                         "--input-record-type"));
     o.skip_corrupt = flags.skip_corrupt;
     o.columns = columns;
     return OpenTfRecordSource(o);
@@ -418,6 +516,13 @@ arrow::Result<std::shared_ptr<Source>> OpenInput(const InputFlags& flags) {
 arrow::Result<WriteOptions> MakeWriteOptions(const OutputFlags& f) {
   WriteOptions o;
   o.output_dir = f.output_dir;
+  for (const CLI::Option* option : f.tfrecord_only) {
+    if (option->count() > 0 && f.format != "tfrecord") {
+      return arrow::Status::Invalid("option ", option->get_name(),
+                                    " applies to --format tfrecord only, and the format is ",
+                                    f.format, "; remove the option");
+    }
+  }
   if (f.format == "tfrecord") {
     o.format = OutputFormat::kTfRecord;
   } else if (f.format == "parquet") {
@@ -433,7 +538,7 @@ arrow::Result<WriteOptions> MakeWriteOptions(const OutputFlags& f) {
   if (o.format != OutputFormat::kTfRecord && o.compression != TfRecordCompression::kNone) {
     return arrow::Status::Invalid("option --compression applies to --format tfrecord only");
   }
-  ARROW_ASSIGN_OR_RAISE(o.record_type, ParseRecordType(f.record_type));
+  ARROW_ASSIGN_OR_RAISE(o.record_type, ParseRecordType(f.record_type, "--record-type"));
   if (f.shards < 0) return arrow::Status::Invalid("option --shards: expected N >= 1");
   if (f.max_rows_per_file < 0) {
     return arrow::Status::Invalid("option --max-rows-per-file: expected N >= 1");

@@ -5,6 +5,7 @@
 #include <atomic>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <CLI/CLI.hpp>
@@ -39,6 +40,10 @@ struct InputFlags {
   bool no_content = false;
   std::string max_file_size;  // empty: the library default (2 GiB - 1, as Spark)
   int64_t files_per_partition = 1000;
+  /// Options that apply to one input format only, with that format ("tfrecord",
+  /// "binary"), as AddInputFlags added them: OpenInput refuses one that was given for
+  /// an input of another format.
+  std::vector<std::pair<const CLI::Option*, std::string>> format_specific;
 };
 
 /// Flags that configure a sink.
@@ -51,6 +56,9 @@ struct OutputFlags {
   int64_t max_rows_per_file = 0;
   std::string max_bytes_per_file;
   bool overwrite = false;
+  /// Options that apply to --format tfrecord only (--compression, --record-type), as
+  /// AddOutputFlags added them: MakeWriteOptions refuses one given for another format.
+  std::vector<const CLI::Option*> tfrecord_only;
 };
 
 /// Flags every command has.
@@ -154,5 +162,21 @@ arrow::Status CheckInterrupted();
 arrow::Status WriteStats(const std::string& path, const std::string& json);
 
 std::vector<std::string> SplitCommaList(const std::string& text);
+
+/// Splits every value of a repeatable option at commas ("--x a,b --x c" -> a, b, c).
+std::vector<std::string> FlattenCommaLists(const std::vector<std::string>& values);
+
+/// A CLI11 transform for enumerations: accepts `accepted` in any letter case and
+/// stores the spelling of `accepted`; a wrong value names the option and lists them.
+CLI::Validator OneOf(const std::vector<std::string>& accepted);
+
+/// A CLI11 transform for durations (see ParseDuration: "500ms", "30s", "1.5h", "2w", or
+/// a bare number of seconds): stores the number of seconds, so the option can be a
+/// double; a wrong value names `option` and says what was expected.
+CLI::Validator DurationSeconds(const std::string& option);
+
+/// Prints that `old_name` is a deprecated spelling of `new_name` (one line on stderr).
+void WarnDeprecated(const std::string& command, const std::string& old_name,
+                    const std::string& new_name);
 
 }  // namespace dlprep::cli

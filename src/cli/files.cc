@@ -109,7 +109,7 @@ void AddFilesCommand(CLI::App* root, std::vector<Command>* commands) {
   app->add_option("--files-per-partition", flags->input.files_per_partition,
                   "Files per partition (one output file each)")
       ->capture_default_str();
-  AddOutputFlags(app, &flags->output, "parquet");
+  AddOutputFlags(app, &flags->output, "tfrecord");
   app->get_option("--output")->required(false);
   AddRunFlags(app, &flags->run);
   AddCommonFlags(app, &flags->common);

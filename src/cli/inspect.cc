@@ -207,20 +207,26 @@ void AddInspectCommand(CLI::App* root, std::vector<Command>* commands) {
   app->add_option("--input-format", flags->input.format,
                   "auto, parquet, csv, json or tfrecord")
       ->capture_default_str()
-      ->check(CLI::IsMember({"auto", "parquet", "csv", "json", "tfrecord"}));
+      ->transform(OneOf({"auto", "parquet", "csv", "json", "tfrecord"}));
   app->add_option("--head", flags->head, "Rows to print")->capture_default_str();
   app->add_option("--width", flags->width, "Characters per printed row")->capture_default_str();
   app->add_flag("--verify", flags->verify,
                 "Read every record (checking both CRCs of each TFRecord record) and exit "
                 "non-zero at the first bad one");
-  app->add_flag("--skip-corrupt", flags->input.skip_corrupt,
-                "Report corrupt TFRecord records and go on");
-  app->add_option("--input-compression", flags->input.compression,
-                  "TFRecord compression: auto, none, gzip, zlib")
-      ->capture_default_str();
-  app->add_option("--input-record-type", flags->input.record_type,
-                  "TFRecord messages: example or sequence_example")
-      ->capture_default_str();
+  auto& tfrecord_only = flags->input.format_specific;
+  tfrecord_only.emplace_back(app->add_flag("--skip-corrupt", flags->input.skip_corrupt,
+                                           "Report corrupt TFRecord records and go on"),
+                             "tfrecord");
+  tfrecord_only.emplace_back(app->add_option("--input-compression", flags->input.compression,
+                                             "TFRecord compression: auto, none, gzip, zlib")
+                                 ->capture_default_str()
+                                 ->transform(OneOf({"auto", "none", "gzip", "zlib"})),
+                             "tfrecord");
+  tfrecord_only.emplace_back(app->add_option("--input-record-type", flags->input.record_type,
+                                             "TFRecord messages: example or sequence_example")
+                                 ->capture_default_str()
+                                 ->transform(OneOf({"example", "sequence_example"})),
+                             "tfrecord");
   AddCommonFlags(app, &flags->common);
   app->footer(
       "Examples:\n"

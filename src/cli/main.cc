@@ -110,7 +110,7 @@ int main(int argc, char** argv) {
       "  dlprep convert --input data/events.parquet --output out/tfr --compression gzip\n"
       "  dlprep inspect out/tfr --head 3 --verify\n"
       "  dlprep files 'clips/**/*.wav'\n"
-      "  dlprep score --model m.pt --input features/ --column log_mel --argmax -o out/\n"
+      "  dlprep score --model m.pt --input features/ --model-input log_mel --argmax -o out/\n"
       "Run 'dlprep COMMAND --help' for the options of a command.");
   std::vector<dlprep::cli::Command> commands;
   dlprep::cli::AddConvertCommand(&app, &commands);

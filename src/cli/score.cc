@@ -4,6 +4,7 @@
 // pipeline step exist and say that this build has no libtorch.
 #include <dlfcn.h>
 
+#include <cctype>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
@@ -34,7 +35,8 @@ struct ScoreFlags {
   RunFlags run;
   CommonFlags common;
   std::string model;
-  std::vector<std::string> columns;
+  std::vector<std::string> columns;  // --model-input, comma lists split
+  std::vector<std::string> deprecated_columns;  // --column, the former spelling
   std::vector<std::string> shapes;
   int64_t batch_size = 256;
   bool argmax = false;
@@ -176,13 +178,24 @@ void AddScoreCommand(CLI::App* root, std::vector<Command>* commands) {
   app->add_option("--model", f->model,
                   "TorchScript file (torch.jit.script(m).save(path) or torch.jit.trace)")
       ->required();
-  app->add_option("--column", f->columns,
-                  "Tensor input column (list<float32>, one tensor per row); repeat for a "
-                  "model with several inputs, in forward()'s argument order")
-      ->required();
+  app->add_option("--model-input", f->columns,
+                  "Tensor input column (list<float32>, one tensor per row) passed to the "
+                  "model; several inputs in forward()'s argument order: repeat it or "
+                  "write a,b (required; formerly --column)");
+  // The former spelling, which differed from --columns (read only these) by one letter.
+  app->add_option("--column", f->deprecated_columns)->group("");
+  app->callback([f]() {
+    if (!f->deprecated_columns.empty()) {
+      WarnDeprecated("score", "--column", "--model-input");
+      f->columns.insert(f->columns.end(), f->deprecated_columns.begin(),
+                        f->deprecated_columns.end());
+    }
+    f->columns = FlattenCommaLists(f->columns);
+    if (f->columns.empty()) throw CLI::RequiredError("--model-input");
+  });
   app->add_option("--shape", f->shapes,
-                  "Per-row shape of a --column, e.g. 101,64 (default: the column's "
-                  "dlprep.shape metadata); one per --column, in order");
+                  "Per-row shape of a --model-input, e.g. 101,64 (default: the column's "
+                  "dlprep.shape metadata); one per --model-input, in order");
   app->add_option("--batch-size", f->batch_size,
                   "Rows per forward() call; smaller input batches are gathered")
       ->capture_default_str();
@@ -197,7 +210,12 @@ void AddScoreCommand(CLI::App* root, std::vector<Command>* commands) {
   app->add_option("--keep", f->keep,
                   "Input columns to pass through, comma-separated; 'none' for none "
                   "(default: every column except the tensor columns)");
-  app->add_option("--device", f->device, "cpu, cuda or cuda:N")->capture_default_str();
+  app->add_option("--device", f->device, "cpu, cuda or cuda:N (any letter case)")
+      ->capture_default_str()
+      ->transform([](std::string value) {
+        for (char& c : value) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+        return value;
+      });
   app->add_option("--threads-per-worker", f->threads_per_worker,
                   "Intra-op threads of each worker's model (default: cores / workers)");
   AddOutputFlags(app, &f->output, "tfrecord");
@@ -215,9 +233,9 @@ void AddScoreCommand(CLI::App* root, std::vector<Command>* commands) {
   AddCommonFlags(app, &f->common);
   app->footer(
       "Examples:\n"
-      "  dlprep score --model m.pt --input features/ --column log_mel --batch-size 256 \\\n"
-      "    --argmax --output out/scores --format parquet\n"
-      "  dlprep score --model two_inputs.pt -i data.parquet --column a --column b \\\n"
+      "  dlprep score --model m.pt --input features/ --model-input log_mel \\\n"
+      "    --batch-size 256 --argmax --output out/scores --format parquet\n"
+      "  dlprep score --model two_inputs.pt -i data.parquet --model-input a,b \\\n"
       "    --shape 101,64 --shape 8 --softmax -o out/scores --workers 2\n"
       "Pipeline-file step: score: {model, columns, shapes, batch_size, argmax, softmax,\n"
       "output_names, keep, device, threads_per_worker}"

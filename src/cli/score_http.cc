@@ -23,7 +23,8 @@ namespace {
 struct ScoreHttpFlags {
   std::string url;
   std::string protocol = "kserve-v2";
-  std::vector<std::string> columns;
+  std::vector<std::string> columns;  // --model-input
+  std::vector<std::string> deprecated_columns;  // --column, the former spelling
   std::vector<std::string> outputs;
   int64_t batch_size = 64;
   int concurrency = 8;
@@ -54,15 +55,6 @@ struct ScoreHttpFlags {
 
 std::string Absolute(const std::string& path) {
   return std::filesystem::absolute(path).lexically_normal().string();
-}
-
-// Splits repeatable, comma-separated flag values ("--column a,b --column c").
-std::vector<std::string> Flatten(const std::vector<std::string>& values) {
-  std::vector<std::string> out;
-  for (const auto& v : values) {
-    for (auto& item : SplitCommaList(v)) out.push_back(std::move(item));
-  }
-  return out;
 }
 
 // The pipeline file (JSON, which is YAML) this command runs. Header values from
@@ -118,8 +110,8 @@ arrow::Status RunScoreHttp(const ScoreHttpFlags& f) {
   auto protocol = http::ParseProtocol(f.protocol);
   if (!protocol.ok()) return finish(protocol.status());
   o.protocol = *protocol;
-  o.columns = Flatten(f.columns);
-  if (!f.outputs.empty()) o.outputs = Flatten(f.outputs);
+  o.columns = FlattenCommaLists(f.columns);
+  if (!f.outputs.empty()) o.outputs = FlattenCommaLists(f.outputs);
   o.batch_size = f.batch_size;
   o.concurrency = f.concurrency;
   o.timeout_s = f.timeout_s;
@@ -214,10 +206,20 @@ void AddScoreHttpCommand(CLI::App* root, std::vector<Command>* commands) {
                   "kserve-v2 (Open Inference Protocol), tfserving ({\"instances\"}) or "
                   "records (a JSON array of row objects)")
       ->capture_default_str()
-      ->check(CLI::IsMember({"kserve-v2", "tfserving", "records"}));
-  app->add_option("--column", f->columns,
-                  "Input column(s) sent to the model (repeatable, or a,b)")
-      ->required();
+      ->transform(OneOf({"kserve-v2", "tfserving", "records"}));
+  app->add_option("--model-input", f->columns,
+                  "Input column(s) sent to the model (repeatable, or a,b; required; "
+                  "formerly --column)");
+  // The former spelling, which differed from --columns (read only these) by one letter.
+  app->add_option("--column", f->deprecated_columns)->group("");
+  app->callback([f]() {
+    if (!f->deprecated_columns.empty()) {
+      WarnDeprecated("score-http", "--column", "--model-input");
+      f->columns.insert(f->columns.end(), f->deprecated_columns.begin(),
+                        f->deprecated_columns.end());
+    }
+    if (FlattenCommaLists(f->columns).empty()) throw CLI::RequiredError("--model-input");
+  });
   app->add_option("--outputs", f->outputs,
                   "Output columns NAME[:TYPE][[]|[d0,d1]], TYPE float32 (default), "
                   "float64, int64 or string; [] for a list per row (default: score)");
@@ -225,10 +227,14 @@ void AddScoreHttpCommand(CLI::App* root, std::vector<Command>* commands) {
       ->capture_default_str();
   app->add_option("--concurrency", f->concurrency, "Requests in flight per worker")
       ->capture_default_str();
-  app->add_option("--timeout", f->timeout_s, "Seconds a request may take in all")
-      ->capture_default_str();
-  app->add_option("--connect-timeout", f->connect_timeout_s, "Seconds to connect")
-      ->capture_default_str();
+  app->add_option("--timeout", f->timeout_s,
+                  "How long a request may take in all (30s, 500ms, 2m; a bare number is "
+                  "seconds)")
+      ->capture_default_str()
+      ->transform(DurationSeconds("--timeout"));
+  app->add_option("--connect-timeout", f->connect_timeout_s, "How long to wait to connect")
+      ->capture_default_str()
+      ->transform(DurationSeconds("--connect-timeout"));
   app->add_option("--rate-limit", f->rate_limit,
                   "Requests per second across all workers (0: unlimited)")
       ->capture_default_str();
@@ -240,13 +246,16 @@ void AddScoreHttpCommand(CLI::App* root, std::vector<Command>* commands) {
                   "Retries of a request after a connection error, timeout or 5xx")
       ->capture_default_str();
   app->add_option("--backoff", f->backoff_s,
-                  "First retry delay in seconds, doubled per retry, with jitter")
-      ->capture_default_str();
-  app->add_option("--max-backoff", f->max_backoff_s, "Longest retry delay in seconds")
-      ->capture_default_str();
+                  "First retry delay (e.g. 100ms), doubled per retry, with jitter")
+      ->capture_default_str()
+      ->transform(DurationSeconds("--backoff"));
+  app->add_option("--max-backoff", f->max_backoff_s, "Longest retry delay (e.g. 10s)")
+      ->capture_default_str()
+      ->transform(DurationSeconds("--max-backoff"));
   app->add_option("--max-wait", f->max_wait_s,
-                  "Seconds one request may wait on Retry-After (429/503) in all")
-      ->capture_default_str();
+                  "How long one request may wait on Retry-After (429/503) in all (e.g. 1m)")
+      ->capture_default_str()
+      ->transform(DurationSeconds("--max-wait"));
   app->add_option("--seed", f->seed, "Seed of the retry jitter")->capture_default_str();
   app->add_option("--max-response-size", f->max_response_size,
                   "Largest response accepted (e.g. 64MB); a larger one fails its rows")
@@ -261,7 +270,7 @@ void AddScoreHttpCommand(CLI::App* root, std::vector<Command>* commands) {
   app->add_flag("--insecure", f->insecure,
                 "https: do not check the server's certificate or name (testing only)");
   AddInputFlags(app, &f->input, /*binary_options=*/false);
-  AddOutputFlags(app, &f->output, "parquet");
+  AddOutputFlags(app, &f->output, "tfrecord");
   AddRunFlags(app, &f->run);
   CLI::Option* fail = app->add_flag(
       "--fail-on-error", f->fail_on_error,
@@ -278,7 +287,7 @@ void AddScoreHttpCommand(CLI::App* root, std::vector<Command>* commands) {
   app->footer(
       "Example:\n"
       "  dlprep score-http --url http://127.0.0.1:8080/v2/models/m/infer \\\n"
-      "    --protocol kserve-v2 --input data/features --column features \\\n"
+      "    --protocol kserve-v2 --input data/features --model-input features \\\n"
       "    --batch-size 64 --concurrency 8 --output out/scores --errors failed.jsonl");
   commands->push_back({app, [f]() { return RunScoreHttp(*f); }});
 }

@@ -182,10 +182,10 @@ arrow::Status RunWindowsJob(const WindowsFlags& f, nlohmann::json* stats_out) {
   o.label_time = f.labels.empty() ? "" : f.label_time;
   o.values = SplitCommaList(f.values);
   o.aggs = SplitCommaList(f.aggs);
-  ARROW_ASSIGN_OR_RAISE(o.window_s, features::ParseDuration(f.window, "--window"));
-  ARROW_ASSIGN_OR_RAISE(o.stride_s, features::ParseDuration(f.stride, "--stride"));
-  ARROW_ASSIGN_OR_RAISE(o.step_s, features::ParseDuration(f.step, "--step"));
-  ARROW_ASSIGN_OR_RAISE(o.horizon_s, features::ParseDuration(f.horizon, "--horizon"));
+  ARROW_ASSIGN_OR_RAISE(o.window_s, ParseWholeSeconds(f.window, "--window"));
+  ARROW_ASSIGN_OR_RAISE(o.stride_s, ParseWholeSeconds(f.stride, "--stride"));
+  ARROW_ASSIGN_OR_RAISE(o.step_s, ParseWholeSeconds(f.step, "--step"));
+  ARROW_ASSIGN_OR_RAISE(o.horizon_s, ParseWholeSeconds(f.horizon, "--horizon"));
   if (!f.labels.empty() && f.label_time.empty()) {
     return arrow::Status::Invalid("option --labels needs --label-time (the churn time column)");
   }
@@ -293,7 +293,7 @@ void AddWindowsCommand(CLI::App* root, std::vector<Command>* commands) {
   app->add_option("--values", f->values, "Numeric value columns to aggregate (a,b)");
   app->add_option("--aggs", f->aggs, "Aggregations: any of sum,mean,min,max, in order")
       ->capture_default_str();
-  app->add_option("--window", f->window, "Window length W (e.g. 14d)")->required();
+  app->add_option("--window", f->window, "Window length W: a duration in whole seconds (e.g. 14d, 1.5d, 2w, 36h)")->required();
   app->add_option("--stride", f->stride, "Stride S between window starts (e.g. 7d)")->required();
   app->add_option("--step", f->step, "Step P inside a window (e.g. 1d)")->required();
   app->add_option("--horizon", f->horizon, "Label horizon H after a window's end (e.g. 30d)")

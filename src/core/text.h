@@ -6,6 +6,7 @@
 #include <cstddef>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace dlprep {
 
@@ -18,6 +19,15 @@ size_t Utf8CharLength(std::string_view text);
 /// of a valid UTF-8 character becomes the four characters \xNN (lower-case hex), so the
 /// message is valid UTF-8 and still shows the bytes. Thread-safe.
 std::string EscapeInvalidUtf8(std::string_view bytes);
+
+/// Whether `a` and `b` are equal ignoring ASCII case ("GZIP" and "gzip").
+bool EqualsIgnoreCase(std::string_view a, std::string_view b);
+
+/// The candidate closest to `word` by edit distance (insertions, deletions,
+/// substitutions and swaps of neighbours), when it is close enough to be a likely typo
+/// (at most 2 edits, and fewer than half of `word`'s length); "" otherwise. Ties go to
+/// the first candidate.
+std::string ClosestMatch(std::string_view word, const std::vector<std::string>& candidates);
 
 /// `json.dump(indent)` (an nlohmann::json or ordered_json) that never throws: the
 /// invalid UTF-8 bytes of a string become U+FFFD instead of a type_error exception.

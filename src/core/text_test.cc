@@ -56,5 +56,24 @@ TEST(DumpJson, NeverThrowsOnStringsThatAreNotUtf8) {
   EXPECT_EQ(DumpJson(o, 2), "{\n  \"b\": \"\xef\xbf\xbd\",\n  \"a\": 1\n}");
 }
 
+TEST(EqualsIgnoreCase, AsciiOnly) {
+  EXPECT_TRUE(EqualsIgnoreCase("GZIP", "gzip"));
+  EXPECT_TRUE(EqualsIgnoreCase("Parquet", "parquet"));
+  EXPECT_FALSE(EqualsIgnoreCase("gzip", "gzi"));
+  EXPECT_FALSE(EqualsIgnoreCase("zlib", "gzip"));
+  EXPECT_TRUE(EqualsIgnoreCase("", ""));
+}
+
+TEST(ClosestMatch, SuggestsLikelyTyposOnly) {
+  const std::vector<std::string> keys = {"column", "pattern", "output", "on_mismatch"};
+  EXPECT_EQ(ClosestMatch("patern", keys), "pattern");
+  EXPECT_EQ(ClosestMatch("pattren", keys), "pattern");  // a swap is one edit
+  EXPECT_EQ(ClosestMatch("outptu", keys), "output");
+  EXPECT_EQ(ClosestMatch("columns", keys), "column");
+  EXPECT_EQ(ClosestMatch("colour", keys), "");  // 3 edits from "column"
+  EXPECT_EQ(ClosestMatch("ab", {"abc"}), "");    // too short to guess
+  EXPECT_EQ(ClosestMatch("x", {}), "");
+}
+
 }  // namespace
 }  // namespace dlprep

@@ -1,6 +1,7 @@
 #include "core/units.h"
 
 #include <cctype>
+#include <charconv>
 #include <cmath>
 #include <cstdio>
 #include <random>
@@ -10,28 +11,43 @@
 
 namespace dlprep {
 
-arrow::Result<int64_t> ParseByteSize(std::string_view text, std::string_view option) {
-  auto fail = [&]() {
-    return arrow::Status::Invalid("option ", option, ": '", text,
-                                  "' is not a byte size; expected a number with an "
-                                  "optional unit B, KB, MB, GB or TB (e.g. 512MB, 4GB)");
-  };
+namespace {
+
+// Splits "1.5 GB" into the number 1.5 and the upper-cased unit "GB". False when the text
+// does not start with a non-negative decimal number (digits with at most one '.').
+bool SplitNumberAndUnit(std::string_view text, double* value, std::string* unit) {
   size_t i = 0;
-  while (i < text.size() && (std::isdigit(static_cast<unsigned char>(text[i])) || text[i] == '.')) {
+  while (i < text.size() && (text[i] == ' ' || text[i] == '\t')) ++i;
+  const char* begin = text.data() + i;
+  size_t digits = 0, dots = 0;
+  while (i < text.size() &&
+         (std::isdigit(static_cast<unsigned char>(text[i])) || text[i] == '.')) {
+    (text[i] == '.' ? dots : digits) += 1;
     ++i;
   }
-  if (i == 0) return fail();
-  double value = 0;
-  try {
-    value = std::stod(std::string(text.substr(0, i)));
-  } catch (...) {
-    return fail();
-  }
-  std::string unit;
+  if (digits == 0 || dots > 1) return false;
+  auto [ptr, ec] = std::from_chars(begin, text.data() + i, *value);
+  if (ec != std::errc() || ptr != text.data() + i) return false;
+  unit->clear();
   for (char c : text.substr(i)) {
-    if (c == ' ') continue;
-    unit.push_back(static_cast<char>(std::toupper(static_cast<unsigned char>(c))));
+    if (c == ' ' || c == '\t') continue;
+    unit->push_back(static_cast<char>(std::toupper(static_cast<unsigned char>(c))));
   }
+  return true;
+}
+
+}  // namespace
+
+arrow::Result<int64_t> ParseByteSize(std::string_view text, std::string_view option) {
+  auto fail = [&]() {
+    return arrow::Status::Invalid(
+        "option ", option, ": '", text,
+        "' is not a byte size; expected a number with an optional unit B, KB, MB, GB or "
+        "TB (powers of 1024; KiB, MiB, GiB and TiB mean the same), e.g. 512MB, 4GB");
+  };
+  double value = 0;
+  std::string unit;
+  if (!SplitNumberAndUnit(text, &value, &unit)) return fail();
   double mult = 1;
   if (unit.empty() || unit == "B") {
     mult = 1;
@@ -47,8 +63,55 @@ arrow::Result<int64_t> ParseByteSize(std::string_view text, std::string_view opt
     return fail();
   }
   double bytes = value * mult;
-  if (!std::isfinite(bytes) || bytes > 9.0e18) return fail();
+  if (!std::isfinite(bytes) || bytes > 9.0e18) {
+    return arrow::Status::Invalid("option ", option, ": byte size '", text, "' is too large");
+  }
   return static_cast<int64_t>(std::llround(bytes));
+}
+
+arrow::Result<double> ParseDuration(std::string_view text, std::string_view option) {
+  auto fail = [&]() {
+    return arrow::Status::Invalid(
+        "option ", option, ": '", text,
+        "' is not a duration; expected a number of seconds or a number with a unit ms, s, "
+        "m, h, d or w (e.g. 500ms, 30s, 1.5h, 14d, 2w)");
+  };
+  double value = 0;
+  std::string unit;
+  if (!SplitNumberAndUnit(text, &value, &unit)) return fail();
+  double mult = 1;
+  if (unit.empty() || unit == "S") {
+    mult = 1;
+  } else if (unit == "MS") {
+    mult = 0.001;
+  } else if (unit == "M" || unit == "MIN") {
+    mult = 60;
+  } else if (unit == "H") {
+    mult = 3600;
+  } else if (unit == "D") {
+    mult = 86400;
+  } else if (unit == "W") {
+    mult = 7 * 86400;
+  } else {
+    return fail();
+  }
+  double seconds = value * mult;
+  // Beyond this, seconds as int64 (and nanoseconds of Arrow timestamps) lose meaning.
+  if (!std::isfinite(seconds) || seconds > 9.0e15) {
+    return arrow::Status::Invalid("option ", option, ": duration '", text, "' is too large");
+  }
+  return seconds;
+}
+
+arrow::Result<int64_t> ParseWholeSeconds(std::string_view text, std::string_view option) {
+  ARROW_ASSIGN_OR_RAISE(double seconds, ParseDuration(text, option));
+  double whole = std::round(seconds);
+  // Decimal fractions of larger units ("0.1h") are whole seconds up to rounding.
+  if (std::fabs(seconds - whole) > 1e-6) {
+    return arrow::Status::Invalid("option ", option, ": duration '", text,
+                                  "' is not a whole number of seconds");
+  }
+  return static_cast<int64_t>(whole);
 }
 
 std::string FormatBytes(double bytes) {

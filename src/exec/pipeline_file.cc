@@ -87,25 +87,36 @@ arrow::Status ConfigNode::OptionError(const std::string& key,
 
 namespace {
 
-// Keys of the mapping not yet asked for, comma-separated.
-std::string Unasked(const ConfigNode::Impl& impl) {
-  std::string out;
+// Keys of the mapping that no getter asked for (yet), in file order.
+std::vector<std::string> Unasked(const ConfigNode::Impl& impl) {
+  std::vector<std::string> out;
   if (!impl.node.IsMap()) return out;
   for (auto it = impl.node.begin(); it != impl.node.end(); ++it) {
     std::string k = it->first.IsScalar() ? it->first.Scalar() : "?";
     if (std::find(impl.asked.begin(), impl.asked.end(), k) != impl.asked.end()) continue;
-    if (!out.empty()) out += ", ";
-    out += k;
+    out.push_back(k);
   }
   return out;
 }
 
+// A required key is absent. Keys not asked for yet may be valid ones a later getter
+// reads, so only one that looks like a misspelling of `key` is mentioned.
 arrow::Status Missing(const ConfigNode& n, const std::string& key) {
   const auto& impl = ConfigNodeAccess::Of(n);
-  std::string unknown = Unasked(impl);
+  std::string typo;
+  for (const auto& k : Unasked(impl)) {
+    if (ClosestMatch(k, {key}) == key) {
+      typo = k;
+      break;
+    }
+  }
+  if (!typo.empty()) {
+    return arrow::Status::Invalid(impl.Where(impl.MarkOf(typo)), ": ", impl.context,
+                                  ": missing option '", key, "' (found '", typo,
+                                  "': did you mean '", key, "'?)");
+  }
   return arrow::Status::Invalid(impl.Where(impl.node.Mark()), ": ", impl.context,
-                                ": missing option '", key, "'",
-                                unknown.empty() ? "" : " (unknown options here: " + unknown + ")");
+                                ": missing option '", key, "'");
 }
 
 template <typename T>
@@ -119,6 +130,13 @@ arrow::Result<T> ScalarAs(const ConfigNode& n, const std::string& key, const YAM
   }
   std::string got = v.IsScalar() ? "'" + v.Scalar() + "'" : "a list or mapping";
   return n.OptionError(key, std::string("expected ") + expected + ", got " + got);
+}
+
+// "option max_bytes: 'x' is not ..." -> "'x' is not ...", for OptionError's own prefix.
+std::string WithoutOptionPrefix(const std::string& message, const std::string& key) {
+  std::string prefix = "option " + key + ": ";
+  if (message.rfind(prefix, 0) == 0) return message.substr(prefix.size());
+  return message;
 }
 
 }  // namespace
@@ -191,11 +209,84 @@ arrow::Result<int64_t> ConfigNode::GetByteSize(const std::string& key, int64_t d
   if (v.IsDefined() && !v.IsNull()) {
     ARROW_ASSIGN_OR_RAISE(std::string text, ScalarAs<std::string>(*this, key, v, "a size"));
     auto parsed = ParseByteSize(text, key);
-    if (!parsed.ok()) return OptionError(key, parsed.status().message());
+    if (!parsed.ok()) {
+      return OptionError(key, WithoutOptionPrefix(parsed.status().message(), key));
+    }
     n = *parsed;
   }
   impl_->normalized[key] = n;
   return n;
+}
+
+arrow::Result<double> ConfigNode::GetDuration(const std::string& key) {
+  YAML::Node v = impl_->Get(key);
+  if (!v.IsDefined() || v.IsNull()) return Missing(*this, key);
+  ARROW_ASSIGN_OR_RAISE(std::string text,
+                        ScalarAs<std::string>(*this, key, v, "a duration such as 30s"));
+  auto parsed = ParseDuration(text, key);
+  if (!parsed.ok()) {
+    return OptionError(key, WithoutOptionPrefix(parsed.status().message(), key));
+  }
+  impl_->normalized[key] = text;
+  return *parsed;
+}
+
+arrow::Result<double> ConfigNode::GetDuration(const std::string& key, double def) {
+  if (!Has(key)) {
+    impl_->Get(key);
+    impl_->normalized[key] = def;
+    return def;
+  }
+  return GetDuration(key);
+}
+
+arrow::Result<int64_t> ConfigNode::GetWholeSeconds(const std::string& key) {
+  YAML::Node v = impl_->Get(key);
+  if (!v.IsDefined() || v.IsNull()) return Missing(*this, key);
+  ARROW_ASSIGN_OR_RAISE(std::string text,
+                        ScalarAs<std::string>(*this, key, v, "a duration such as 14d"));
+  auto parsed = ParseWholeSeconds(text, key);
+  if (!parsed.ok()) {
+    return OptionError(key, WithoutOptionPrefix(parsed.status().message(), key));
+  }
+  impl_->normalized[key] = text;
+  return *parsed;
+}
+
+arrow::Result<int64_t> ConfigNode::GetWholeSeconds(const std::string& key, int64_t def) {
+  if (!Has(key)) {
+    impl_->Get(key);
+    impl_->normalized[key] = def;
+    return def;
+  }
+  return GetWholeSeconds(key);
+}
+
+arrow::Result<std::string> ConfigNode::GetEnum(const std::string& key,
+                                               const std::vector<std::string>& accepted) {
+  ARROW_ASSIGN_OR_RAISE(std::string text, GetString(key));
+  for (const auto& a : accepted) {
+    if (EqualsIgnoreCase(text, a)) {
+      impl_->normalized[key] = a;
+      return a;
+    }
+  }
+  std::string list;
+  for (size_t i = 0; i < accepted.size(); ++i) {
+    list += (i == 0 ? "" : (i + 1 == accepted.size() ? " or " : ", ")) + accepted[i];
+  }
+  return OptionError(key, "'" + text + "' is not accepted; expected " + list);
+}
+
+arrow::Result<std::string> ConfigNode::GetEnum(const std::string& key,
+                                               const std::vector<std::string>& accepted,
+                                               const std::string& def) {
+  if (!Has(key)) {
+    impl_->Get(key);
+    impl_->normalized[key] = def;
+    return def;
+  }
+  return GetEnum(key, accepted);
 }
 
 arrow::Result<std::vector<std::string>> ConfigNode::GetStringList(const std::string& key) {
@@ -288,23 +379,27 @@ std::string ConfigNode::ResolvePath(const std::string& path) const {
 }
 
 arrow::Status ConfigNode::Finish() const {
-  if (!impl_->node.IsMap()) return arrow::Status::OK();
-  for (auto it = impl_->node.begin(); it != impl_->node.end(); ++it) {
-    std::string k = it->first.IsScalar() ? it->first.Scalar() : "?";
-    if (std::find(impl_->asked.begin(), impl_->asked.end(), k) != impl_->asked.end()) continue;
-    std::string known;
-    for (const auto& a : impl_->asked) known += (known.empty() ? "" : ", ") + a;
-    return arrow::Status::Invalid(impl_->Where(it->first.Mark()), ": ", impl_->context,
-                                  ": unknown option '", k, "'; expected one of: ",
-                                  known.empty() ? "(none)" : known);
+  std::vector<std::string> unknown = Unasked(*impl_);
+  if (unknown.empty()) return arrow::Status::OK();
+  std::string names;
+  for (const auto& k : unknown) {
+    names += (names.empty() ? "'" : ", '") + k + "'";
+    std::string guess = ClosestMatch(k, impl_->asked);
+    if (!guess.empty()) names += " (did you mean '" + guess + "'?)";
   }
-  return arrow::Status::OK();
+  std::string known;
+  for (const auto& a : impl_->asked) known += (known.empty() ? "" : ", ") + a;
+  return arrow::Status::Invalid(impl_->Where(impl_->MarkOf(unknown.front())), ": ",
+                                impl_->context, ": unknown option",
+                                unknown.size() > 1 ? "s " : " ", names,
+                                "; expected one of: ", known.empty() ? "(none)" : known);
 }
 
 // ----------------------------------------------------------------------- sources
 
 arrow::Result<std::shared_ptr<Source>> OpenSourceFromConfig(ConfigNode* n) {
-  ARROW_ASSIGN_OR_RAISE(std::string format, n->GetString("format"));
+  ARROW_ASSIGN_OR_RAISE(std::string format,
+                        n->GetEnum("format", {"parquet", "csv", "json", "tfrecord", "binary"}));
   ARROW_ASSIGN_OR_RAISE(std::vector<std::string> paths, n->GetStringList("paths"));
   if (paths.empty()) return n->OptionError("paths", "expected at least one path");
   for (auto& p : paths) p = n->ResolvePath(p);
@@ -336,19 +431,14 @@ arrow::Result<std::shared_ptr<Source>> OpenSourceFromConfig(ConfigNode* n) {
     TfRecordSourceOptions o;
     o.paths = paths;
     ARROW_ASSIGN_OR_RAISE(o.columns, n->GetStringList("columns", {}));
-    ARROW_ASSIGN_OR_RAISE(std::string compression, n->GetString("compression", "auto"));
-    auto parsed_compression = TfRecordCompressionFromName(compression);
-    if (!parsed_compression) {
-      return n->OptionError("compression", "'" + compression +
-                                               "' is not one of auto, none, gzip, zlib");
-    }
-    o.compression = *parsed_compression;
-    ARROW_ASSIGN_OR_RAISE(std::string rt, n->GetString("record_type", "example"));
-    auto record_type = RecordTypeFromName(rt);
-    if (!record_type) {
-      return n->OptionError("record_type", "'" + rt + "' is not example or sequence_example");
-    }
-    o.record_type = *record_type;
+    ARROW_ASSIGN_OR_RAISE(
+        std::string compression,
+        n->GetEnum("compression", {"auto", "none", "gzip", "zlib"}, "auto"));
+    o.compression = *TfRecordCompressionFromName(compression);
+    ARROW_ASSIGN_OR_RAISE(
+        std::string rt,
+        n->GetEnum("record_type", {"example", "sequence_example"}, "example"));
+    o.record_type = *RecordTypeFromName(rt);
     ARROW_ASSIGN_OR_RAISE(o.skip_corrupt, n->GetBool("skip_corrupt", false));
     ARROW_ASSIGN_OR_RAISE(o.batch_rows, n->GetInt("batch_rows", o.batch_rows));
     if (o.batch_rows <= 0) return n->OptionError("batch_rows", "expected a positive number");
@@ -356,14 +446,7 @@ arrow::Result<std::shared_ptr<Source>> OpenSourceFromConfig(ConfigNode* n) {
   }
   TableSourceOptions o;
   o.paths = paths;
-  auto table_format = TableFormatFromName(format);
-  if (table_format) {
-    o.format = *table_format;
-  } else {
-    return n->OptionError("format", "'" + format +
-                                        "' is not a source format; expected parquet, csv, "
-                                        "json, tfrecord or binary");
-  }
+  o.format = *TableFormatFromName(format);
   ARROW_ASSIGN_OR_RAISE(o.columns, n->GetStringList("columns", {}));
   ARROW_ASSIGN_OR_RAISE(o.hive_partitioning, n->GetBool("hive_partitioning", true));
   ARROW_ASSIGN_OR_RAISE(o.batch_rows, n->GetInt("batch_rows", o.batch_rows));
@@ -376,34 +459,27 @@ arrow::Result<WriteOptions> WriteOptionsFromConfig(ConfigNode* n) {
   ARROW_ASSIGN_OR_RAISE(std::string path, n->GetString("path"));
   o.output_dir = n->ResolvePath(path);
   ConfigNodeAccess::Of(*n).normalized["path"] = o.output_dir;
-  ARROW_ASSIGN_OR_RAISE(std::string format, n->GetString("format", "tfrecord"));
+  ARROW_ASSIGN_OR_RAISE(std::string format,
+                        n->GetEnum("format", {"tfrecord", "parquet", "csv"}, "tfrecord"));
   if (format == "tfrecord") {
     o.format = OutputFormat::kTfRecord;
   } else if (format == "parquet") {
     o.format = OutputFormat::kParquet;
-  } else if (format == "csv") {
-    o.format = OutputFormat::kCsv;
   } else {
-    return n->OptionError("format", "'" + format +
-                                        "' is not a sink format; expected tfrecord, parquet "
-                                        "or csv");
+    o.format = OutputFormat::kCsv;
   }
-  ARROW_ASSIGN_OR_RAISE(std::string compression, n->GetString("compression", "none"));
-  auto sink_compression = TfRecordCompressionFromName(compression);
-  if (!sink_compression || *sink_compression == TfRecordCompression::kAuto) {
-    return n->OptionError("compression",
-                          "'" + compression + "' is not one of none, gzip, zlib");
-  }
-  o.compression = *sink_compression;
+  ARROW_ASSIGN_OR_RAISE(std::string compression,
+                        n->GetEnum("compression", {"none", "gzip", "zlib"}, "none"));
+  o.compression = *TfRecordCompressionFromName(compression);
   if (o.format != OutputFormat::kTfRecord && o.compression != TfRecordCompression::kNone) {
     return n->OptionError("compression", "applies to format tfrecord only");
   }
-  ARROW_ASSIGN_OR_RAISE(std::string rt, n->GetString("record_type", "example"));
-  auto sink_record_type = RecordTypeFromName(rt);
-  if (!sink_record_type) {
-    return n->OptionError("record_type", "'" + rt + "' is not example or sequence_example");
+  ARROW_ASSIGN_OR_RAISE(
+      std::string rt, n->GetEnum("record_type", {"example", "sequence_example"}, "example"));
+  o.record_type = *RecordTypeFromName(rt);
+  if (o.format != OutputFormat::kTfRecord && o.record_type != RecordType::kExample) {
+    return n->OptionError("record_type", "applies to format tfrecord only");
   }
-  o.record_type = *sink_record_type;
   ARROW_ASSIGN_OR_RAISE(o.shards, n->GetInt("shards", 0));
   ARROW_ASSIGN_OR_RAISE(o.max_rows_per_file, n->GetInt("max_rows_per_file", 0));
   ARROW_ASSIGN_OR_RAISE(o.max_bytes_per_file, n->GetByteSize("max_bytes_per_file", 0));
@@ -467,14 +543,9 @@ void RegisterBuiltins(std::map<std::string, StepFactory>* r) {
     ARROW_ASSIGN_OR_RAISE(opts.column, o->GetString("column"));
     ARROW_ASSIGN_OR_RAISE(opts.pattern, o->GetString("pattern"));
     ARROW_ASSIGN_OR_RAISE(opts.output, o->GetString("output"));
-    ARROW_ASSIGN_OR_RAISE(std::string mismatch, o->GetString("on_mismatch", "null"));
-    if (mismatch == "null") {
-      opts.on_mismatch = OnMismatch::kNull;
-    } else if (mismatch == "error") {
-      opts.on_mismatch = OnMismatch::kError;
-    } else {
-      return o->OptionError("on_mismatch", "'" + mismatch + "' is not null or error");
-    }
+    ARROW_ASSIGN_OR_RAISE(std::string mismatch,
+                          o->GetEnum("on_mismatch", {"null", "error"}, "null"));
+    opts.on_mismatch = mismatch == "null" ? OnMismatch::kNull : OnMismatch::kError;
     return MakeRegexExtract(std::move(opts));
   };
   (*r)["split"] = [](ConfigNode* o) -> arrow::Result<PipelineStep> {
@@ -531,6 +602,12 @@ std::string JoinNames(const std::vector<std::string>& names) {
   return out;
 }
 
+// " (did you mean 'split'?)" for a misspelt step name, else "".
+std::string StepSuggestion(const std::string& name) {
+  std::string guess = ClosestMatch(name, RegisteredSteps());
+  return guess.empty() ? "" : " (did you mean '" + guess + "'?)";
+}
+
 std::string WhereMark(const std::string& file, const YAML::Mark& mark) {
   if (mark.is_null()) return file;
   return file + ":" + std::to_string(mark.line + 1) + ":" + std::to_string(mark.column + 1);
@@ -554,6 +631,29 @@ arrow::Status LocateStepError(const arrow::Status& st, const ConfigNode& node,
   return st.WithMessage(WhereMark(file, mark), ": ", context, ": ", msg);
 }
 
+// yaml-cpp keeps every entry of a mapping and lookups find the first, so a repeated key
+// would be silently ignored: refuse it, at the repeat, naming the first one's line.
+arrow::Status CheckDuplicateKeys(const YAML::Node& node, const std::string& file) {
+  if (node.IsMap()) {
+    std::map<std::string, YAML::Mark> seen;
+    for (auto it = node.begin(); it != node.end(); ++it) {
+      if (it->first.IsScalar()) {
+        auto [at, inserted] = seen.emplace(it->first.Scalar(), it->first.Mark());
+        if (!inserted) {
+          return arrow::Status::Invalid(
+              WhereMark(file, it->first.Mark()), ": duplicate key '", it->first.Scalar(),
+              "' (first at line ", at->second.line + 1,
+              "); a key may appear once in a mapping");
+        }
+      }
+      ARROW_RETURN_NOT_OK(CheckDuplicateKeys(it->second, file));
+    }
+  } else if (node.IsSequence()) {
+    for (const auto& item : node) ARROW_RETURN_NOT_OK(CheckDuplicateKeys(item, file));
+  }
+  return arrow::Status::OK();
+}
+
 arrow::Result<PipelineFile> Parse(const std::string& text, const std::string& name,
                                   const std::string& base_dir, const PipelineParts& parts) {
   YAML::Node root;
@@ -566,6 +666,7 @@ arrow::Result<PipelineFile> Parse(const std::string& text, const std::string& na
     return arrow::Status::Invalid(name,
                                   ": expected a mapping with 'source', 'steps' and 'sink'");
   }
+  ARROW_RETURN_NOT_OK(CheckDuplicateKeys(root, name));
   ConfigNode top = ConfigNodeAccess::Make(root, name, base_dir, "pipeline");
   PipelineFile out;
   YAML::Node normalized(YAML::NodeType::Map);
@@ -599,8 +700,9 @@ arrow::Result<PipelineFile> Parse(const std::string& text, const std::string& na
       auto factory = FindStep(step_name);
       if (!factory.ok()) {
         return arrow::Status::Invalid(WhereMark(name, entry->first.Mark()), ": step ", index,
-                                      ": unknown step '", step_name,
-                                      "'; known steps: ", JoinNames(RegisteredSteps()));
+                                      ": unknown step '", step_name, "'",
+                                      StepSuggestion(step_name),
+                                      "; known steps: ", JoinNames(RegisteredSteps()));
       }
       if (!entry->second.IsNull() && !entry->second.IsMap()) {
         return arrow::Status::Invalid(WhereMark(name, entry->second.Mark()), ": step ", index,

@@ -74,6 +74,20 @@ class ConfigNode {
   arrow::Result<bool> GetBool(const std::string& key, bool def);
   /// A byte count: a number, or text such as "64MB" (see ParseByteSize).
   arrow::Result<int64_t> GetByteSize(const std::string& key, int64_t def);
+  /// A duration in seconds: a number of seconds, or text such as "500ms", "1.5h", "2w"
+  /// (see ParseDuration).
+  arrow::Result<double> GetDuration(const std::string& key);
+  arrow::Result<double> GetDuration(const std::string& key, double def);
+  /// GetDuration() for options counted in whole seconds (see ParseWholeSeconds).
+  arrow::Result<int64_t> GetWholeSeconds(const std::string& key);
+  arrow::Result<int64_t> GetWholeSeconds(const std::string& key, int64_t def);
+  /// One of `accepted` (lower case), matched case-insensitively and returned as written
+  /// in `accepted`; an error names the option and lists the accepted values.
+  arrow::Result<std::string> GetEnum(const std::string& key,
+                                     const std::vector<std::string>& accepted);
+  arrow::Result<std::string> GetEnum(const std::string& key,
+                                     const std::vector<std::string>& accepted,
+                                     const std::string& def);
   /// A sequence of strings; a single string is accepted as a list of one. An absent
   /// key fails (first form) or gives `def`.
   arrow::Result<std::vector<std::string>> GetStringList(const std::string& key);

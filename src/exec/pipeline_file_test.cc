@@ -21,6 +21,7 @@ namespace {
 namespace fs = std::filesystem;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
+using ::testing::Not;
 
 std::string MakeTestDir() {
   const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
@@ -161,8 +162,9 @@ TEST(PipelineFileTest, UnknownKeysNameKeyLineAndAcceptedKeys) {
       "  - split: {key: id, fractions: {a: 1}, sed: 3}\n"
       "sink: {path: out}\n",
       dir);
-  EXPECT_THAT(st.message(), HasSubstr("p.yaml:3:41: step 1 (split): unknown option 'sed'; "
-                                      "expected one of: key, fractions, seed, output"));
+  EXPECT_THAT(st.message(), HasSubstr("p.yaml:3:41: step 1 (split): unknown option 'sed' "
+                                      "(did you mean 'seed'?); expected one of: key, "
+                                      "fractions, seed, output"));
   st = ParseError(
       "source: {format: parquet, paths: [in.parquet], recursive: true}\nsink: {path: o}\n",
       dir);
@@ -178,8 +180,89 @@ TEST(PipelineFileTest, UnknownKeysNameKeyLineAndAcceptedKeys) {
       "source: {format: parquet, paths: [in.parquet]}\nsteps:\n  - filter: {exprs: x}\n"
       "sink: {path: o}\n",
       dir);
-  EXPECT_THAT(st.message(), HasSubstr("p.yaml:3:13: step 1 (filter): missing option 'expr' "
-                                      "(unknown options here: exprs)"));
+  EXPECT_THAT(st.message(), HasSubstr("p.yaml:3:14: step 1 (filter): missing option 'expr' "
+                                      "(found 'exprs': did you mean 'expr'?)"));
+}
+
+TEST(PipelineFileTest, UnknownKeysListOnlyTheUnknownOnesWithSuggestions) {
+  std::string dir = MakeTestDir();
+  WriteInput(dir + "/in.parquet", 3);
+  const std::string head = "source: {format: parquet, paths: [in.parquet]}\nsteps:\n";
+  const std::string tail = "sink: {path: o}\n";
+  // A misspelt required key: valid keys that come after it are not called unknown.
+  auto st = ParseError(head + "  - regex_extract: {column: path, patern: 'a(b)', output: l}\n" +
+                           tail, dir);
+  EXPECT_THAT(st.message(), HasSubstr("p.yaml:3:35: step 1 (regex_extract): missing option "
+                                      "'pattern' (found 'patern': did you mean 'pattern'?)"));
+  EXPECT_THAT(st.message(), Not(HasSubstr("output")));
+  EXPECT_THAT(st.message(), Not(HasSubstr("column")));
+  // A required key that is simply absent: no guess, no list of other keys.
+  st = ParseError(head + "  - regex_extract: {column: path, output: l}\n" + tail, dir);
+  EXPECT_THAT(st.message(), HasSubstr("step 1 (regex_extract): missing option 'pattern'"));
+  EXPECT_THAT(st.message(), Not(HasSubstr("output")));
+  // Several unknown keys: all named, each with its suggestion when one is close.
+  st = ParseError(head + "  - split: {key: id, fractions: {a: 1}, sede: 1, outptu: s, "
+                         "colour: red}\n" + tail, dir);
+  EXPECT_THAT(st.message(), HasSubstr("step 1 (split): unknown options 'sede' (did you mean "
+                                      "'seed'?), 'outptu' (did you mean 'output'?), "
+                                      "'colour'; expected one of: key, fractions, seed, "
+                                      "output"));
+  // A misspelt step name.
+  st = ParseError(head + "  - splt: {key: id, fractions: {a: 1}}\n" + tail, dir);
+  EXPECT_THAT(st.message(), HasSubstr("unknown step 'splt' (did you mean 'split'?); known "
+                                      "steps: "));
+}
+
+TEST(PipelineFileTest, DuplicateKeysAreErrorsWithBothLines) {
+  std::string dir = MakeTestDir();
+  WriteInput(dir + "/in.parquet", 3);
+  auto st = ParseError("source: {format: parquet, paths: [in.parquet]}\n"
+                       "sink:\n"
+                       "  path: o\n"
+                       "  format: parquet\n"
+                       "  format: csv\n",
+                       dir);
+  EXPECT_THAT(st.message(), HasSubstr("p.yaml:5:3: duplicate key 'format' (first at line 4)"));
+  st = ParseError("source: {format: parquet, paths: [in.parquet]}\nsink: {path: o}\n"
+                  "sink: {path: p}\n",
+                  dir);
+  EXPECT_THAT(st.message(), HasSubstr("p.yaml:3:1: duplicate key 'sink' (first at line 2)"));
+  // Inside a step's options, and in a nested mapping.
+  st = ParseError("source: {format: parquet, paths: [in.parquet]}\nsteps:\n"
+                  "  - split: {key: id, fractions: {a: 0.5, a: 0.5}}\nsink: {path: o}\n",
+                  dir);
+  EXPECT_THAT(st.message(), HasSubstr("p.yaml:3:42: duplicate key 'a' (first at line 3)"));
+}
+
+TEST(PipelineFileTest, EnumerationsAreCaseInsensitive) {
+  std::string dir = MakeTestDir();
+  WriteInput(dir + "/in.parquet", 3);
+  ASSERT_OK_AND_ASSIGN(
+      PipelineFile file,
+      ParsePipelineYaml("source: {format: Parquet, paths: [in.parquet]}\n"
+                        "steps:\n  - regex_extract: {column: path, pattern: '(a)', "
+                        "output: l, on_mismatch: Error}\n"
+                        "sink: {path: o, format: TFRecord, compression: GZIP, "
+                        "record_type: Sequence_Example}\n",
+                        "p.yaml", dir));
+  EXPECT_EQ(file.write.format, OutputFormat::kTfRecord);
+  EXPECT_EQ(file.write.compression, TfRecordCompression::kGzip);
+  EXPECT_EQ(file.write.record_type, RecordType::kSequenceExample);
+  // The normalized pipeline spells them as documented.
+  EXPECT_THAT(file.normalized_yaml, HasSubstr("format: parquet"));
+  EXPECT_THAT(file.normalized_yaml, HasSubstr("compression: gzip"));
+  EXPECT_THAT(file.normalized_yaml, HasSubstr("on_mismatch: error"));
+  // A wrong value names the option and lists the accepted values.
+  auto st = ParseError("source: {format: parquet, paths: [in.parquet]}\n"
+                       "sink: {path: o, compression: brotli}\n",
+                       dir);
+  EXPECT_THAT(st.message(), HasSubstr("p.yaml:2:17: sink: option 'compression': 'brotli' is "
+                                      "not accepted; expected none, gzip or zlib"));
+  st = ParseError("source: {format: parquet, paths: [in.parquet]}\n"
+                  "sink: {path: o, format: parquet, record_type: sequence_example}\n",
+                  dir);
+  EXPECT_THAT(st.message(), HasSubstr("sink: option 'record_type': applies to format "
+                                      "tfrecord only"));
 }
 
 TEST(PipelineFileTest, StepErrorsAreLocated) {
@@ -207,7 +290,8 @@ TEST(PipelineFileTest, StepErrorsAreLocated) {
   st = ParseError(head + "  - regex_extract: {column: p, pattern: '(a)', output: l, "
                          "on_mismatch: skip}\n" + tail,
                   dir);
-  EXPECT_THAT(st.message(), HasSubstr("option 'on_mismatch': 'skip' is not null or error"));
+  EXPECT_THAT(st.message(), HasSubstr("option 'on_mismatch': 'skip' is not accepted; "
+                                      "expected null or error"));
 }
 
 TEST(PipelineFileTest, SourceSinkAndSyntaxErrors) {
@@ -216,8 +300,9 @@ TEST(PipelineFileTest, SourceSinkAndSyntaxErrors) {
   auto st = ParseError("source: {format: parquet}\nsink: {path: o}\n", dir);
   EXPECT_THAT(st.message(), HasSubstr("p.yaml:1:9: source: missing option 'paths'"));
   st = ParseError("source: {format: orc, paths: [in.parquet]}\nsink: {path: o}\n", dir);
-  EXPECT_THAT(st.message(), HasSubstr("p.yaml:1:10: source: option 'format': 'orc' is not a "
-                                      "source format"));
+  EXPECT_THAT(st.message(), HasSubstr("p.yaml:1:10: source: option 'format': 'orc' is not "
+                                      "accepted; expected parquet, csv, json, tfrecord or "
+                                      "binary"));
   st = ParseError("source: {format: parquet, paths: [in.parquet]}\n"
                   "sink: {path: o, format: parquet, compression: gzip}\n",
                   dir);

@@ -151,34 +151,6 @@ arrow::Result<Columns> ResolveColumns(const WindowOptions& o, const arrow::Schem
 
 }  // namespace
 
-arrow::Result<int64_t> ParseDuration(std::string_view text, std::string_view option) {
-  auto bad = [&]() {
-    return arrow::Status::Invalid(option, ": invalid duration '", text,
-                                  "' (expected a non-negative integer followed by d, h, "
-                                  "m or s, e.g. 14d)");
-  };
-  if (text.size() < 2) return bad();
-  int64_t unit = 0;
-  switch (text.back()) {
-    case 'd': unit = 86400; break;
-    case 'h': unit = 3600; break;
-    case 'm': unit = 60; break;
-    case 's': unit = 1; break;
-    default: return bad();
-  }
-  std::string_view digits = text.substr(0, text.size() - 1);
-  int64_t n = 0;
-  auto [ptr, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), n);
-  if (ec != std::errc() || ptr != digits.data() + digits.size() || n < 0 ||
-      digits.front() == '-' || digits.front() == '+') {
-    return bad();
-  }
-  if (n > std::numeric_limits<int64_t>::max() / unit) {
-    return arrow::Status::Invalid(option, ": duration '", text, "' is too large");
-  }
-  return n * unit;
-}
-
 namespace {
 
 // PreGroup(): one pass over each input batch on the workers, so that the shuffle holds
@@ -337,6 +309,12 @@ arrow::Result<std::shared_ptr<WindowsOperator>> WindowsOperator::Make(
   }
   if (!options.values.empty() && options.aggs.empty()) {
     return arrow::Status::Invalid("windows: --aggs is required with --values");
+  }
+  // Aggregation names are matched in any case and kept lower-case (feature names).
+  for (auto& a : options.aggs) {
+    for (const char* name : {"sum", "mean", "min", "max"}) {
+      if (EqualsIgnoreCase(a, name)) a = name;
+    }
   }
   std::unique_ptr<WindowsOperator> op(new WindowsOperator(std::move(options)));
   const WindowOptions& o = op->options_;

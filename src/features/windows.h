@@ -18,11 +18,6 @@
 
 namespace dlprep::features {
 
-/// Parses a duration such as `14d`, `12h`, `90m` or `30s` into seconds. The number must
-/// be a positive integer and the unit one of d, h, m, s. Fails with Invalid naming
-/// `option` (e.g. "--window") otherwise.
-arrow::Result<int64_t> ParseDuration(std::string_view text, std::string_view option);
-
 /// Options of the time-series window featurizer (issue 4). Durations are in seconds.
 struct WindowOptions {
   /// Key column (int64 or string).

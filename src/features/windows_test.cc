@@ -561,21 +561,6 @@ TEST(WindowsTest, ApplyStreamDirectlyEqualsApplyAndDropsNullKeys) {
   EXPECT_THAT(st.message(), HasSubstr("must arrive sorted by 'ts'"));
 }
 
-TEST(WindowsTest, ParseDuration) {
-  EXPECT_EQ(ParseDuration("14d", "--window").ValueOrDie(), 14 * D);
-  EXPECT_EQ(ParseDuration("12h", "--window").ValueOrDie(), 12 * 3600);
-  EXPECT_EQ(ParseDuration("90m", "--window").ValueOrDie(), 90 * 60);
-  EXPECT_EQ(ParseDuration("30s", "--window").ValueOrDie(), 30);
-  EXPECT_EQ(ParseDuration("0s", "--horizon").ValueOrDie(), 0);
-  for (const char* bad : {"", "d", "14", "14w", "-1d", "+1d", "1.5h", "d14", "1 d",
-                          "99999999999999999999d"}) {
-    auto r = ParseDuration(bad, "--stride");
-    ASSERT_FALSE(r.ok()) << bad;
-    EXPECT_THAT(r.status().message(), HasSubstr("--stride")) << bad;
-  }
-  EXPECT_FALSE(ParseDuration("200000000000000d", "--window").ok());
-}
-
 void ExpectMakeError(WindowOptions o, const std::string& needle) {
   auto r = WindowsOperator::Make(std::move(o));
   ASSERT_FALSE(r.ok()) << needle;

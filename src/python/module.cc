@@ -1116,7 +1116,10 @@ NB_MODULE(_dlprep, m) {
     return Unwrap(dlprep::ParseByteSize(text, option));
   });
   m.def("parse_duration", [](const std::string& text, const std::string& option) {
-    return Unwrap(dlprep::features::ParseDuration(text, option));
+    return Unwrap(dlprep::ParseDuration(text, option));
+  });
+  m.def("parse_whole_seconds", [](const std::string& text, const std::string& option) {
+    return Unwrap(dlprep::ParseWholeSeconds(text, option));
   });
   m.def("torch_backend", []() {
     auto api = dlprep::infer::LoadTorchBackend();

@@ -44,7 +44,7 @@ def write_features(path, n=N):
 
 def score_http(dlprep, url, tmp_path, *extra, check=False):
     return dlprep("score-http", "--url", url, "--protocol", "kserve-v2", "--input",
-                  tmp_path / "in", "--column", "id,features", "--outputs",
+                  tmp_path / "in", "--model-input", "id,features", "--outputs",
                   "score:float64,row_id:int64", "--output", tmp_path / "out",
                   "--stats", tmp_path / "stats.json", "--batch-size", "10", "--retries",
                   "1", "--backoff", "0.01", "--workers", "2", *extra, check=check)
@@ -183,7 +183,7 @@ def test_pipeline_file_limits_and_flags_that_win(dlprep, srv, tmp_path):
     (["convrt", "-i", "x"], ["unknown command 'convrt'", "commands: convert, inspect"]),
     (["convert", "-i", "x.parquet", "-o", "out", "--format", "avro"],
      ["--format", "avro", "tfrecord", "parquet", "csv"]),
-    (["score-http", "--url", "http://x", "--column", "f", "-i", "x.parquet", "-o", "o",
+    (["score-http", "--url", "http://x", "--model-input", "f", "-i", "x.parquet", "-o", "o",
       "--max-error-rate", "2"], ["--max-error-rate: '2' is not a fraction; expected a "
                                  "number from 0 to 1"]),
     (["convert", "-i", "x.parquet", "-o", "out", "--workers", "many"],

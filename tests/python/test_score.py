@@ -120,7 +120,7 @@ def test_scores_equal_pytorch(dlprep, torch_env):
                       files=3, row_group_size=100)
     ref = reference(tmp, model, [x])["scores"]
     out = tmp / "conv_out"
-    dlprep("score", "--model", model, "-i", inp, "--column", "log_mel", "--batch-size", 64,
+    dlprep("score", "--model", model, "-i", inp, "--model-input", "log_mel", "--batch-size", 64,
            "--output", out, "--format", "parquet", "--workers", 2, "--quiet")
     t = read_output(out)
     assert t.column_names == ["id", "scores"]
@@ -140,7 +140,7 @@ def test_argmax_and_softmax(dlprep, torch_env):
     inp = write_table(tmp / "lin_in", {"log_mel": x}, {"log_mel": (8, 4)})
     ref = reference(tmp, model, [x], softmax=True, tag="sm")["scores"]
     out = tmp / "lin_out"
-    dlprep("score", "--model", model, "-i", inp, "--column", "log_mel", "--softmax",
+    dlprep("score", "--model", model, "-i", inp, "--model-input", "log_mel", "--softmax",
            "--argmax", "-o", out, "--format", "parquet", "--quiet")
     t = read_output(out)
     assert t.column_names == ["scores", "prediction"]
@@ -156,12 +156,12 @@ def test_two_inputs_and_shape_flags(dlprep, torch_env):
     model = make_model(tmp, "two_inputs")
     a = rng_inputs(200, (8, 4), seed=3)
     b = rng_inputs(200, (3,), seed=4)
-    # No dlprep.shape metadata: the shapes come from --shape, one per --column.
+    # No dlprep.shape metadata: the shapes come from --shape, one per --model-input.
     inp = write_table(tmp / "two_in", {"a": a, "b": b, "name": [f"r{i}" for i in range(200)]},
                       {})
     ref = reference(tmp, model, [a, b])["scores"]
     out = tmp / "two_out"
-    dlprep("score", "--model", model, "-i", inp, "--column", "a", "--column", "b",
+    dlprep("score", "--model", model, "-i", inp, "--model-input", "a", "--model-input", "b",
            "--shape", "8,4", "--shape", "3", "--batch-size", 32, "-o", out,
            "--format", "parquet", "--quiet")
     t = read_output(out)
@@ -170,15 +170,15 @@ def test_two_inputs_and_shape_flags(dlprep, torch_env):
     got = as_array(t.column("scores"), (2,))
     assert np.max(np.abs(got - ref)) <= 1e-5
     # Without --shape and without metadata the shape is unknown: an error saying so.
-    r = dlprep("score", "--model", model, "-i", inp, "--column", "a", "--column", "b",
+    r = dlprep("score", "--model", model, "-i", inp, "--model-input", "a", "--model-input", "b",
                "-o", tmp / "two_out2", check=False)
     assert r.returncode == 1
     assert "no dlprep.shape" in r.stderr and "--shape" in r.stderr
     # One column for a model of two inputs.
-    r = dlprep("score", "--model", model, "-i", inp, "--column", "a", "--shape", "8,4",
+    r = dlprep("score", "--model", model, "-i", inp, "--model-input", "a", "--shape", "8,4",
                "-o", tmp / "two_out3", check=False)
     assert r.returncode == 1
-    assert "takes 2 input(s) (a, b) but 1 --column(s)" in r.stderr
+    assert "takes 2 input(s) (a, b) but 1 --model-input(s)" in r.stderr
 
 
 def test_tuple_and_dict_outputs(dlprep, torch_env):
@@ -189,7 +189,7 @@ def test_tuple_and_dict_outputs(dlprep, torch_env):
     model = make_model(tmp, "tuple")
     ref = reference(tmp, model, [x])
     out = tmp / "tuple_out"
-    dlprep("score", "--model", model, "-i", inp, "--column", "x", "--output-names",
+    dlprep("score", "--model", model, "-i", inp, "--model-input", "x", "--output-names",
            "logits,embedding", "--argmax", "-o", out, "--format", "parquet", "--quiet")
     t = read_output(out)
     assert t.column_names == ["logits", "embedding", "prediction"]
@@ -199,14 +199,14 @@ def test_tuple_and_dict_outputs(dlprep, torch_env):
     np.testing.assert_array_equal(t.column("prediction").to_numpy(),
                                   ref["scores_0"].argmax(1))
     out = tmp / "tuple_out_default"
-    dlprep("score", "--model", model, "-i", inp, "--column", "x", "-o", out,
+    dlprep("score", "--model", model, "-i", inp, "--model-input", "x", "-o", out,
            "--format", "parquet", "--quiet")
     assert read_output(out).column_names == ["scores_0", "scores_1"]
     # A dict: its keys, in the model's order; a float64 output becomes float32.
     model = make_model(tmp, "dict")
     ref = reference(tmp, model, [x], softmax=True, tag="dict")
     out = tmp / "dict_out"
-    dlprep("score", "--model", model, "-i", inp, "--column", "x", "--softmax", "-o", out,
+    dlprep("score", "--model", model, "-i", inp, "--model-input", "x", "--softmax", "-o", out,
            "--format", "parquet", "--quiet")
     t = read_output(out)
     assert t.column_names == ["logits", "energy"]
@@ -214,7 +214,7 @@ def test_tuple_and_dict_outputs(dlprep, torch_env):
     # [B] outputs have no class dimension: softmax leaves them as they are.
     np.testing.assert_allclose(as_array(t.column("energy"), ()), ref["energy"], rtol=1e-6)
     # Wrong number of names.
-    r = dlprep("score", "--model", model, "-i", inp, "--column", "x", "--output-names", "a",
+    r = dlprep("score", "--model", model, "-i", inp, "--model-input", "x", "--output-names", "a",
                "-o", tmp / "dict_out2", check=False)
     assert r.returncode == 1
     assert "returns 2 output(s) but 1 name(s)" in r.stderr
@@ -259,7 +259,7 @@ def test_model_loaded_once_per_worker(dlprep, torch_env):
     inp = write_table(tmp / "open_in", {"x": x}, {"x": (8, 4)}, files=8, row_group_size=25)
     for workers in (1, 2):
         stats = tmp / f"open_stats{workers}.json"
-        dlprep("score", "--model", model, "-i", inp, "--column", "x", "--batch-size", 16,
+        dlprep("score", "--model", model, "-i", inp, "--model-input", "x", "--batch-size", 16,
                "-o", tmp / f"open_out{workers}", "--workers", workers, "--stats", stats,
                "--quiet")
         s = json.loads(stats.read_text())
@@ -284,8 +284,8 @@ def test_wrong_size_rows_are_per_row_errors(dlprep, torch_env):
     pq.write_table(table.cast(schema), tmp / "bad_in" / "bad.parquet")
     errors = tmp / "bad_errors.jsonl"
     out = tmp / "bad_out"
-    r = dlprep("score", "--model", model, "-i", tmp / "bad_in", "--column", "x", "-o", out,
-               "--format", "parquet", "--errors", errors, "--max-error-rate", "0.5")
+    r = dlprep("score", "--model", model, "-i", tmp / "bad_in", "--model-input", "x", "-o",
+               out, "--format", "parquet", "--errors", errors, "--max-error-rate", "0.5")
     assert "3 row error(s)" in r.stderr
     t = read_output(out)
     assert t.column("id").to_pylist() == [0, 1, 4]
@@ -300,7 +300,7 @@ def test_wrong_size_rows_are_per_row_errors(dlprep, torch_env):
     assert "has 33 values" in lines[2]["error"]
     # --fail-on-error: the job fails naming the row, and nothing is written.
     out2 = tmp / "bad_out2"
-    r = dlprep("score", "--model", model, "-i", tmp / "bad_in", "--column", "x", "-o", out2,
+    r = dlprep("score", "--model", model, "-i", tmp / "bad_in", "--model-input", "x", "-o", out2,
                "--fail-on-error", check=False)
     assert r.returncode == 1
     assert "row 2 of the batch failed: column 'x' has 31 values" in r.stderr
@@ -314,7 +314,7 @@ def test_job_errors_before_any_output(dlprep, torch_env):
 
     def fails(model, *extra):
         out = tmp / "err_out"
-        r = dlprep("score", "--model", model, "-i", inp, "--column", "x", "-o", out,
+        r = dlprep("score", "--model", model, "-i", inp, "--model-input", "x", "-o", out,
                    *extra, check=False)
         assert r.returncode == 1, r.stderr
         assert not out.exists()
@@ -346,7 +346,7 @@ def test_job_errors_before_any_output(dlprep, torch_env):
         make_model(tmp, "list_out"))
     model = make_model(tmp, "linear")
     assert "the input has no column 'nope'" in dlprep(
-        "score", "--model", model, "-i", inp, "--column", "nope", "-o", tmp / "err_out",
+        "score", "--model", model, "-i", inp, "--model-input", "nope", "-o", tmp / "err_out",
         check=False).stderr
     assert "--batch-size must be positive" in fails(model, "--batch-size", "0")
     assert "--shape: 'a,b' is not a shape" in fails(model, "--shape", "a,b")
@@ -356,7 +356,7 @@ def test_cuda_device_is_skipped_cleanly(dlprep, torch_env):
     tmp = torch_env
     x = rng_inputs(4, (8, 4), seed=10)
     inp = write_table(tmp / "cuda_in", {"x": x}, {"x": (8, 4)})
-    r = dlprep("score", "--model", make_model(tmp, "linear"), "-i", inp, "--column", "x",
+    r = dlprep("score", "--model", make_model(tmp, "linear"), "-i", inp, "--model-input", "x",
                "--device", "cuda", "-o", tmp / "cuda_out", check=False)
     if r.returncode == 0:
         pytest.skip("a CUDA device is available here; see bench/ for GPU measurements")
@@ -390,7 +390,7 @@ sink: {{format: parquet, path: pf_out}}
     r = dlprep("run", pf, "--dry-run")
     assert "softmax: false" in r.stdout and "device: cpu" in r.stdout
     # `dlprep score --dry-run` prints the pipeline file it runs; that file runs.
-    r = dlprep("score", "--model", model, "-i", inp, "--column", "x", "-o", tmp / "pf_out2",
+    r = dlprep("score", "--model", model, "-i", inp, "--model-input", "x", "-o", tmp / "pf_out2",
                "--format", "parquet", "--dry-run")
     (tmp / "printed.yaml").write_text(r.stdout)
     dlprep("run", tmp / "printed.yaml", "--quiet")
@@ -425,7 +425,7 @@ def test_without_a_backend_score_says_why(dlprep, tmp_path):
         expected = f"the TorchScript backend '{bogus}' could not be loaded"
     else:
         expected = "this dlprep was built without the TorchScript backend"
-    r = dlprep("score", "--model", tmp_path / "m.pt", "-i", inp, "--column", "x", "-o",
+    r = dlprep("score", "--model", tmp_path / "m.pt", "-i", inp, "--model-input", "x", "-o",
                tmp_path / "out", check=False, env=env)
     assert r.returncode == 1
     assert expected in r.stderr

@@ -61,7 +61,8 @@ def write_input(path, n=N, dim=DIM, shape=None, row_group=250, text=False):
 def run(dlprep, srv, tmp_path, protocol="kserve-v2", columns="id,features",
         outputs="score:float64,row_id:int64", extra=(), check=True, out="out", **kw):
     args = ["score-http", "--url", srv.url(protocol), "--protocol", protocol,
-            "--input", tmp_path / "in", "--column", columns, "--output", tmp_path / out,
+            "--input", tmp_path / "in", "--model-input", columns, "--output", tmp_path / out,
+            "--format", "parquet",
             "--stats", tmp_path / "stats.json", "--errors", tmp_path / "errors.jsonl",
             "--backoff", "0.01", "--workers", "2"]
     if "--fail-on-error" not in extra:
@@ -385,7 +386,7 @@ def test_connection_refused_is_retried_then_reported(dlprep, tmp_path):
     port = s.getsockname()[1]
     s.close()  # nothing listens there now
     p = dlprep("score-http", "--url", f"http://127.0.0.1:{port}/records", "--protocol",
-               "records", "--input", tmp_path / "in", "--column", "features", "--output",
+               "records", "--input", tmp_path / "in", "--model-input", "features", "--output",
                tmp_path / "out", "--errors", tmp_path / "errors.jsonl", "--retries", "2",
                "--backoff", "0.01", "--stats", tmp_path / "stats.json", check=False)
     assert p.returncode == 1
@@ -468,14 +469,14 @@ def test_bad_rows_are_reported_and_the_rest_scored(dlprep, srv, tmp_path):
 
 
 @pytest.mark.parametrize("args,needle", [
-    (["--column", "nope"], "no column 'nope'"),
-    (["--column", "features", "--outputs", "id"], "already has a column 'id'"),
-    (["--column", "features", "--outputs", "x:float16"], "--outputs: 'x:float16'"),
-    (["--column", "features", "--header", "NoColon"], "--header: 'NoColon'"),
-    (["--column", "features", "--batch-size", "0"], "--batch-size"),
-    (["--column", "features", "--header-env", "bad"], "--header-env: 'bad'"),
-    (["--column", "features", "--max-response-size", "lots"], "--max-response-size"),
-    (["--column", "features", "--max-response-size", "0"], "--max-response-size: 0"),
+    (["--model-input", "nope"], "no column 'nope'"),
+    (["--model-input", "features", "--outputs", "id"], "already has a column 'id'"),
+    (["--model-input", "features", "--outputs", "x:float16"], "--outputs: 'x:float16'"),
+    (["--model-input", "features", "--header", "NoColon"], "--header: 'NoColon'"),
+    (["--model-input", "features", "--batch-size", "0"], "--batch-size"),
+    (["--model-input", "features", "--header-env", "bad"], "--header-env: 'bad'"),
+    (["--model-input", "features", "--max-response-size", "lots"], "--max-response-size"),
+    (["--model-input", "features", "--max-response-size", "0"], "--max-response-size: 0"),
 ])
 def test_bad_options_fail_before_sending(dlprep, srv, tmp_path, args, needle):
     write_input(tmp_path / "in", n=10, row_group=10)
@@ -490,7 +491,7 @@ def test_bad_options_fail_before_sending(dlprep, srv, tmp_path, args, needle):
 def test_bad_url(dlprep, tmp_path):
     write_input(tmp_path / "in", n=10, row_group=10)
     p = dlprep("score-http", "--url", "ftp://127.0.0.1/x", "--input", tmp_path / "in",
-               "--column", "features", "--output", tmp_path / "out", check=False)
+               "--model-input", "features", "--output", tmp_path / "out", check=False)
     assert p.returncode == 1 and "not an http:// or https:// URL" in p.stderr
 
 
@@ -534,7 +535,7 @@ def test_ctrl_c_stops_in_flight_requests_and_writes_nothing(dlprep, srv, tmp_pat
     srv.fault = {"mode": "slow", "seconds": 30, "times": 1}
     proc = subprocess.Popen(
         [dlprep.exe, "score-http", "--url", srv.url("kserve-v2"), "--input", tmp_path / "in",
-         "--column", "features", "--output", tmp_path / "out", "--timeout", "60"],
+         "--model-input", "features", "--output", tmp_path / "out", "--timeout", "60"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 10
     while srv.requests < 4 and time.monotonic() < deadline:

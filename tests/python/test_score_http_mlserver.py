@@ -129,7 +129,7 @@ def write_input(path, n=N, dim=DIM):
 
 def score(dlprep, tmp_path, url, columns, outputs, extra=(), check=True):
     return dlprep("score-http", "--url", url, "--protocol", "kserve-v2",
-                  "--input", tmp_path / "in", "--column", columns, "--outputs", outputs,
+                  "--input", tmp_path / "in", "--model-input", columns, "--outputs", outputs,
                   "--output", tmp_path / "out", "--format", "parquet",
                   "--stats", tmp_path / "stats.json", "--errors", tmp_path / "errors.jsonl",
                   "--workers", "2", *extra, check=check)

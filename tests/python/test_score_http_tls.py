@@ -85,8 +85,9 @@ def srv(https):
 
 def score(dlprep, server, tmp_path, *extra, check=True):
     return dlprep("score-http", "--url", server.url("kserve-v2"), "--input", tmp_path / "in",
-                  "--column", "id,features", "--outputs", "score:float64,row_id:int64",
-                  "--output", tmp_path / "out", "--errors", tmp_path / "errors.jsonl",
+                  "--model-input", "id,features", "--outputs", "score:float64,row_id:int64",
+                  "--output", tmp_path / "out", "--format", "parquet",
+                  "--errors", tmp_path / "errors.jsonl",
                   "--stats", tmp_path / "stats.json", "--batch-size", "50",
                   "--backoff", "0.01", *extra, check=check)
 
@@ -173,7 +174,7 @@ def test_tls_options_refused_for_http_urls(dlprep, pki, tmp_path, option):
     if option[0] == "--cacert":
         option = ["--cacert", pki / "ca.pem"]
     p = dlprep("score-http", "--url", "http://127.0.0.1:9/v2/models/m/infer",
-               "--input", tmp_path / "in", "--column", "features",
+               "--input", tmp_path / "in", "--model-input", "features",
                "--output", tmp_path / "out", *option, check=False)
     assert p.returncode == 1
     assert f"option {option[0]}: applies to https:// URLs only" in p.stderr

@@ -43,7 +43,8 @@ def test_files_lists_sorted_with_glob(dlprep, tmp_path, clip_tree):
 def test_files_output_has_spark_binaryfile_schema(dlprep, tmp_path, clip_tree):
     root, files = clip_tree
     out = tmp_path / "table"
-    dlprep("files", root, "--recursive", "--name-filter", "*.wav", "--output", out, "-q")
+    dlprep("files", root, "--recursive", "--name-filter", "*.wav", "--output", out,
+           "--format", "parquet", "-q")
     t = pq.read_table(out)
     assert t.schema.names == ["path", "modificationTime", "length", "content"]
     assert t.schema.field("path").type == pa.string()

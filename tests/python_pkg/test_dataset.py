@@ -270,7 +270,7 @@ def test_score_equals_the_score_command(cli, events, tmp_path):
     ds = dlprep.read_parquet(src, columns=["id", "vec"]).score(
         tmp_path / "m.pt", "vec", shapes=["4"], argmax=True, softmax=True)
     ds.write_tfrecord(tmp_path / "py", workers=2)
-    cli("score", "--model", tmp_path / "m.pt", "-i", src, "--columns", "id,vec", "--column",
+    cli("score", "--model", tmp_path / "m.pt", "-i", src, "--columns", "id,vec", "--model-input",
         "vec", "--shape", "4", "--argmax", "--softmax", "-o", tmp_path / "cli", "-q")
     assert file_bytes(tmp_path / "py") == file_bytes(tmp_path / "cli")
     got = ds.to_arrow().sort_by("id")
@@ -306,7 +306,7 @@ def test_score_http_equals_the_score_http_command(cli, tmp_path, model_server):
     dlprep.read_parquet(tmp_path / "in.parquet").score_http(
         url, ["id", "features"], outputs=["score:float64", "row_id:int64"],
         batch_size=32, concurrency=4).write_parquet(tmp_path / "py", workers=2)
-    cli("score-http", "--url", url, "--input", tmp_path / "in.parquet", "--column",
+    cli("score-http", "--url", url, "--input", tmp_path / "in.parquet", "--model-input",
         "id,features", "--outputs", "score:float64,row_id:int64", "--batch-size", 32,
         "--concurrency", 4, "--format", "parquet", "-o", tmp_path / "cli", "-q")
     a, b = read_all(tmp_path / "py"), read_all(tmp_path / "cli")
@@ -334,3 +334,33 @@ def test_one_shard_of_a_dlprep_folder_reads_with_the_manifest_schema(tmp_path):
     one = dlprep.read_tfrecord(data_files(tmp_path / "d")[0]).to_arrow()
     assert one.schema == t.schema
     assert one.equals(t)
+
+
+@pytest.mark.parametrize("text,seconds", [("500ms", 0.5), ("30s", 30.0), ("30", 30.0),
+                                          ("1.5h", 5400.0), ("2w", 1209600.0), (45, 45.0),
+                                          (0.25, 0.25)])
+def test_parse_duration_is_the_engines_grammar(text, seconds):
+    assert dlprep.parse_duration(text) == pytest.approx(seconds)
+
+
+@pytest.mark.parametrize("text,size", [("512MiB", 512 << 20), ("512MB", 512 << 20),
+                                       ("64kb", 64 << 10), ("1.5GB", 3 << 29), (4096, 4096)])
+def test_parse_size_is_the_engines_grammar(text, size):
+    assert dlprep.parse_size(text) == size
+
+
+def test_bad_durations_and_sizes_name_the_option():
+    with pytest.raises(dlprep.InvalidInput, match="option timeout: '3y' is not a duration"):
+        dlprep.parse_duration("3y", "timeout")
+    with pytest.raises(dlprep.InvalidInput, match="option memory_limit: 'lots' is not a byte"):
+        dlprep.parse_size("lots", "memory_limit")
+
+
+def test_windows_take_durations_in_any_unit_and_bare_seconds():
+    events = pa.table({"k": pa.array([1, 1, 2], pa.int64()),
+                       "ts": pa.array([0, 86400 * 20, 86400 * 3], pa.int64())})
+    a = dlprep.from_arrow(events).windows("k", "ts", window="2w", stride="1.5d",
+                                          step="12h").to_arrow()
+    b = dlprep.from_arrow(events).windows("k", "ts", window=1209600, stride=129600,
+                                          step=43200).to_arrow()
+    assert a.num_rows > 0 and a.equals(b)

@@ -503,7 +503,7 @@ arrow::Status RegisterAudioStep() {
     AudioOptions o;
     SpectrogramOptions& s = o.spectrogram;
     ARROW_ASSIGN_OR_RAISE(s.sample_rate, c->GetDouble("sample_rate", 16000));
-    ARROW_ASSIGN_OR_RAISE(o.clip_seconds, c->GetDouble("clip_seconds", 0));
+    ARROW_ASSIGN_OR_RAISE(o.clip_seconds, c->GetDuration("clip_seconds", 0));
     ARROW_ASSIGN_OR_RAISE(int64_t n_fft, c->GetInt("n_fft", 512));
     ARROW_ASSIGN_OR_RAISE(int64_t win, c->GetInt("win_length", 400));
     ARROW_ASSIGN_OR_RAISE(int64_t hop, c->GetInt("hop_length", 160));
@@ -512,7 +512,7 @@ arrow::Status RegisterAudioStep() {
     ARROW_ASSIGN_OR_RAISE(s.fmin, c->GetDouble("fmin", 0));
     ARROW_ASSIGN_OR_RAISE(s.fmax, c->GetDouble("fmax", -1));
     ARROW_ASSIGN_OR_RAISE(s.top_db, c->GetDouble("top_db", 80));
-    ARROW_ASSIGN_OR_RAISE(o.max_seconds, c->GetDouble("max_seconds", 600));
+    ARROW_ASSIGN_OR_RAISE(o.max_seconds, c->GetDuration("max_seconds", 600));
     ARROW_ASSIGN_OR_RAISE(o.label_regex, c->GetString("label_regex", ""));
     ARROW_ASSIGN_OR_RAISE(std::string noise, c->GetString("noise", ""));
     ARROW_ASSIGN_OR_RAISE(int64_t copies, c->GetInt("copies", 0));

@@ -340,14 +340,14 @@ arrow::Result<std::unique_ptr<RequestEncoder>> RequestEncoder::Make(
     const arrow::Schema& schema) {
   if (names.empty()) {
     return arrow::Status::Invalid(
-        "option --column: no input column given; name the "
+        "option --model-input: no input column given; name the "
         "column(s) to send to the model");
   }
   std::vector<Column> columns;
   for (const auto& name : names) {
     auto field = schema.GetFieldByName(name);
     if (field == nullptr) {
-      return arrow::Status::TypeError("option --column: the input has no column '", name,
+      return arrow::Status::TypeError("option --model-input: the input has no column '", name,
                                       "'; it has ", schema.ToString());
     }
     Column c;

@@ -557,7 +557,7 @@ arrow::Result<StatefulOperatorFactory> MakeHttpScorer(const HttpScoreOptions& op
   }
   if (o.columns.empty()) {
     return arrow::Status::Invalid(
-        "option --column: name at least one input column to send");
+        "option --model-input: name at least one input column to send");
   }
   if (o.batch_size < 1) {
     return arrow::Status::Invalid("option --batch-size: ", o.batch_size, " must be >= 1");

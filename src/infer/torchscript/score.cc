@@ -164,13 +164,13 @@ class Shared {
       const std::string& name = o.columns[c];
       int index = input.GetFieldIndex(name);
       if (index < 0) {
-        return arrow::Status::TypeError("--column: the input has no column '", name,
+        return arrow::Status::TypeError("--model-input: the input has no column '", name,
                                         "'; its columns are ", Join(input.field_names()));
       }
       const auto& field = input.field(index);
       if (!IsFloatTensorType(*field->type())) {
         return arrow::Status::TypeError(
-            "--column: column '", name, "' has type ", field->type()->ToString(),
+            "--model-input: column '", name, "' has type ", field->type()->ToString(),
             "; expected a list<float>, large_list<float> or fixed_size_list<float> "
             "holding one tensor per row");
       }
@@ -188,7 +188,7 @@ class Shared {
         return arrow::Status::Invalid(
             "column '", name, "' has no dlprep.shape field metadata, so the shape of "
             "its tensors is unknown; pass it with --shape (e.g. --shape 101,64; one per "
-            "--column) or `shapes:` in a pipeline file");
+            "--model-input) or `shapes:` in a pipeline file");
       }
       if (field->type()->id() == arrow::Type::FIXED_SIZE_LIST &&
           static_cast<const arrow::FixedSizeListType&>(*field->type()).list_size() !=
@@ -220,8 +220,8 @@ class Shared {
     if (args.size() != o.columns.size()) {
       return arrow::Status::Invalid(
           "model '", o.model, "' takes ", args.size(), " input(s) (", Join(args),
-          ") but ", o.columns.size(), " --column(s) were given (", Join(o.columns),
-          "); give one --column per input, in order");
+          ") but ", o.columns.size(), " --model-input(s) were given (", Join(o.columns),
+          "); give one --model-input per input, in order");
     }
     auto probed = probe_->Forward(views, false);
     if (!probed.ok()) {
@@ -582,7 +582,7 @@ arrow::Result<std::vector<int64_t>> ParseShape(const std::string& text,
 arrow::Result<StatefulOperatorFactory> MakeScoreFactory(const ScoreOptions& options) {
   if (options.model.empty()) return arrow::Status::Invalid("--model is required");
   if (options.columns.empty()) {
-    return arrow::Status::Invalid("--column is required (the tensor input column)");
+    return arrow::Status::Invalid("--model-input is required (the tensor input column)");
   }
   if (options.batch_size <= 0) {
     return arrow::Status::Invalid("--batch-size must be positive, got ",
@@ -591,7 +591,7 @@ arrow::Result<StatefulOperatorFactory> MakeScoreFactory(const ScoreOptions& opti
   if (!options.shapes.empty() && options.shapes.size() != options.columns.size()) {
     return arrow::Status::Invalid("--shape: ", options.shapes.size(),
                                   " shape(s) for ", options.columns.size(),
-                                  " --column(s); give one --shape per --column, in order");
+                                  " --model-input(s); give one --shape per --model-input, in order");
   }
   if (options.threads_per_worker < 0) {
     return arrow::Status::Invalid("--threads-per-worker must be >= 0 (0: automatic)");
