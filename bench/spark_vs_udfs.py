@@ -4,15 +4,19 @@ Four jobs, each timed as a whole Spark job (session start-up not counted), media
 --runs, wall and CPU time (CPU of this process and every process under it: the JVM and
 Spark's Python workers, read from /proc):
 
-* churn windows: ``dsp.windows`` vs ``groupBy(key).applyInPandas`` with the idiomatic
-  pandas UDF of bench/windows_udf.py (``spark_windows`` of bench/windows_vs_pyspark.py),
-  both from the events ``dlprep gen churn`` writes, both written with
-  ``df.write.parquet``; outputs compared for every window. Rate: events/s.
+* churn windows: ``dsp.windows`` vs ``groupBy(key).applyInPandas`` with the
+  numpy-vectorised pandas UDF of bench/windows_udf.py (the fastest reasonable one) on
+  the whole input, and with the idiomatic pandas UDF (about 4k events/s) on the first
+  --udf-customers customers, compared in events/s; all from the events ``dlprep gen
+  churn`` writes, written with ``df.write.parquet``, outputs compared for every window.
 * speech: ``dsp.audio`` vs a pandas UDF calling librosa on binaryFile content (skipped
   when librosa is not importable in the Python Spark's workers run). Rate: clips/s.
 * scoring: ``dsp.score`` vs ``pyspark.ml.functions.predict_batch_udf`` with the same
   TorchScript model (time-averaged [101, 64] input -> linear layer -> 3 scores), one
   torch thread per task; predictions compared. Rate: rows/s.
+* scaling (``--jobs scaling``): ``dsp.windows`` and ``dsp.audio`` on a standalone
+  cluster of one and then two one-core workers (started and stopped here with
+  examples/spark/local_cluster.py): the second worker's speed-up.
 * writing: ``dsp.write_tfrecord`` (no compression) vs ``df.write.parquet`` of the
   generated churn events (cached in Spark first). Rate: rows/s.
 
@@ -40,7 +44,7 @@ import pyarrow.parquet as pq
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, HERE)
-sys.path.insert(0, os.path.join(ROOT, "examples", "spark"))
+sys.path.insert(0, os.path.join(ROOT, "examples", "spark"))  # speech, local_cluster
 from windows_udf import AGGS, CATS, P, VALUES, compare  # noqa: E402
 from windows_vs_pyspark import spark_windows  # noqa: E402
 
@@ -92,45 +96,117 @@ def report(name, unit, n, ours, theirs, other):
     print(f"  ratio (theirs / dlprep): wall {w2 / w1:.1f}x, CPU {c2 / c1:.1f}x")
 
 
-def bench_windows(spark, work, args, dsp, udf=True):
-    """The windows comparison (with udf=False only the events, the input of the write
-    comparison). Returns the events' folder."""
-    from pyspark.sql import functions as F
-    data = os.path.join(work, "churn")
+def _gen_churn(work, name, customers, days):
+    """``dlprep gen churn`` into work/name; (events folder, labels folder, events,
+    until) where until is the end of the last whole period."""
+    data = os.path.join(work, name)
     exe = os.path.join(os.path.dirname(sys.executable), "dlprep")
-    subprocess.run([exe, "gen", "churn", "--customers", str(args.customers), "--days",
-                    str(args.days), "-o", data, "-q"], check=True)
+    subprocess.run([exe, "gen", "churn", "--customers", str(customers), "--days",
+                    str(days), "-o", data, "-q"], check=True)
     events_dir, labels_dir = os.path.join(data, "events"), os.path.join(data, "labels")
     ts = pq.read_table(events_dir, columns=["ts"]).column("ts")
-    n = len(ts)
     seconds = pa.compute.cast(ts.cast(pa.timestamp("s")), pa.int64())
-    max_s = pa.compute.max(seconds).as_py()
-    until = (max_s // P) * P + P
-    ours_dir, theirs_dir = os.path.join(work, "w_dlprep"), os.path.join(work, "w_udf")
+    until = (pa.compute.max(seconds).as_py() // P) * P + P
+    return events_dir, labels_dir, len(ts), until
 
-    def ours():
-        w = dsp.windows(spark.read.parquet(events_dir),
-                        labels=spark.read.parquet(labels_dir), key="customer_id", time="ts", category="event_type",
-                        categories=CATS, values=VALUES, aggs=AGGS, window="14d",
-                        stride="7d", step="1d", horizon="30d", label_time="churn_ts",
-                        until=until)
-        w.write.mode("overwrite").parquet(ours_dir)
 
-    def theirs():
-        spark_windows(spark, events_dir, labels_dir, theirs_dir, until, "pandas")
+def _dsp_windows(spark, dsp, events_dir, labels_dir, until, out_dir):
+    w = dsp.windows(spark.read.parquet(events_dir), labels=spark.read.parquet(labels_dir),
+                    key="customer_id", time="ts", category="event_type", categories=CATS,
+                    values=VALUES, aggs=AGGS, window="14d", stride="7d", step="1d",
+                    horizon="30d", label_time="churn_ts", until=until)
+    w.write.mode("overwrite").parquet(out_dir)
 
-    if not udf:
-        return events_dir
-    a, b = timed(ours, args.runs), timed(theirs, args.runs)
+
+def _same_windows(spark, ours_dir, theirs_dir):
+    """(outputs agree, windows): every window of both outputs compared."""
+    from pyspark.sql import functions as F
     got = spark.read.parquet(ours_dir).select(
         "customer_id", F.unix_seconds("window_start").alias("s"), "label", "features")
-    want = spark.read.parquet(theirs_dir)
     got = [tuple(r) for r in got.collect()]
-    same = compare(got, [tuple(r) for r in want.collect()]) and len(got) > 0
-    report(f"churn windows ({args.customers} customers, {args.days} days, {len(got)} "
-           f"windows; outputs agree: {same})", "events", n, a, b,
-           "applyInPandas, pandas UDF")
+    want = [tuple(r) for r in spark.read.parquet(theirs_dir).collect()]
+    return compare(got, want) and len(got) > 0, len(got)
+
+
+def bench_windows(spark, work, args, dsp, udf=True):
+    """dsp.windows against the numpy-vectorised pandas UDF on the whole input and against
+    the idiomatic pandas UDF (about 4k events/s) on the first --udf-customers customers
+    (compared in events/s). With udf=False only the events are made (the input of the
+    write comparison). Returns the events' folder."""
+    events_dir, labels_dir, n, until = _gen_churn(work, "churn", args.customers, args.days)
+    if not udf:
+        return events_dir
+    ours_dir, numpy_dir = os.path.join(work, "w_dlprep"), os.path.join(work, "w_numpy")
+    ours = timed(lambda: _dsp_windows(spark, dsp, events_dir, labels_dir, until, ours_dir),
+                 args.runs)
+    numpy_udf = timed(lambda: spark_windows(spark, events_dir, labels_dir, numpy_dir, until,
+                                            "numpy"), args.runs)
+    same, windows = _same_windows(spark, ours_dir, numpy_dir)
+    report(f"churn windows ({args.customers} customers, {args.days} days, {windows} "
+           f"windows; outputs agree: {same})", "events", n, ours, numpy_udf,
+           "applyInPandas, numpy-vectorised UDF")
+    # The idiomatic pandas UDF on a subset (same generator, fewer customers).
+    sub = min(args.udf_customers, args.customers)
+    if sub == args.customers:
+        s_events, s_labels, s_n, s_until = events_dir, labels_dir, n, until
+    else:
+        s_events, s_labels, s_n, s_until = _gen_churn(work, "churn_sub", sub, args.days)
+    pandas_dir, sub_dir = os.path.join(work, "w_pandas"), os.path.join(work, "w_sub")
+    pandas_udf = timed(lambda: spark_windows(spark, s_events, s_labels, pandas_dir, s_until,
+                                             "pandas"), max(1, args.runs // 2))
+    _dsp_windows(spark, dsp, s_events, s_labels, s_until, sub_dir)
+    same, windows = _same_windows(spark, sub_dir, pandas_dir)
+    (w1, c1), (w2, c2) = ours, pandas_udf
+    print(f"churn windows, idiomatic pandas UDF on {sub} customers ({s_n} events, "
+          f"{windows} windows; outputs agree: {same}) vs dlprep.spark on all {n} events")
+    print(f"  dlprep.spark: {n / w1:12,.0f} events/s wall, {n / c1:12,.0f} events/CPU-s")
+    print(f"  applyInPandas, pandas UDF: {s_n / w2:12,.0f} events/s wall, "
+          f"{s_n / c2:12,.0f} events/CPU-s")
+    print(f"  ratio (dlprep / theirs, events per second): wall {(n / w1) / (s_n / w2):.1f}x, "
+          f"CPU {(n / c1) / (s_n / c2):.1f}x")
     return events_dir
+
+
+def bench_scaling(work, args, dsp):
+    """dsp.windows and dsp.audio on a standalone cluster of one and of two one-core
+    workers (examples/spark/local_cluster.py), same data: the speed-up of the second
+    worker."""
+    from local_cluster import standalone_cluster
+    from pyspark.sql import SparkSession
+
+    from speech import write_tones
+    events_dir, labels_dir, n, until = _gen_churn(work, "churn_scaling", args.customers,
+                                                  args.days)
+    wavs = os.path.join(work, "wavs_scaling")
+    clips = write_tones(wavs, max(1, args.clips // 3))
+    results = {}
+    for workers in (1, 2):
+        with standalone_cluster(workers, os.path.join(work, f"cluster{workers}")) as master:
+            spark = (SparkSession.builder.master(master).appName("dlprep-scaling")
+                     .config("spark.executor.memory", "1g")
+                     .config("spark.sql.shuffle.partitions", "8")
+                     .config("spark.ui.enabled", "false")
+                     .config("spark.ui.showConsoleProgress", "false").getOrCreate())
+            spark.sparkContext.setLogLevel("ERROR")
+            try:
+                out = os.path.join(work, "w_scaling")
+                results[("windows", workers)] = timed(
+                    lambda: _dsp_windows(spark, dsp, events_dir, labels_dir, until, out),
+                    args.runs)
+                files = (spark.read.format("binaryFile").option("pathGlobFilter", "*.wav")
+                         .option("recursiveFileLookup", "true").load(wavs).repartition(8)
+                         .cache())
+                files.count()
+                results[("audio", workers)] = timed(
+                    lambda: dsp.audio(files, clip_seconds=1).select("path", "log_mel")
+                    .write.mode("overwrite").format("noop").save(), args.runs)
+            finally:
+                spark.stop()
+    for job, size in (("windows", f"{n} events"), ("audio", f"{clips} clips")):
+        (w1, c1), (w2, c2) = results[(job, 1)], results[(job, 2)]
+        print(f"scaling, dsp.{job} ({size}), standalone cluster of one-core workers:")
+        print(f"  1 worker: {w1:7.2f} s wall, {c1:7.2f} s CPU; 2 workers: {w2:7.2f} s wall, "
+              f"{c2:7.2f} s CPU; speed-up {w1 / w2:.2f}x")
 
 
 def bench_speech(spark, work, args, dsp):
@@ -270,7 +346,12 @@ def main():
     ap.add_argument("--clips", type=int, default=300)
     ap.add_argument("--rows", type=int, default=4000, help="rows to score")
     ap.add_argument("--runs", type=int, default=3)
-    ap.add_argument("--jobs", default="windows,speech,score,write")
+    ap.add_argument("--udf-customers", type=int, default=2000,
+                    help="customers given to the idiomatic pandas UDF (a subset: it does "
+                         "about 4k events/s; the numpy UDF gets all of them)")
+    ap.add_argument("--jobs", default="windows,speech,score,write",
+                    help="comma-separated: windows, speech, score, write, scaling (this "
+                         "one starts standalone clusters of 1 and 2 workers itself)")
     args = ap.parse_args()
     jobs = args.jobs.split(",")
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
@@ -300,6 +381,9 @@ def main():
             bench_score(spark, work, args, dsp)
         if "write" in jobs:
             bench_write(spark, work, args, dsp, events_dir)
+        if "scaling" in jobs:
+            spark.stop()  # one SparkContext per process
+            bench_scaling(work, args, dsp)
     finally:
         spark.stop()
         shutil.rmtree(work, ignore_errors=True)

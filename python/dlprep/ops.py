@@ -14,7 +14,10 @@ Each function takes the same options as the :class:`dlprep.Dataset` method of th
 name. A stateful operator (``audio``, ``score``, ``score_http``) is opened on its first
 batch (the model loads once) and stays open across calls until ``close()``; rows that
 fail are left out of the output and kept in ``op.row_errors`` as (row, message), rows
-counted over every batch the operator has seen. A grouped operator (``windows``) takes
+counted over every batch the operator has seen. ``op(batches)`` also gathers small
+batches up to the operator's ``min_batch_rows`` (``score_http``'s ``batch_size``: one
+request per ``batch_size`` rows even when the batches come smaller, as from Spark with a
+small ``spark.sql.execution.arrow.maxRecordsPerBatch``). A grouped operator (``windows``) takes
 whole groups: ``op.pre_group(batch)`` on the map side, ``op.apply_group(rows)`` per key.
 """
 import os
@@ -24,7 +27,7 @@ import pyarrow as pa
 from . import _dlprep
 from .dataset import Dataset, _yaml_value
 
-__all__ = ["Operator", "step", "select", "rename", "cast", "filter", "regex_extract",
+__all__ = ["Operator", "gather", "step", "select", "rename", "cast", "filter", "regex_extract",
            "split", "windows", "audio", "score", "score_http"]
 
 
@@ -48,6 +51,12 @@ class Operator:
         """How many times a stateful operator was opened (its model loaded)."""
         return self._op.opens
 
+    @property
+    def min_batch_rows(self):
+        """The batch size a stateful operator works best with (0: any): ``op(batches)``
+        gathers consecutive smaller batches up to it; ``process()`` takes what it gets."""
+        return self._op.min_batch_rows
+
     def output_schema(self, schema):
         """The output schema for input of ``schema`` (a pyarrow.Schema)."""
         return pa.schema(self._op.output_schema(schema))
@@ -63,8 +72,9 @@ class Operator:
         return [pa.record_batch(b) for b in self._op.flush()]
 
     def __call__(self, batches):
-        """Processes an iterator of batches lazily; flushes at its end."""
-        for batch in batches:
+        """Processes an iterator of batches lazily (consecutive small batches gathered up
+        to :attr:`min_batch_rows`); flushes at its end."""
+        for batch in gather(batches, self.min_batch_rows):
             yield from self.process(batch)
         yield from self.flush()
 
@@ -93,6 +103,27 @@ class Operator:
 
     def __repr__(self):
         return f"<dlprep.ops.Operator {self.step_name} ({self.kind})>"
+
+
+def gather(batches, min_rows):
+    """Consecutive batches of one schema concatenated until each has at least
+    ``min_rows`` rows (the last one may have fewer); batches that are large enough pass
+    through as they are. ``min_rows`` <= 0 passes everything through."""
+    if min_rows <= 0:
+        yield from batches
+        return
+    held, rows = [], 0
+    for batch in batches:
+        if not held and batch.num_rows >= min_rows:
+            yield batch
+            continue
+        held.append(batch)
+        rows += batch.num_rows
+        if rows >= min_rows:
+            yield held[0] if len(held) == 1 else pa.concat_batches(held)
+            held, rows = [], 0
+    if held:
+        yield held[0] if len(held) == 1 else pa.concat_batches(held)
 
 
 def _from_dataset_step(ds, threads=1):

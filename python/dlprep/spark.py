@@ -364,8 +364,8 @@ def _map_task(spec, batches):
     op = entry.op
     opens_before = op.opens
     try:
-        for batch in batches:
-            batch = _conform(batch, spec.in_schema)
+        conformed = (_conform(b, spec.in_schema) for b in batches)
+        for batch in _ops.gather(conformed, op.min_batch_rows):
             base = entry.rows
             out = op.process(batch)
             entry.rows += batch.num_rows
@@ -457,8 +457,9 @@ def score(df, model, column, *, threads_per_task=None, errors="drop", **options)
 
 def score_http(df, url, column, *, errors="drop", **options):
     """Batch inference through an HTTP model server, options as
-    :meth:`dlprep.Dataset.score_http`. Requests go out per Spark Arrow batch
-    (``spark.sql.execution.arrow.maxRecordsPerBatch`` rows), ``concurrency`` at a time
+    :meth:`dlprep.Dataset.score_http`. Each task gathers its Arrow batches
+    (``spark.sql.execution.arrow.maxRecordsPerBatch`` rows each) up to ``batch_size`` x
+    ``concurrency`` rows, so requests hold ``batch_size`` rows, ``concurrency`` at a time
     in each task."""
     return _map(df, _ops.score_http(url, column, **options), threads_per_task=None,
                 errors=errors)

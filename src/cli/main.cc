@@ -15,9 +15,9 @@
 namespace {
 
 // Arrow's default allocator in the pyarrow wheel is mimalloc. jemalloc measured better
-// for our jobs (bench notes in README: `dlprep windows` on 17M events used 18% less CPU,
-// most of it the kernel zeroing pages that mimalloc had handed back, and 20% less
-// peak memory), so the CLI makes it the default unless the user chose with
+// for our jobs (docs/commands/common-options.md: `dlprep windows` on 17M events used
+// 18% less CPU, most of it the kernel zeroing pages that mimalloc had handed back, and
+// 20% less peak memory), so the CLI makes it the default unless the user chose with
 // ARROW_DEFAULT_MEMORY_POOL or this Arrow lacks it. Must run before any allocation.
 void PreferJemalloc() {
   if (std::getenv("ARROW_DEFAULT_MEMORY_POOL") != nullptr) return;

@@ -122,7 +122,7 @@ void AddRunCommand(CLI::App* root, std::vector<Command>* commands) {
       "parentheses; and/or chains of any length, but parentheses and 'not' nested at\n"
       "most 256 levels deep.\n"
       "Featurizers: windows {key, time, ...}, audio {sample_rate, clip_seconds, n_mels,\n"
-      "mfcc, label_regex, noise, copies, snr_db, seed, ...} (see README).\n"
+      "mfcc, label_regex, noise, copies, snr_db, seed, ...} (docs/commands/audio.md).\n"
       "Inference: score {model, columns, shapes, batch_size, argmax, softmax,\n"
       "output_names, keep, device, threads_per_worker}, score_http {url, protocol,\n"
       "columns, outputs, batch_size, concurrency, ...} (dlprep score-http --dry-run).\n"

@@ -963,6 +963,13 @@ class Operator {
 
   int64_t Opens() const { return opens_; }
 
+  /// A stateful step's wish for batches of at least this many rows (0: any size); the
+  /// executor gathers them, a caller of process() may.
+  int64_t MinBatchRows() {
+    if (step_.kind != PipelineStep::Kind::kStateful) return 0;
+    return std::max<int64_t>(0, Unwrap(Instance())->min_batch_rows());
+  }
+
   void Close() {
     if (!opened_) return;
     opened_ = false;
@@ -1124,6 +1131,7 @@ NB_MODULE(_dlprep, m) {
       .def_prop_ro("kind", &Operator::Kind)
       .def_prop_ro("name", &Operator::Name)
       .def_prop_ro("opens", &Operator::Opens)
+      .def_prop_ro("min_batch_rows", &Operator::MinBatchRows)
       .def("output_schema", &Operator::OutputSchema)
       .def("process", &Operator::Process)
       .def("pre_group", &Operator::PreGroup)

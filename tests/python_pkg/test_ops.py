@@ -72,3 +72,32 @@ def test_grouped_operator_by_groups_equals_the_pipeline(tmp_path):
 def test_windows_operator_needs_categories():
     with pytest.raises(dlprep.InvalidInput, match="categories"):
         dlprep.ops.windows("k", "ts", "7d", "7d", "1d", until=10, category="kind")
+
+
+def test_gather_concatenates_small_batches_up_to_min_rows():
+    t = pa.table({"a": list(range(23))})
+    sizes = [b.num_rows for b in dlprep.ops.gather(t.to_batches(max_chunksize=3), 10)]
+    assert sizes == [12, 11]  # 4 x 3 rows, then 3 x 3 + 2 (the rest)
+    big = t.to_batches(max_chunksize=20)  # 20 + 3: the big one passes through as it is
+    assert [b.num_rows for b in dlprep.ops.gather(big, 10)] == [20, 3]
+    assert [b.num_rows for b in dlprep.ops.gather(t.to_batches(max_chunksize=3), 0)] == \
+        [3] * 7 + [2]
+    got = pa.Table.from_batches(list(dlprep.ops.gather(t.to_batches(max_chunksize=3), 10)))
+    assert got.column("a").to_pylist() == list(range(23))
+
+
+def test_score_http_operator_sends_batch_size_rows_per_request(model_server):
+    server = model_server
+    n = 50
+    t = pa.table({"id": pa.array(np.arange(n), pa.int64()),
+                  "x": pa.array(list(np.ones((n, 4), np.float32)), pa.list_(pa.float32()))})
+    op = dlprep.ops.score_http(server.url("kserve-v2"), ["id", "x"], protocol="kserve-v2",
+                               outputs=["score:float64", "row_id:int64"], batch_size=20,
+                               concurrency=1, retries=0)
+    assert op.kind == "stateful" and op.min_batch_rows >= 20
+    out = pa.Table.from_batches(list(op(t.to_batches(max_chunksize=3))))
+    op.close()
+    assert sorted(out.column("id").to_pylist()) == list(range(n))
+    sizes = sorted(len(ids) for ids in server.completed)
+    assert sum(sizes) == n and max(sizes) == 20, sizes  # not 3-row requests
+    assert dlprep.ops.select(["id"]).min_batch_rows == 0

@@ -9,7 +9,6 @@ import signal
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +21,7 @@ if not (os.environ.get("JAVA_HOME") or shutil.which("java")):
     pytest.skip("Spark needs Java (17)", allow_module_level=True)
 
 import dlprep  # noqa: E402
+from conftest import SOURCE  # noqa: E402
 from test_dataset import _write_wav  # noqa: E402
 
 from dlprep import spark as dsp  # noqa: E402
@@ -425,6 +425,22 @@ def test_score_http_equals_the_engine_and_keeps_failed_rows(spark, model_server)
                        **opts).count()
 
 
+def test_score_http_requests_hold_batch_size_rows_across_arrow_batches(spark, model_server):
+    """The session's Arrow batches hold 200 rows; score_http still sends its batch_size
+    (500) per request: the operator gathers a task's batches."""
+    server = model_server
+    n = 1200
+    t = pa.table({"id": pa.array(np.arange(n), pa.int64()),
+                  "x": pa.array(list(np.ones((n, 4), np.float32)), pa.list_(pa.float32()))})
+    got = dsp.score_http(spark.createDataFrame(t).coalesce(1), url=server.url("kserve-v2"),
+                         column=["id", "x"], protocol="kserve-v2",
+                         outputs=["score:float64", "row_id:int64"], batch_size=500,
+                         concurrency=1, retries=0).toArrow()
+    assert sorted(got.column("id").to_pylist()) == list(range(n))
+    sizes = sorted(len(ids) for ids in server.completed)
+    assert sum(sizes) == n and max(sizes) == 500, sizes
+
+
 def test_threads_per_task_default_is_omp_num_threads(monkeypatch):
     monkeypatch.setenv("OMP_NUM_THREADS", "3")  # Spark sets it to spark.task.cpus
     assert dsp._default_threads() == 3
@@ -562,40 +578,20 @@ def test_spark_connect_gives_the_same_rows(connect_server, clips, tmp_path):
 # -- a standalone cluster (a master and two one-core workers) ----------------------------
 @pytest.fixture()
 def standalone(spark, tmp_path):
-    """A master and two workers started with bin/spark-class, stopped by PID at the end.
-    Skipped when they do not come up within 90 s."""
+    """A master and two one-core workers (examples/spark/local_cluster.py, which stops
+    every process it started by PID at the end). Skipped when they do not come up
+    within 90 s."""
+    sys.path.insert(0, str(SOURCE / "examples" / "spark"))
+    from local_cluster import ClusterNotReady, standalone_cluster
     spark.stop()  # one SparkContext per process
-    port, ui = _free_port(), _free_port()
-    env = dict(os.environ, SPARK_HOME=str(SPARK_HOME), SPARK_LOCAL_IP="127.0.0.1",
-               SPARK_WORKER_DIR=str(tmp_path / "work"))
-    procs = _Processes(tmp_path)
-    spark_class = str(SPARK_HOME / "bin" / "spark-class")
     try:
-        procs.start([spark_class, "org.apache.spark.deploy.master.Master", "--host",
-                     "127.0.0.1", "--port", str(port), "--webui-port", str(ui)], env)
-        for _ in range(2):
-            procs.start([spark_class, "org.apache.spark.deploy.worker.Worker", "--cores", "1",
-                         "--memory", "1g", "--webui-port", "0",
-                         f"spark://127.0.0.1:{port}"], env)
-        deadline = time.time() + 90
-        alive = 0
-        while time.time() < deadline:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{ui}/json", timeout=2) as r:
-                    alive = sum(w["state"] == "ALIVE" for w in json.load(r)["workers"])
-            except OSError:
-                pass
-            if alive == 2:
-                break
-            time.sleep(1)
-        if alive != 2:
-            pytest.skip(f"the standalone cluster did not come up in 90 s ({alive} workers)")
-        s = _session(f"spark://127.0.0.1:{port}", **{"spark.executor.memory": "512m",
-                                                      "spark.task.maxFailures": "4"})
-        yield s
-        s.stop()
-    finally:
-        procs.stop()
+        with standalone_cluster(workers=2, folder=tmp_path / "cluster") as master:
+            s = _session(master, **{"spark.executor.memory": "512m",
+                                    "spark.task.maxFailures": "4"})
+            yield s
+            s.stop()
+    except ClusterNotReady as e:
+        pytest.skip(f"the standalone cluster did not come up: {e}")
 
 
 def test_standalone_cluster_gives_the_same_rows(standalone, clips, tmp_path):

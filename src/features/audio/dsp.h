@@ -1,7 +1,7 @@
 #pragma once
 // The signal-processing pieces of the audio featurizer: window, real FFT, Slaney mel
 // filterbank, power_to_db and the orthonormal DCT-II, each defined to match librosa
-// 0.10 (see README, "dlprep audio"). Everything here is plain C++ on float buffers; no
+// 0.10 (see docs/commands/audio.md). Everything here is plain C++ on float buffers; no
 // Arrow.
 
 #include <cstdint>
