@@ -366,6 +366,8 @@ void AddInspectCommand(CLI::App* root, std::vector<Command>* commands) {
       ->capture_default_str();
   AddCommonFlags(app, &flags->common);
   app->footer(
+      "Values are shown for reading: lists as [0.47, 1.02, 2.5, ... 32 values], binary as\n"
+      "<4,096 bytes: 52 49 46 46 ...>, control characters escaped (\\n, \\x1b).\n\n"
       "Examples:\n"
       "  dlprep inspect out/tfr\n"
       "  dlprep inspect 'shards/train-*.tfrecord.gz' --head 2 --verify\n"

@@ -234,6 +234,7 @@ def test_inspect_shows_lists_nested_lists_and_binary_as_values(dlprep, tmp_path)
     assert "empty=[]" in out
     # No raw byte of the data reaches the terminal: only printable text and newlines.
     assert not re.search(rb"[\x00-\x09\x0b-\x1f\x7f]", p.stdout), p.stdout
+    assert "<4,096 bytes: 52 49 46 46 ...>" in dlprep("inspect", "--help").stdout
 
 
 def test_inspect_shows_tfrecord_bytes_without_raw_bytes(dlprep, tmp_path):
