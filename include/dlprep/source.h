@@ -47,6 +47,10 @@ class Source {
 
   /// Total bytes of the input files when known up front (for progress ETA), else -1.
   virtual int64_t total_bytes() const { return -1; }
+
+  /// Total rows of all partitions when known without reading them (Parquet metadata),
+  /// else -1. Used for the progress line's ETA.
+  virtual int64_t total_rows() const { return -1; }
 };
 
 /// Options of the `binary_files` source, which has Spark's `binaryFile` schema:

@@ -167,6 +167,13 @@ arrow::Status RunGenChurn(const GenFlags& f) {
 void AddGenCommand(CLI::App* root, std::vector<Command>* commands) {
   CLI::App* gen = root->add_subcommand("gen", "Generate synthetic sample data");
   gen->require_subcommand(1);
+  // Without its own footer a subcommand shows the top-level examples.
+  gen->footer(
+      "Examples:\n"
+      "  dlprep gen churn --customers 10000 --days 120 --output data/churn\n"
+      "  dlprep gen churn --customers 1000000 --days 365 --churn-rate 0.1 --seed 7 \\\n"
+      "    --output data/churn_big --overwrite\n"
+      "Run 'dlprep gen churn --help' for its options and the columns it writes.");
   auto flags = std::make_shared<GenFlags>();
   CLI::App* churn = gen->add_subcommand(
       "churn", "Telecom events and churn labels as Parquet (events/ and labels/): skewed "

@@ -1,12 +1,15 @@
+#include <algorithm>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
 #include <map>
 
+#include <arrow/array.h>
 #include <arrow/record_batch.h>
 #include <arrow/scalar.h>
 #include <arrow/type.h>
+#include <arrow/type_traits.h>
 #include <nlohmann/json.hpp>
 
 #include "cli/commands.h"
@@ -29,22 +32,162 @@ struct InspectFlags {
   int64_t width = 120;
 };
 
-std::string Shorten(std::string s, size_t width) {
-  if (s.size() > width) s = s.substr(0, width - 3) + "...";
-  return s;
+// Cuts `s` to `width` characters (UTF-8 characters, not bytes), ending in "...".
+std::string Shorten(const std::string& s, size_t width) {
+  size_t chars = 0, cut = 0;
+  for (size_t at = 0; at < s.size();) {
+    const size_t n = std::max<size_t>(1, Utf8CharLength(std::string_view(s).substr(at)));
+    if (chars + 3 < width || chars == 0) cut = at + n;
+    ++chars;
+    at += n;
+  }
+  if (chars <= width) return s;
+  return s.substr(0, cut) + "...";
+}
+
+// "4,096".
+std::string WithThousands(int64_t n) {
+  std::string digits = std::to_string(n < 0 ? -n : n);
+  std::string out;
+  for (size_t i = 0; i < digits.size(); ++i) {
+    if (i > 0 && (digits.size() - i) % 3 == 0) out += ',';
+    out += digits[i];
+  }
+  return n < 0 ? "-" + out : out;
+}
+
+// Text from the data for one terminal line: control characters as \n, \t, \xNN and
+// invalid UTF-8 as \xNN, so that no raw byte reaches the terminal.
+std::string PrintableText(std::string_view text) {
+  std::string out;
+  for (char c : EscapeInvalidUtf8(text)) {
+    const auto u = static_cast<unsigned char>(c);
+    if (c == '\n') {
+      out += "\\n";
+    } else if (c == '\t') {
+      out += "\\t";
+    } else if (c == '\r') {
+      out += "\\r";
+    } else if (u < 0x20 || u == 0x7f) {
+      char buf[8];
+      std::snprintf(buf, sizeof(buf), "\\x%02x", u);
+      out += buf;
+    } else {
+      out += c;
+    }
+  }
+  return out;
+}
+
+// "<4,096 bytes: 52 49 46 46 ...>": the size and the first bytes in hex.
+std::string BinarySummary(std::string_view bytes) {
+  constexpr size_t kShown = 4;
+  std::string out = "<" + WithThousands(static_cast<int64_t>(bytes.size())) +
+                    (bytes.size() == 1 ? " byte" : " bytes");
+  for (size_t i = 0; i < bytes.size() && i < kShown; ++i) {
+    char buf[8];
+    std::snprintf(buf, sizeof(buf), "%s%02x", i == 0 ? ": " : " ",
+                  static_cast<unsigned char>(bytes[i]));
+    out += buf;
+  }
+  if (bytes.size() > kShown) out += " ...";
+  return out + ">";
+}
+
+std::string FormatFloat(double v, bool in_list) {
+  char buf[48];
+  std::snprintf(buf, sizeof(buf), in_list ? "%.4g" : "%.6g", v);
+  return buf;
+}
+
+// The value of `array` at `row` for a person: lists as "[0.47, 1.02, 0.3, ... 32
+// values]" (nested lists as values too), binary as "<4,096 bytes: 52 49 46 46 ...>",
+// text with its control characters escaped. `in_list`: an element of a list (strings
+// quoted, floats shorter).
+std::string FormatValue(const arrow::Array& array, int64_t row, bool in_list) {
+  if (array.IsNull(row)) return "null";
+  switch (array.type_id()) {
+    case arrow::Type::FLOAT:
+      return FormatFloat(static_cast<const arrow::FloatArray&>(array).Value(row), in_list);
+    case arrow::Type::DOUBLE:
+      return FormatFloat(static_cast<const arrow::DoubleArray&>(array).Value(row), in_list);
+    case arrow::Type::STRING:
+    case arrow::Type::LARGE_STRING: {
+      const std::string text =
+          PrintableText(array.type_id() == arrow::Type::STRING
+                            ? static_cast<const arrow::StringArray&>(array).GetView(row)
+                            : static_cast<const arrow::LargeStringArray&>(array).GetView(row));
+      return in_list ? "\"" + text + "\"" : text;
+    }
+    case arrow::Type::BINARY:
+      return BinarySummary(static_cast<const arrow::BinaryArray&>(array).GetView(row));
+    case arrow::Type::LARGE_BINARY:
+      return BinarySummary(static_cast<const arrow::LargeBinaryArray&>(array).GetView(row));
+    case arrow::Type::FIXED_SIZE_BINARY:
+      return BinarySummary(
+          static_cast<const arrow::FixedSizeBinaryArray&>(array).GetView(row));
+    case arrow::Type::LIST:
+    case arrow::Type::LARGE_LIST:
+    case arrow::Type::FIXED_SIZE_LIST:
+    case arrow::Type::MAP: {
+      std::shared_ptr<arrow::Array> values;
+      int64_t begin = 0, length = 0;
+      if (array.type_id() == arrow::Type::LARGE_LIST) {
+        const auto& list = static_cast<const arrow::LargeListArray&>(array);
+        values = list.values();
+        begin = list.value_offset(row);
+        length = list.value_length(row);
+      } else if (array.type_id() == arrow::Type::FIXED_SIZE_LIST) {
+        const auto& list = static_cast<const arrow::FixedSizeListArray&>(array);
+        values = list.values();
+        begin = list.value_offset(row);
+        length = list.value_length(row);
+      } else {  // list and map (a list of key/value structs)
+        const auto& list = static_cast<const arrow::ListArray&>(array);
+        values = list.values();
+        begin = list.value_offset(row);
+        length = list.value_length(row);
+      }
+      const bool nested = arrow::is_nested(values->type_id());
+      // Short lists whole; of longer ones the first values and the count.
+      const int64_t shown = nested ? 1 : 3;
+      const int64_t whole = nested ? 2 : 4;
+      std::string out = "[";
+      for (int64_t i = 0; i < length && (length <= whole || i < shown); ++i) {
+        if (i > 0) out += ", ";
+        out += FormatValue(*values, begin + i, /*in_list=*/true);
+      }
+      if (length > whole) out += ", ... " + WithThousands(length) + " values";
+      return out + "]";
+    }
+    case arrow::Type::STRUCT: {
+      const auto& st = static_cast<const arrow::StructArray&>(array);
+      std::string out = "{";
+      for (int f = 0; f < st.num_fields(); ++f) {
+        if (f > 0) out += ", ";
+        out += st.type()->field(f)->name() + ": " +
+               FormatValue(*st.field(f), row, /*in_list=*/true);
+      }
+      return out + "}";
+    }
+    case arrow::Type::DICTIONARY: {
+      const auto& dict = static_cast<const arrow::DictionaryArray&>(array);
+      return FormatValue(*dict.dictionary(), dict.GetValueIndex(row), in_list);
+    }
+    default: {
+      auto scalar = array.GetScalar(row);
+      return scalar.ok() ? PrintableText((*scalar)->ToString()) : "<error>";
+    }
+  }
 }
 
 // One row as `name=value` pairs on one line, each value cut to a readable width.
 std::string FormatRow(const arrow::RecordBatch& batch, int64_t row, size_t width) {
   std::string line;
   for (int c = 0; c < batch.num_columns(); ++c) {
-    auto scalar = batch.column(c)->GetScalar(row);
-    std::string value = scalar.ok() ? (*scalar)->ToString() : "<error>";
-    for (char& ch : value) {
-      if (ch == '\n') ch = ' ';
-    }
+    std::string value = FormatValue(*batch.column(c), row, /*in_list=*/false);
     if (c > 0) line += "  ";
-    line += batch.schema()->field(c)->name() + "=" + Shorten(value, width / 2);
+    line += PrintableText(batch.schema()->field(c)->name()) + "=" + Shorten(value, width / 2);
   }
   return line;
 }
@@ -229,6 +372,8 @@ void AddInspectCommand(CLI::App* root, std::vector<Command>* commands) {
                              "tfrecord");
   AddCommonFlags(app, &flags->common);
   app->footer(
+      "Values are shown for reading: lists as [0.47, 1.02, 2.5, ... 32 values], binary as\n"
+      "<4,096 bytes: 52 49 46 46 ...>, control characters escaped (\\n, \\x1b).\n\n"
       "Examples:\n"
       "  dlprep inspect out/tfr\n"
       "  dlprep inspect 'shards/train-*.tfrecord.gz' --head 2 --verify\n"

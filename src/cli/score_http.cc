@@ -162,6 +162,14 @@ arrow::Status RunScoreHttp(const ScoreHttpFlags& f) {
   WarnAboutLeftoverAttempts(f.output.output_dir);
   Progress progress("score-http", (*source)->num_partitions(), !f.common.quiet);
   progress_ptr = &progress;
+  progress.SetDetail([h = http_stats] {
+    const int64_t retries = h->retries.load();
+    const int64_t in_flight = h->in_flight.load();
+    return std::to_string(h->rows_scored.load()) + " scored, " +
+           std::to_string(h->rows_failed.load()) + " failed, " + std::to_string(retries) +
+           (retries == 1 ? " retry, " : " retries, ") + std::to_string(in_flight) +
+           (in_flight == 1 ? " request" : " requests") + " in flight";
+  });
   std::unique_ptr<exec::JsonLinesErrorSink> errors;
   auto options_r = MakeJobRunOptions(f.run, f.fail_on_error, f.limits, f.errors_path,
                                      &progress, &errors);

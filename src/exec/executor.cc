@@ -3,11 +3,13 @@
 #include <algorithm>
 #include <chrono>
 #include <condition_variable>
+#include <cstdint>
 #include <deque>
 #include <map>
 #include <mutex>
 #include <string>
 #include <thread>
+#include <unordered_map>
 #include <utility>
 
 #include <arrow/array.h>
@@ -55,6 +57,31 @@ std::string Where(const Source& source, int64_t partition) {
          source.partition_name(partition) + "'";
 }
 
+// Whether `message` quotes ('...') a path, with a '/', that `partition_name` contains:
+// a message that names its row's file needs no partition name beside it.
+bool MessageNamesPathOf(const std::string& message, const std::string& partition_name) {
+  size_t open = message.find('\'');
+  while (open != std::string::npos) {
+    const size_t close = message.find('\'', open + 1);
+    if (close == std::string::npos) break;
+    const std::string quoted = message.substr(open + 1, close - open - 1);
+    if (quoted.find('/') != std::string::npos &&
+        partition_name.find(quoted) != std::string::npos) {
+      return true;
+    }
+    open = message.find('\'', close + 1);
+  }
+  return false;
+}
+
+// Where(), without the partition's name when `message` already names its file.
+std::string WhereFor(const Source& source, int64_t partition, const std::string& message) {
+  if (MessageNamesPathOf(message, source.partition_name(partition))) {
+    return "partition " + std::to_string(partition);
+  }
+  return Where(source, partition);
+}
+
 constexpr int64_t kMaxRowErrorSamples = 100;
 constexpr auto kPollInterval = std::chrono::milliseconds(20);
 
@@ -91,7 +118,8 @@ struct Worker {
 class RunState {
  public:
   RunState(const Source& source, std::vector<Executor::PlannedStep>* steps,
-           const RunOptions& options, int workers, int64_t max_batches, BatchSink* sink)
+           const RunOptions& options, int workers, int64_t max_batches, BatchSink* sink,
+           bool count_reads)
       : source_(source),
         steps_(*steps),
         options_(options),
@@ -99,7 +127,8 @@ class RunState {
         max_batches_(max_batches),
         max_bytes_(std::max<int64_t>(options.max_buffered_bytes, 1)),
         sink_(sink),
-        num_partitions_(source.num_partitions()) {}
+        num_partitions_(source.num_partitions()),
+        count_reads_(count_reads && options.progress != nullptr) {}
 
   arrow::Result<RunStats> Run() {
     auto start = Clock::now();
@@ -138,6 +167,13 @@ class RunState {
     stats.batches_written = sink_stats_.batches_out;
     stats.row_errors = row_errors_;
     stats.row_error_samples = row_error_samples_;
+    for (size_t i = 0; i < stats.row_error_samples.size(); ++i) {
+      if (sample_repeats_[i] > 0) {
+        stats.row_error_samples[i] += " (... and " + std::to_string(sample_repeats_[i]) +
+                                      " more row" + (sample_repeats_[i] == 1 ? "" : "s") +
+                                      " with the same error)";
+      }
+    }
     stats.max_buffered_batches = max_batches_;
     stats.max_buffered_bytes = max_bytes_;
     stats.peak_buffered_batches = peak_batches_;
@@ -245,6 +281,7 @@ class RunState {
       src.rows_in += n;
       src.batches_out += 1;
       src.rows_out += n;
+      if (count_reads_) options_.progress->AddRead(n, arrow::util::TotalBufferSize(*batch));
       ARROW_ASSIGN_OR_RAISE(auto out, RunChain(w, p, first_row, std::move(batch)));
       first_row += n;
       ARROW_RETURN_NOT_OK(Emit(w, p, first_row - n, n, &seq, std::move(out)));
@@ -339,8 +376,9 @@ class RunState {
         return st.WithMessage("run cancelled while operator '", step.name, "' processed ",
                               Where(source_, p), ": ", st.message());
       }
-      return st.WithMessage("operator '", step.name, "' failed on ", Where(source_, p),
-                            ", ", RowRange(first_row, source_rows), ": ", st.message());
+      return st.WithMessage("operator '", step.name, "' failed on ",
+                            WhereFor(source_, p, st.message()), ", ",
+                            RowRange(first_row, source_rows), ": ", st.message());
     };
     for (size_t i = first_step; i < steps_.size(); ++i) {
       Executor::PlannedStep& step = steps_[i];
@@ -481,19 +519,29 @@ class RunState {
       return arrow::Status::Invalid(
           "row ", errors.rows[0], " of the batch failed: ", errors.messages[0], " (",
           errors.size(),
-          " row(s) failed; the job fails on row errors: --fail-on-error, "
-          "RunOptions::fail_on_row_error)");
+          " row(s) failed; the job was asked to fail on the first failed row: "
+          "--fail-on-error, fail_on_error=True in Python)");
     }
     std::lock_guard<std::mutex> lock(errors_mu_);
     row_errors_ += errors.size();
-    for (int64_t k = 0;
-         k < errors.size() &&
-         static_cast<int64_t>(row_error_samples_.size()) < kMaxRowErrorSamples;
-         ++k) {
-      row_error_samples_.push_back("operator '" + step.name + "', " + Where(source_, p) +
+    for (int64_t k = 0; k < errors.size(); ++k) {
+      // Rows that fail with the same message (every row of one failed request) are
+      // one sample with a count.
+      const std::string& message = errors.messages[k];
+      std::string key = step.name + '\0' + message;
+      auto it = sample_index_.find(key);
+      if (it != sample_index_.end()) {
+        sample_repeats_[it->second] += 1;
+        continue;
+      }
+      if (static_cast<int64_t>(row_error_samples_.size()) >= kMaxRowErrorSamples) continue;
+      sample_index_.emplace(std::move(key), row_error_samples_.size());
+      row_error_samples_.push_back("operator '" + step.name + "', " +
+                                   WhereFor(source_, p, message) +
                                    ", batch at row " + std::to_string(first_row) +
                                    ", batch row " + std::to_string(errors.rows[k]) +
-                                   ": " + errors.messages[k]);
+                                   ": " + message);
+      sample_repeats_.push_back(0);
     }
     if (options_.error_sink != nullptr) {
       FailedRows failed;
@@ -632,6 +680,8 @@ class RunState {
   const int64_t max_bytes_;
   BatchSink* sink_;
   const int64_t num_partitions_;
+  // Source rows count as input read on the progress line (not a grouped step's buckets).
+  const bool count_reads_;
 
   std::atomic<bool> stop_{false};
   std::atomic<int64_t> next_partition_{0};
@@ -652,6 +702,9 @@ class RunState {
   std::mutex errors_mu_;
   int64_t row_errors_ = 0;                      // GUARDED_BY(errors_mu_)
   std::vector<std::string> row_error_samples_;  // GUARDED_BY(errors_mu_)
+  std::vector<int64_t> sample_repeats_;         // GUARDED_BY(errors_mu_): per sample
+  // GUARDED_BY(errors_mu_): operator + '\0' + message -> index of its sample.
+  std::unordered_map<std::string, size_t> sample_index_;
 
   StageStats sink_stats_;         // sink thread only
   StageStats worker_sink_stats_;  // GUARDED_BY(mu_): concurrent sink calls on workers
@@ -701,6 +754,7 @@ arrow::Result<std::unique_ptr<Executor>> Executor::Make(std::shared_ptr<Source> 
                                          "'): ", next.status().message());
       }
       ex->next_ = std::move(*next);
+      ex->next_->nested_ = true;
       break;
     }
     PlannedStep p;
@@ -826,8 +880,10 @@ arrow::Result<RunStats> Executor::Run(BatchSink* sink) {
   workers = std::max(workers, 1);
   int64_t max_batches = options_.max_buffered_batches;
   if (max_batches <= 0) max_batches = int64_t{4} * workers;
+  Progress* progress = options_.progress;
+  if (progress != nullptr && !nested_) progress->SetTotalRows(source_->total_rows());
   if (grouped_ == nullptr) {
-    RunState state(*source_, &steps_, options_, workers, max_batches, sink);
+    RunState state(*source_, &steps_, options_, workers, max_batches, sink, !nested_);
     return state.Run();
   }
   // Phase 1 (steps before the grouped step, into its buckets), then phase 2 (the
@@ -838,10 +894,21 @@ arrow::Result<RunStats> Executor::Run(BatchSink* sink) {
     ~EndGuard() { (void)stage->End(); }
   } guard{grouped_.get()};
   ARROW_RETURN_NOT_OK(grouped_->Begin(options_));
+  // The progress line names the phases; a nested executor's phase 1 (the buckets of
+  // the grouped step before) was announced by its parent.
+  if (progress != nullptr && !nested_) {
+    progress->BeginPhase("read+shuffle", source_->num_partitions(), /*reading=*/true,
+                         /*final=*/false);
+  }
   RunState phase1(*source_, &steps_, options_, workers, max_batches,
-                  grouped_->partition_sink());
+                  grouped_->partition_sink(), !nested_);
   ARROW_ASSIGN_OR_RAISE(RunStats first, phase1.Run());
   grouped_->FinishPartitioning();
+  if (progress != nullptr) {
+    const bool last = next_->grouped_ == nullptr;
+    progress->BeginPhase(last ? "groups" : "groups+shuffle",
+                         grouped_->source()->num_partitions(), /*reading=*/false, last);
+  }
   const int64_t buckets = std::max<int64_t>(1, next_->source_->num_partitions());
   BucketGroupSink grouped_sink(sink, buckets, std::min<int64_t>(workers, buckets));
   ARROW_ASSIGN_OR_RAISE(RunStats second, next_->Run(&grouped_sink));

@@ -123,6 +123,8 @@ class Executor {
   std::vector<PlannedStep> steps_;
   std::shared_ptr<arrow::Schema> output_schema_;
   bool ran_ = false;
+  // Runs the steps after a grouped step, over its buckets (the `next_` of another).
+  bool nested_ = false;
   // Set when the chain has a grouped step: that step, and the executor of the steps
   // after it (reading the grouped step's buckets).
   std::unique_ptr<GroupedStage> grouped_;

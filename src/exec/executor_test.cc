@@ -588,6 +588,94 @@ TEST(ExecutorTest, PerRowErrorsAreCountedAndSentToErrorSink) {
                         "row 3 of the batch failed: bad row x=3"));
 }
 
+// Fails every row it gets with `message`, where "{x}" stands for the row's x.
+class FailEveryRow : public StatefulOperator {
+ public:
+  explicit FailEveryRow(std::string message) : message_(std::move(message)) {}
+  std::string name() const override { return "fail_every_row"; }
+  arrow::Result<std::shared_ptr<arrow::Schema>> OutputSchema(
+      const arrow::Schema& input) const override {
+    return std::make_shared<arrow::Schema>(input.fields());
+  }
+  arrow::Status Open(const OperatorContext&) override { return arrow::Status::OK(); }
+  arrow::Result<std::shared_ptr<arrow::RecordBatch>> Process(
+      const std::shared_ptr<arrow::RecordBatch>& batch, RowErrors* errors) override {
+    auto x = Int64Column(*batch, "x");
+    for (int64_t i = 0; i < batch->num_rows(); ++i) {
+      std::string m = message_;
+      const size_t at = m.find("{x}");
+      if (at != std::string::npos) m.replace(at, 3, std::to_string(x->Value(i)));
+      errors->Add(i, std::move(m));
+    }
+    return batch->Slice(0, 0);
+  }
+  arrow::Status Close() override { return arrow::Status::OK(); }
+
+ private:
+  std::string message_;
+};
+
+PipelineStep FailEveryRowStep(const std::string& message) {
+  return Stateful([message]() -> arrow::Result<std::unique_ptr<StatefulOperator>> {
+    return std::make_unique<FailEveryRow>(message);
+  });
+}
+
+TEST(ExecutorTest, RowErrorSamplesFoldRowsWithTheSameMessage) {
+  auto source = VectorSource::FromSizes({{10, 10}, {5}});  // x = 0..24
+  ASSERT_OK_AND_ASSIGN(auto out,
+                       RunCollect(source, {FailEveryRowStep("HTTP 500 from http://h/m")},
+                                  RunOptions{.workers = 2}));
+  EXPECT_EQ(out.table->num_rows(), 0);
+  EXPECT_EQ(out.stats.row_errors, 25);
+  ASSERT_EQ(out.stats.row_error_samples.size(), 1u);
+  EXPECT_THAT(out.stats.row_error_samples[0],
+              HasSubstr(": HTTP 500 from http://h/m (... and 24 more rows with the same "
+                        "error)"));
+
+  // Different messages stay apart, at most 100 of them; every row is still counted.
+  ASSERT_OK_AND_ASSIGN(
+      auto distinct, RunCollect(VectorSource::FromSizes({{150}}),
+                                {FailEveryRowStep("bad x={x}")}, RunOptions{.workers = 1}));
+  EXPECT_EQ(distinct.stats.row_errors, 150);
+  ASSERT_EQ(distinct.stats.row_error_samples.size(), 100u);
+  EXPECT_THAT(distinct.stats.row_error_samples[99], ::testing::EndsWith(": bad x=99"));
+}
+
+// Partitions named like the files of a file source.
+class FileNamedSource : public VectorSource {
+ public:
+  using VectorSource::VectorSource;
+  std::string partition_name(int64_t i) const override {
+    return "/data/clip-" + std::to_string(i) + ".wav";
+  }
+};
+
+TEST(ExecutorTest, RowErrorSampleNamesTheRowsFileOnce) {
+  auto parts = VectorSource::FromSizes({{1}, {1}});  // x = 0, 1
+  std::vector<std::vector<std::shared_ptr<arrow::RecordBatch>>> batches;
+  for (int64_t p = 0; p < 2; ++p) {
+    ASSERT_OK_AND_ASSIGN(auto reader, parts->OpenPartition(p));
+    ASSERT_OK_AND_ASSIGN(auto all, reader->ToRecordBatches());
+    batches.push_back(all);
+  }
+  auto source = std::make_shared<FileNamedSource>(batches);
+  ASSERT_OK_AND_ASSIGN(
+      auto named, RunCollect(source, {FailEveryRowStep("'/data/clip-{x}.wav': unreadable")},
+                             RunOptions{.workers = 1}));
+  ASSERT_EQ(named.stats.row_error_samples.size(), 2u);
+  EXPECT_EQ(named.stats.row_error_samples[1],
+            "operator 'fail_every_row', partition 1, batch at row 0, batch row 0: "
+            "'/data/clip-1.wav': unreadable");
+  // A message that does not name the file gets the partition's name beside it.
+  ASSERT_OK_AND_ASSIGN(auto unnamed, RunCollect(source, {FailEveryRowStep("unreadable")},
+                                                RunOptions{.workers = 1}));
+  ASSERT_EQ(unnamed.stats.row_error_samples.size(), 1u);
+  EXPECT_EQ(unnamed.stats.row_error_samples[0],
+            "operator 'fail_every_row', partition 0 '/data/clip-0.wav', batch at row 0, "
+            "batch row 0: unreadable (... and 1 more row with the same error)");
+}
+
 TEST(ExecutorTest, EmptySourceGivesEmptyTableOfOutputSchema) {
   auto source = VectorSource::FromSizes({});
   ASSERT_OK_AND_ASSIGN(

@@ -458,7 +458,7 @@ class BucketStore {
       fs::create_directories(dir, ec);
       if (ec) {
         return arrow::Status::IOError("cannot create the spill folder '", dir.string(),
-                                      "' (RunOptions::spill_dir / --spill-dir): ",
+                                      "' (--spill-dir; spill_dir= in Python): ",
                                       ec.message());
       }
       // Best effort: where flock() does not work, the PID in the name still tells.
@@ -1485,8 +1485,9 @@ arrow::Status GroupedStage::Begin(const RunOptions& options) {
   static const arrow::Status init = arrow::compute::Initialize();
   ARROW_RETURN_NOT_OK(init);
   if (options.grouped_buckets < 1) {
-    return arrow::Status::Invalid("RunOptions::grouped_buckets must be >= 1, got ",
-                                  options.grouped_buckets);
+    return arrow::Status::Invalid(
+        "the number of buckets of a grouped step must be >= 1, got ",
+        options.grouped_buckets);
   }
   if (options.memory_limit < 0 || options.max_group_bytes < 0) {
     return arrow::Status::Invalid(

@@ -19,6 +19,7 @@
 #include <gtest/gtest.h>
 
 #include "core/memory.h"
+#include "core/progress.h"
 #include "dlprep/pipeline.h"
 #include "exec/exec_test_util.h"
 
@@ -51,7 +52,7 @@ class GeneratedSource : public Source {
       int64_t p) const override {
     return std::make_shared<Reader>(this, p);
   }
-  int64_t total_rows() const { return parts_ * batches_ * rows_; }
+  int64_t total_rows() const override { return parts_ * batches_ * rows_; }
 
  private:
   class Reader : public arrow::RecordBatchReader {
@@ -589,6 +590,47 @@ TEST(GroupedTest, OperatorErrorNamesOperatorAndKey) {
               HasSubstr("grouped operator 'sum_count' failed on the group of key k=2 (1 "
                         "rows"));
   EXPECT_THAT(r.status().message(), HasSubstr("bad group"));
+}
+
+TEST(GroupedTest, ProgressShowsRowsReadThenGroupsAndNeverMorePartsThanThere) {
+  // 6 partitions of 4 batches of 1000 rows, 64 buckets in phase 2.
+  auto source = std::make_shared<GeneratedSource>(6, 4, 1000, SkewedKey);
+  auto op = std::make_shared<Identity>();
+  Progress progress("test", source->num_partitions(), /*enabled=*/false);
+  RunOptions o{.workers = 2};
+  o.progress = &progress;
+  ASSERT_OK_AND_ASSIGN(auto table,
+                       Pipeline::Read(source).GroupBy({"k"}, "ts").Apply(op).Collect(o));
+  EXPECT_EQ(progress.rows_read(), 24000);  // phase 1 counts the source's rows
+  EXPECT_EQ(progress.rows(), 24000);       // phase 2 the rows written
+  EXPECT_EQ(progress.total_parts(), 64);   // the buckets
+  EXPECT_EQ(progress.parts(), 64);
+  const std::string line = progress.Line();
+  EXPECT_THAT(line, ::testing::StartsWith("[test] groups: 24.0k rows, "));
+  EXPECT_THAT(line, HasSubstr("bucket 64/64"));
+  EXPECT_THAT(line, ::testing::Not(HasSubstr("-")));
+}
+
+TEST(GroupedTest, OptionErrorsNameTheOptionNotTheField) {
+  auto source = std::make_shared<GeneratedSource>(1, 1, 10, SkewedKey);
+  auto op = std::make_shared<Identity>();
+  auto pipeline = Pipeline::Read(source).GroupBy({"k"}, "ts").Apply(op);
+  auto r = pipeline.Collect({.workers = 1, .grouped_buckets = 0});
+  ASSERT_FALSE(r.ok());
+  EXPECT_THAT(r.status().message(),
+              HasSubstr("the number of buckets of a grouped step must be >= 1, got 0"));
+  // A spill folder that cannot be made (its parent is a file).
+  std::string dir = TestDir("not-a-folder");
+  const std::string file = dir + "/file";
+  std::ofstream(file) << "x";
+  RunOptions o{.workers = 1};
+  o.memory_limit = 1;  // spills at once
+  o.spill_dir = file;
+  r = pipeline.Collect(o);
+  ASSERT_FALSE(r.ok());
+  EXPECT_THAT(r.status().message(), HasSubstr("cannot create the spill folder '" + file));
+  EXPECT_THAT(r.status().message(), HasSubstr("(--spill-dir; spill_dir= in Python)"));
+  EXPECT_THAT(r.status().message(), ::testing::Not(HasSubstr("::")));
 }
 
 TEST(GroupedTest, SpillFolderIsRemovedAfterFailure) {

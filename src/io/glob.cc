@@ -86,7 +86,8 @@ class Expander {
           return arrow::Status::IOError(
               "no files match '", pattern, "': the directory has no files",
               recursive_ ? ""
-                         : " at its top level (use recursive lookup for subdirectories)",
+                         : " at its top level (pass --recursive to look in its "
+                           "subfolders too; recursive=True in Python)",
               name_filter_.empty() ? ""
                                    : " matching the name filter '" + name_filter_ + "'",
               " (names starting with '.' or '_' are skipped)");

@@ -126,6 +126,19 @@ arrow::Result<Json> FeatureSpec(const arrow::Field& field, const ColumnStats& st
   spec["shape"] = shape;
   spec["fixed_length"] = fixed;
   spec["sequence"] = sequence;
+  // Times travel as int64 counts; the unit (and time zone) say of what.
+  const arrow::DataType* leaf = &type;
+  while (IsListType(leaf->id())) leaf = &ListValueType(*leaf);
+  if (leaf->id() == arrow::Type::TIMESTAMP) {
+    const auto& ts = checked_cast<const arrow::TimestampType&>(*leaf);
+    static const char* const kUnits[] = {"s", "ms", "us", "ns"};
+    spec["unit"] = kUnits[static_cast<int>(ts.unit())];
+    if (!ts.timezone().empty()) spec["timezone"] = ts.timezone();
+  } else if (leaf->id() == arrow::Type::DATE32) {
+    spec["unit"] = "days";
+  } else if (leaf->id() == arrow::Type::DATE64) {
+    spec["unit"] = "ms";
+  }
   return spec;
 }
 

@@ -65,7 +65,9 @@ TEST(FeatureSpec, ScalarColumns) {
       {arrow::field("id", arrow::int64()), arrow::field("age", arrow::int32()),
        arrow::field("score", arrow::float64()), arrow::field("name", arrow::utf8()),
        arrow::field("ok", arrow::boolean()),
-       arrow::field("t", arrow::timestamp(arrow::TimeUnit::MICRO, "UTC"))});
+       arrow::field("t", arrow::timestamp(arrow::TimeUnit::MICRO, "UTC")),
+       arrow::field("naive", arrow::timestamp(arrow::TimeUnit::NANO)),
+       arrow::field("day", arrow::date32())});
   auto f = Features(
       schema,
       {{ArrayFromJson(arrow::int64(), "[1, 2]"),
@@ -73,13 +75,25 @@ TEST(FeatureSpec, ScalarColumns) {
         ArrayFromJson(arrow::float64(), "[1.5, 2]"),
         ArrayFromJson(arrow::binary(), "[\"a\", \"b\"]"),
         ArrayFromJson(arrow::boolean(), "[true, false]"),
-        ArrayFromJson(arrow::timestamp(arrow::TimeUnit::MICRO, "UTC"), "[1, 2]")}});
+        ArrayFromJson(arrow::timestamp(arrow::TimeUnit::MICRO, "UTC"), "[1, 2]"),
+        ArrayFromJson(arrow::timestamp(arrow::TimeUnit::NANO), "[1, 2]"),
+        ArrayFromJson(arrow::date32(), "[1, 2]")}});
   EXPECT_EQ(f["id"], Spec("int64", {}, true));
   EXPECT_EQ(f["age"], Spec("int64", {}, false));  // a null in a written row
   EXPECT_EQ(f["score"], Spec("float32", {}, true));
   EXPECT_EQ(f["name"], Spec("string", {}, true));
   EXPECT_EQ(f["ok"], Spec("int64", {}, true));
-  EXPECT_EQ(f["t"], Spec("int64", {}, true));
+  // Times are int64 counts: the unit (and time zone) say of what.
+  json t = Spec("int64", {}, true);
+  t["unit"] = "us";
+  t["timezone"] = "UTC";
+  EXPECT_EQ(f["t"], t);
+  json naive = Spec("int64", {}, true);
+  naive["unit"] = "ns";
+  EXPECT_EQ(f["naive"], naive);
+  json day = Spec("int64", {}, true);
+  day["unit"] = "days";
+  EXPECT_EQ(f["day"], day);
 }
 
 TEST(FeatureSpec, ListColumns) {

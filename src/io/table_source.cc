@@ -181,14 +181,15 @@ class TableSource : public Source {
               std::shared_ptr<arrow::Schema> schema,
               std::vector<std::shared_ptr<ds::FileFragment>> fragments,
               std::vector<std::string> names, std::vector<std::string> columns,
-              int64_t batch_rows, int64_t total_bytes)
+              int64_t batch_rows, int64_t total_bytes, int64_t total_rows)
       : dataset_schema_(std::move(dataset_schema)),
         schema_(std::move(schema)),
         fragments_(std::move(fragments)),
         names_(std::move(names)),
         columns_(std::move(columns)),
         batch_rows_(batch_rows),
-        total_bytes_(total_bytes) {}
+        total_bytes_(total_bytes),
+        total_rows_(total_rows) {}
 
   std::shared_ptr<arrow::Schema> schema() const override { return schema_; }
 
@@ -213,6 +214,7 @@ class TableSource : public Source {
   }
 
   int64_t total_bytes() const override { return total_bytes_; }
+  int64_t total_rows() const override { return total_rows_; }
 
  private:
   arrow::Result<std::shared_ptr<arrow::RecordBatchReader>> Scan(int64_t i) const {
@@ -237,6 +239,7 @@ class TableSource : public Source {
   const std::vector<std::string> columns_;
   const int64_t batch_rows_;
   const int64_t total_bytes_;
+  const int64_t total_rows_;  // -1: unknown
 };
 
 }  // namespace
@@ -332,6 +335,8 @@ arrow::Result<std::shared_ptr<Source>> OpenTableSource(
   std::vector<std::shared_ptr<ds::FileFragment>> parts;
   std::vector<std::string> names;
   const bool split = format == TableFormat::kParquet && fragments.size() <= kSplitMaxFiles;
+  // Known when every file's Parquet metadata is read anyway (for the split).
+  int64_t total_rows = split ? 0 : -1;
   for (auto& fragment : fragments) {
     const std::string path = fragment->source().path();
     auto* pq = split ? dynamic_cast<ds::ParquetFileFragment*>(fragment.get()) : nullptr;
@@ -339,6 +344,7 @@ arrow::Result<std::shared_ptr<Source>> OpenTableSource(
       arrow::Status st = pq->EnsureCompleteMetadata();
       if (!st.ok()) return NameFile(st, path);
       const int groups = pq->metadata()->num_row_groups();
+      if (total_rows >= 0) total_rows += pq->metadata()->num_rows();
       if (groups > 1) {
         ARROW_ASSIGN_OR_RAISE(auto pieces, pq->SplitByRowGroup(arrow::compute::literal(true)));
         for (size_t g = 0; g < pieces.size(); ++g) {
@@ -348,13 +354,15 @@ arrow::Result<std::shared_ptr<Source>> OpenTableSource(
         }
         continue;
       }
+    } else {
+      total_rows = -1;
     }
     parts.push_back(std::move(fragment));
     names.push_back(path);
   }
   return std::make_shared<TableSource>(std::move(dataset_schema), std::move(schema),
                                        std::move(parts), std::move(names), options.columns,
-                                       options.batch_rows, total_bytes);
+                                       options.batch_rows, total_bytes, total_rows);
 }
 
 }  // namespace dlprep

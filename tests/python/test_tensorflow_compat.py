@@ -427,3 +427,107 @@ def test_example_decode_seeds_decode_as_protobuf_does(dlprep, tmp_path, seed):
     got = {k: [v.encode() if isinstance(v, str) else v for v in (x if isinstance(x, list) else [x])]
            for k, x in row.items() if x is not None}
     assert got == want
+
+
+def sequence_table():
+    return pa.table({
+        "id": pa.array([1, 2, 3], pa.int64()),
+        "frames": pa.array([[[1.0, 2.0], [3.0, 4.0]], [[5.0, 6.0]],
+                            [[7.0, 8.0], [9.0, 1.0], [2.0, 3.0]]],
+                           pa.list_(pa.list_(pa.float32()))),
+        "tokens": pa.array([[[1], [2, 3]], [[]], [[4, 5, 6]]], pa.list_(pa.list_(pa.int64()))),
+    })
+
+
+def test_dataset_reads_sequence_example_output(dlprep, tmp_path):
+    seq = sequence_table()
+    pq.write_table(seq, tmp_path / "seq.parquet")
+    out = tmp_path / "out"
+    dlprep("convert", "-i", tmp_path / "seq.parquet", "-o", out, "--record-type",
+           "sequence_example", "-q")
+    context, sequence = dt.feature_spec(out)
+    assert set(context) == {"id"} and set(sequence) == {"frames", "tokens"}
+    # One record at a time: context and feature lists in one dict.
+    rows = list(dt.dataset(out))
+    assert [r["id"].numpy() for r in rows] == [1, 2, 3]
+    for i, r in enumerate(rows):
+        assert r["frames"].numpy().tolist() == seq.column("frames")[i].as_py()
+        assert r["tokens"].to_list() == seq.column("tokens")[i].as_py()
+    # Batched: fixed-length steps padded with zeros to the longest sequence.
+    batch = next(iter(dt.dataset(out, batch_size=3)))
+    assert batch["id"].numpy().tolist() == [1, 2, 3]
+    assert batch["frames"].shape == (3, 3, 2)
+    assert batch["frames"].numpy()[1].tolist() == [[5.0, 6.0], [0.0, 0.0], [0.0, 0.0]]
+    assert batch["tokens"].to_list() == seq.column("tokens").to_pylist()
+
+
+def test_defaults_give_nullable_columns_a_dense_tensor(dlprep, tmp_path):
+    table = pa.table({
+        "maybe": pa.array([1, None, 3], pa.int64()),
+        "maybe_text": pa.array(["a", None, "c"], pa.string()),
+        "vec": pa.array([[1.0, 2.0], None, [5.0, 6.0]], pa.list_(pa.float32())),
+        "ragged": pa.array([[1], [2, 3], None], pa.list_(pa.int64())),
+    })
+    pq.write_table(table, tmp_path / "in.parquet")
+    out = tmp_path / "out"
+    dlprep("convert", "-i", tmp_path / "in.parquet", "-o", out, "-q")
+    # Without defaults: sparse, null rows without values.
+    plain = next(iter(dt.dataset(out, batch_size=3)))
+    assert isinstance(plain["maybe"], tf.SparseTensor)
+    defaults = {"maybe": -1, "maybe_text": "", "vec": [0.0, 0.0]}
+    for batch_size in [3, None]:
+        ds = dt.dataset(out, batch_size=batch_size, defaults=defaults)
+        got = next(iter(ds)) if batch_size else \
+            {k: tf.stack([r[k] for r in ds]) for k in defaults}
+        assert got["maybe"].numpy().tolist() == [1, -1, 3]
+        assert got["maybe_text"].numpy().tolist() == [b"a", b"", b"c"]
+        assert got["vec"].numpy().tolist() == [[1.0, 2.0], [0.0, 0.0], [5.0, 6.0]]
+    spec = dt.feature_spec(out, defaults={"maybe": 0})
+    assert spec["maybe"] == tf.io.FixedLenFeature([], tf.int64, default_value=0)
+    assert isinstance(spec["maybe_text"], tf.io.VarLenFeature)
+
+    with pytest.raises(ValueError, match="'nope' is not a column of .*maybe, maybe_text"):
+        dt.feature_spec(out, defaults={"nope": 1})
+    with pytest.raises(ValueError, match="'ragged' .* has no fixed shape"):
+        dt.dataset(out, defaults={"ragged": [0]})
+
+
+def test_defaults_refuse_feature_lists(dlprep, tmp_path):
+    pq.write_table(sequence_table(), tmp_path / "seq.parquet")
+    out = tmp_path / "out"
+    dlprep("convert", "-i", tmp_path / "seq.parquet", "-o", out, "--record-type",
+           "sequence_example", "-q")
+    with pytest.raises(ValueError, match="'frames' .* is a feature list"):
+        dt.feature_spec(out, defaults={"frames": 0.0})
+    # A context column may have one.
+    context, _ = dt.feature_spec(out, defaults={"id": -1})
+    assert context["id"] == tf.io.FixedLenFeature([], tf.int64, default_value=-1)
+
+
+def test_time_columns_carry_their_unit(dlprep, tmp_path):
+    table = pa.table({
+        "ts": pa.array([0, 1_700_000_000_123], pa.timestamp("ms", tz="UTC")),
+        "ts_us": pa.array([5, 6], pa.timestamp("us")),
+        "day": pa.array([0, 19000], pa.date32()),
+        "stamps": pa.array([[1, 2], [3, 4]], pa.list_(pa.timestamp("ns"))),
+        "n": pa.array([7, 8], pa.int64()),
+    })
+    pq.write_table(table, tmp_path / "in.parquet")
+    out = tmp_path / "out"
+    dlprep("convert", "-i", tmp_path / "in.parquet", "-o", out, "-q")
+    feats = read_manifest(out)["features"]
+    assert feats["ts"]["unit"] == "ms" and feats["ts"]["timezone"] == "UTC"
+    assert feats["ts_us"]["unit"] == "us" and "timezone" not in feats["ts_us"]
+    assert "unit" not in feats["n"]
+    want = {"ts": "ms", "ts_us": "us", "day": "days", "stamps": "ns"}
+    assert dt.units(out) == want
+    batch = next(iter(dt.dataset(out, batch_size=2)))
+    assert batch["ts"].numpy().tolist() == [0, 1_700_000_000_123]
+    assert batch["day"].numpy().tolist() == [0, 19000]
+    # A manifest whose feature spec has no units (older dlprep): the Arrow type says.
+    m = json.loads((out / "_manifest.json").read_text())
+    for spec in m["features"].values():
+        spec.pop("unit", None)
+        spec.pop("timezone", None)
+    (out / "_manifest.json").write_text(json.dumps(m))
+    assert dt.units(out) == want

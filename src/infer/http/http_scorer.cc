@@ -360,6 +360,7 @@ class HttpScorer : public StatefulOperator {
     curl_multi_add_handle(multi_, slot->easy);
     c.attempts += 1;
     shared_->stats->requests += 1;
+    shared_->stats->in_flight += 1;
     shared_->stats->bytes_sent += static_cast<int64_t>(c.body.size());
   }
 
@@ -466,6 +467,7 @@ class HttpScorer : public StatefulOperator {
             s->chunk = -1;
           }
         }
+        shared_->stats->in_flight -= in_flight;
         return arrow::Status::Cancelled("score_http: cancelled with ", in_flight,
                                         " request(s) in flight and ", pending.size(),
                                         " waiting");
@@ -509,6 +511,7 @@ class HttpScorer : public StatefulOperator {
         Finish(slot, rc, &pending);
         free_slots.push_back(slot);
         --in_flight;
+        shared_->stats->in_flight -= 1;
         finished_any = true;
       }
       if (finished_any) continue;

@@ -80,6 +80,7 @@ struct HttpStats {
   std::atomic<int64_t> bytes_received{0};    // response bodies
   std::atomic<int64_t> http_errors{0};       // non-2xx responses seen, any attempt
   std::atomic<int64_t> transport_errors{0};  // attempts without a response
+  std::atomic<int64_t> in_flight{0};         // requests sent and not yet answered, now
   /// {"requests": .., "retries": .., ...}.
   std::string ToJson() const;
 };
