@@ -83,7 +83,9 @@ struct RunOptions {
   /// (so the buffer can never deadlock); the batch count therefore never exceeds
   /// `max_buffered_batches`, and the byte size exceeds `max_buffered_bytes` by at most
   /// that one batch. Memory in flight is about this buffer plus one batch per worker
-  /// plus the one being written. 0: 4 x workers batches.
+  /// plus the one being written. 0: 4 x workers batches. With a `memory_limit`, the
+  /// byte bound used is the smaller of `max_buffered_bytes` and a quarter of the limit
+  /// (ReorderBufferBytes()).
   int64_t max_buffered_batches = 0;
   int64_t max_buffered_bytes = int64_t{256} << 20;
   /// When it becomes true the run stops (checked before it starts, between batches, and
@@ -108,13 +110,19 @@ struct RunOptions {
   /// wrote none because rows failed always fails.
   int64_t max_errors = -1;
 
-  /// Grouped steps only. Bytes of bucket data the run may hold in memory
-  /// (`--memory-limit`); 0: unlimited. Over it, the largest in-memory buckets are
-  /// spilled to `spill_dir`; buckets too large to sort in memory (2 x their size over
-  /// the limit) are sorted in runs on disk and merged. What is counted: partitioned
-  /// bucket data (phase 1) and loaded/sorted buckets and merge buffers (phase 2);
-  /// source batches in flight on workers, operator outputs and the reorder buffer
-  /// (`max_buffered_bytes`) come on top. RunStats::peak_tracked_bytes reports the peak.
+  /// The memory budget of the run (`--memory-limit`), in bytes; 0: unlimited. It
+  /// limits the engine's memory pool (EnginePool() in core/memory.h), from which the
+  /// engine allocates its Arrow data: source decode buffers, operator outputs, the
+  /// reorder buffer's batches (whose bound becomes at most a quarter of the limit),
+  /// grouped steps' buckets, sort buffers, and spill write and read buffers. Grouped
+  /// steps spill their largest in-memory buckets to `spill_dir` when the bucket data
+  /// would not fit in what the rest of the pool leaves, and sort buckets too large to
+  /// sort in memory (2 x their size over the limit) in runs on disk. An allocation
+  /// that still does not fit fails the run with Status::OutOfMemory naming
+  /// `--memory-limit` and the bytes needed, instead of growing the process. Memory
+  /// outside the pool (C++ objects, allocator overhead, libraries' own buffers, data
+  /// given by the caller) comes on top. RunStats::peak_tracked_bytes reports the peak of
+  /// bucket data, RunStats::peak_pool_bytes that of the pool.
   int64_t memory_limit = 0;
   /// Grouped steps only. Largest group handed whole to GroupedOperator::Apply()
   /// (`--max-group-bytes`); 0: no limit of its own. The limit actually used is the
@@ -179,6 +187,9 @@ struct RunStats {
   /// Grouped steps: peak bytes of bucket data held in memory as counted against
   /// RunOptions::memory_limit, bytes written to spill files, and their number.
   int64_t peak_tracked_bytes = 0;
+  /// Peak bytes held by the engine's memory pool during the run (all runs in the
+  /// process together, when several run at once).
+  int64_t peak_pool_bytes = 0;
   int64_t spilled_bytes = 0;
   int64_t spill_files = 0;
   double wall_seconds = 0;
@@ -193,6 +204,10 @@ struct RunStats {
 /// message gives the counts, the limit passed and the first failed row's error. Also
 /// Invalid when the limits themselves are out of range.
 arrow::Status CheckFailedRows(const RunStats& stats, const RunOptions& options);
+
+/// The bound on the reorder buffer's bytes that a run with `options` uses: 
+/// `max_buffered_bytes` (at least 1), and at most a quarter of `memory_limit` when set.
+int64_t ReorderBufferBytes(const RunOptions& options);
 
 /// Opens the writer a pipeline writes to, for the output schema of the chain.
 using DatasetWriterOpener = std::function<arrow::Result<std::unique_ptr<DatasetWriter>>(

@@ -108,8 +108,13 @@ class Dataset:
 
     * ``workers`` (int): worker threads; default all cores. A Python step runs on
       them too, taking the GIL only around its call.
-    * ``memory_limit`` ("4GB" or bytes): budget of grouped steps (``windows``), which
-      spill to disk above it; ``max_group_bytes``, ``spill_dir`` refine it.
+    * ``memory_limit`` ("4GB" or bytes): memory budget of the run: the Arrow data the
+      engine allocates (readers, steps, grouped steps' buckets, the output queue) stays
+      under it; grouped steps (``windows``) spill to disk to stay under it, and what
+      cannot fit raises ``dlprep.OutOfMemory`` naming it (writes; ``to_arrow`` holds
+      its whole result, so there only grouped steps' spilling follows the limit).
+      ``max_group_bytes``, ``spill_dir`` refine it. Data passed in from Python and
+      Python steps' own memory are not counted.
     * ``fail_on_error`` (bool): fail on the first row a step reports failed (a corrupt
       WAV, a failed HTTP call) instead of counting it and going on.
     * ``max_error_rate`` (float, 0 to 1; default 0.01) and ``max_errors`` (int; default

@@ -267,8 +267,10 @@ void AddRunFlags(CLI::App* app, RunFlags* f) {
                 "Write batches as they finish instead of in input order (faster when "
                 "partitions differ in cost; row order then varies between runs)");
   app->add_option("--memory-limit", f->memory_limit,
-                  "Memory for grouped steps' buckets, e.g. 4GB; over it buckets spill to "
-                  "--spill-dir (default: unlimited)");
+                  "Memory budget of the job, e.g. 4GB: Arrow data held by readers, "
+                  "steps, grouped steps' buckets and the output queue; grouped steps "
+                  "spill to --spill-dir to stay under it, and what cannot fit fails with "
+                  "an error (default: unlimited)");
   app->add_option("--max-group-bytes", f->max_group_bytes,
                   "Largest group handed whole to a grouped operator; larger ones are "
                   "streamed or refused (default: a quarter of --memory-limit)");
@@ -302,9 +304,6 @@ arrow::Result<RunOptions> MakeRunOptions(const RunFlags& f) {
   o.unordered = f.unordered;
   if (!f.memory_limit.empty()) {
     ARROW_ASSIGN_OR_RAISE(o.memory_limit, ParseByteSize(f.memory_limit, "--memory-limit"));
-    // The reorder buffer between workers and sink gets a quarter of the budget too.
-    o.max_buffered_bytes =
-        std::min(o.max_buffered_bytes, std::max<int64_t>(o.memory_limit / 4, 1));
   }
   if (!f.max_group_bytes.empty()) {
     ARROW_ASSIGN_OR_RAISE(o.max_group_bytes,

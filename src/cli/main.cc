@@ -3,6 +3,7 @@
 // SIGTERM at any time after main() began).
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <exception>
 #include <memory>
 #include <string>
@@ -20,8 +21,19 @@ namespace {
 // 18% less CPU, most of it the kernel zeroing pages that mimalloc had handed back, and
 // 20% less peak memory), so the CLI makes it the default unless the user chose with
 // ARROW_DEFAULT_MEMORY_POOL or this Arrow lacks it. Must run before any allocation.
-void PreferJemalloc() {
+//
+// Under --memory-limit the system allocator (glibc malloc) is used instead: with the
+// engine's pool releasing freed memory (malloc_trim) as a job goes, its resident size
+// stays within a few MiB of what the pool holds, where jemalloc's stayed some 40 MiB
+// above it (bench/memory_limit.py); the limit is about the resident size.
+void ChooseAllocator(int argc, char** argv) {
   if (std::getenv("ARROW_DEFAULT_MEMORY_POOL") != nullptr) return;
+  for (int i = 1; i < argc; ++i) {
+    if (std::strncmp(argv[i], "--memory-limit", 14) == 0) {
+      setenv("ARROW_DEFAULT_MEMORY_POOL", "system", /*overwrite=*/0);
+      return;
+    }
+  }
   arrow::MemoryPool* pool = nullptr;
   if (arrow::jemalloc_memory_pool(&pool).ok()) {
     setenv("ARROW_DEFAULT_MEMORY_POOL", "jemalloc", /*overwrite=*/0);
@@ -97,7 +109,7 @@ int main(int argc, char** argv) {
   // First: a Ctrl-C while flags are parsed, inputs globbed and opened must end in the
   // orderly way (exit 130, nothing written), not kill the process.
   dlprep::cli::InstallCancelHandler();
-  PreferJemalloc();
+  ChooseAllocator(argc, argv);
   CLI::App app{
       "dlprep: native data preparation for deep learning over Apache Arrow.\n"
       "Reads Parquet, CSV, JSON lines, TFRecord and raw files; writes TFRecord\n"

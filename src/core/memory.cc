@@ -1,7 +1,16 @@
 #include "core/memory.h"
 
+#include <algorithm>
+#include <atomic>
 #include <cstdio>
 #include <cstring>
+#include <limits>
+#include <map>
+#include <mutex>
+
+#include <arrow/compute/exec.h>
+
+#include "core/units.h"
 
 namespace dlprep {
 namespace {
@@ -35,6 +44,153 @@ bool ResetPeakRss() {
   bool ok = std::fputs("5", f) >= 0;
   ok = (std::fclose(f) == 0) && ok;
   return ok;
+}
+
+struct BudgetMemoryPool::State {
+  std::atomic<int64_t> allocated{0};
+  std::atomic<int64_t> peak{0};
+  std::atomic<int64_t> total{0};
+  std::atomic<int64_t> count{0};
+  std::atomic<int64_t> limit{0};
+  // Freed bytes since the allocator was last asked to return memory.
+  std::atomic<int64_t> freed{0};
+  std::mutex mu;
+  std::map<int64_t, int> limits;  // GUARDED_BY(mu): limits of the scopes alive
+};
+
+BudgetMemoryPool::BudgetMemoryPool(arrow::MemoryPool* backend)
+    : state_(std::make_unique<State>()), backend_(backend) {}
+
+BudgetMemoryPool::~BudgetMemoryPool() = default;
+
+arrow::Status BudgetMemoryPool::Refuse(int64_t size) const {
+  const int64_t in_use = state_->allocated.load();
+  const int64_t limit = state_->limit.load();
+  return arrow::Status::OutOfMemory(
+      "memory limit reached: allocating ", FormatBytes(static_cast<double>(size)),
+      " with ", FormatBytes(static_cast<double>(in_use)), " in use needs ",
+      FormatBytes(static_cast<double>(in_use + size)), ", over --memory-limit (",
+      "memory_limit) of ", FormatBytes(static_cast<double>(limit)),
+      "; raise --memory-limit, or use fewer --workers or smaller batches");
+}
+
+void BudgetMemoryPool::Account(int64_t delta) {
+  if (delta > 0) {
+    state_->total.fetch_add(delta);
+    // The peak may miss a concurrent maximum by a few bytes; it is a statistic.
+    const int64_t now = state_->allocated.load();
+    int64_t peak = state_->peak.load();
+    while (now > peak && !state_->peak.compare_exchange_weak(peak, now)) {
+    }
+    return;
+  }
+  const int64_t limit = state_->limit.load();
+  if (limit <= 0) return;
+  // Hand freed pages back to the system every limit / 8 freed bytes, so that the
+  // resident size follows the bytes held (the allocator keeps freed pages otherwise).
+  const int64_t step = std::max<int64_t>(limit / 8, int64_t{1} << 20);
+  const int64_t freed = state_->freed.fetch_add(-delta) - delta;
+  if (freed >= step && state_->freed.exchange(0) >= step) backend_->ReleaseUnused();
+}
+
+arrow::Status BudgetMemoryPool::Allocate(int64_t size, int64_t alignment, uint8_t** out) {
+  const int64_t limit = state_->limit.load();
+  const int64_t after = state_->allocated.fetch_add(size) + size;
+  if (limit > 0 && size > 0 && after > limit) {
+    state_->allocated.fetch_sub(size);
+    return Refuse(size);
+  }
+  arrow::Status st = backend_->Allocate(size, alignment, out);
+  if (!st.ok()) {
+    state_->allocated.fetch_sub(size);
+    return st;
+  }
+  state_->count.fetch_add(1);
+  Account(size);
+  return st;
+}
+
+arrow::Status BudgetMemoryPool::Reallocate(int64_t old_size, int64_t new_size,
+                                           int64_t alignment, uint8_t** ptr) {
+  const int64_t delta = new_size - old_size;
+  const int64_t limit = state_->limit.load();
+  const int64_t after = state_->allocated.fetch_add(delta) + delta;
+  if (limit > 0 && delta > 0 && after > limit) {
+    state_->allocated.fetch_sub(delta);
+    return Refuse(delta);
+  }
+  arrow::Status st = backend_->Reallocate(old_size, new_size, alignment, ptr);
+  if (!st.ok()) {
+    state_->allocated.fetch_sub(delta);
+    return st;
+  }
+  Account(delta);
+  return st;
+}
+
+void BudgetMemoryPool::Free(uint8_t* buffer, int64_t size, int64_t alignment) {
+  backend_->Free(buffer, size, alignment);
+  state_->allocated.fetch_sub(size);
+  Account(-size);
+}
+
+void BudgetMemoryPool::ReleaseUnused() { backend_->ReleaseUnused(); }
+
+int64_t BudgetMemoryPool::bytes_allocated() const { return state_->allocated.load(); }
+int64_t BudgetMemoryPool::max_memory() const { return state_->peak.load(); }
+int64_t BudgetMemoryPool::total_bytes_allocated() const { return state_->total.load(); }
+int64_t BudgetMemoryPool::num_allocations() const { return state_->count.load(); }
+std::string BudgetMemoryPool::backend_name() const { return backend_->backend_name(); }
+int64_t BudgetMemoryPool::limit() const { return state_->limit.load(); }
+
+int64_t BudgetMemoryPool::available() const {
+  const int64_t limit = state_->limit.load();
+  if (limit <= 0) return std::numeric_limits<int64_t>::max();
+  return std::max<int64_t>(limit - state_->allocated.load(), 0);
+}
+
+void BudgetMemoryPool::ResetPeak() { state_->peak.store(state_->allocated.load()); }
+
+void BudgetMemoryPool::AddLimit(int64_t bytes) {
+  std::lock_guard<std::mutex> lock(state_->mu);
+  state_->limits[bytes] += 1;
+  state_->limit.store(state_->limits.begin()->first);
+}
+
+void BudgetMemoryPool::RemoveLimit(int64_t bytes) {
+  std::lock_guard<std::mutex> lock(state_->mu);
+  auto it = state_->limits.find(bytes);
+  if (it != state_->limits.end() && --it->second == 0) state_->limits.erase(it);
+  state_->limit.store(state_->limits.empty() ? 0 : state_->limits.begin()->first);
+}
+
+BudgetMemoryPool* EnginePool() {
+  // Never destroyed: buffers may outlive main() in static objects.
+  static BudgetMemoryPool* pool = new BudgetMemoryPool(arrow::default_memory_pool());
+  return pool;
+}
+
+arrow::compute::ExecContext* EngineExecContext() {
+  static auto* context = new arrow::compute::ExecContext(EnginePool());
+  return context;
+}
+
+MemoryLimitScope::MemoryLimitScope(int64_t bytes) : bytes_(std::max<int64_t>(bytes, 0)) {
+  if (bytes_ == 0) return;
+  static const bool decay_set = [] {
+    // jemalloc's default (as Arrow builds it) keeps freed pages for a second; under a
+    // budget, return them sooner. Only arenas made from now on (the workers') follow.
+    if (EnginePool()->backend_name() == "jemalloc") {
+      return arrow::jemalloc_set_decay_ms(100).ok();
+    }
+    return false;
+  }();
+  (void)decay_set;
+  EnginePool()->AddLimit(bytes_);
+}
+
+MemoryLimitScope::~MemoryLimitScope() {
+  if (bytes_ > 0) EnginePool()->RemoveLimit(bytes_);
 }
 
 }  // namespace dlprep

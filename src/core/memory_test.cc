@@ -1,8 +1,12 @@
 #include "core/memory.h"
 
 #include <cstring>
+#include <limits>
 #include <memory>
 
+#include <arrow/buffer.h>
+#include <arrow/memory_pool.h>
+#include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
 namespace dlprep {
@@ -36,6 +40,78 @@ TEST(MemoryTest, ResetPeakBringsPeakDownToCurrent) {
   int64_t peak_after = PeakRssBytes();
   EXPECT_LE(peak_after, CurrentRssBytes() + (int64_t{8} << 20));
   EXPECT_LE(peak_after, peak_before);
+}
+
+using ::testing::HasSubstr;
+
+TEST(BudgetMemoryPoolTest, CountsAllocationsAndFrees) {
+  BudgetMemoryPool pool(arrow::default_memory_pool());
+  EXPECT_EQ(pool.limit(), 0);
+  {
+    auto a_r = arrow::AllocateBuffer(1000, &pool);
+    ASSERT_TRUE(a_r.ok()) << a_r.status().ToString();
+    auto a = *std::move(a_r);
+    auto b_r = arrow::AllocateResizableBuffer(500, &pool);
+    ASSERT_TRUE(b_r.ok()) << b_r.status().ToString();
+    auto b = *std::move(b_r);
+    EXPECT_GE(pool.bytes_allocated(), 1500);
+    const int64_t before = pool.bytes_allocated();
+    ASSERT_TRUE(b->Resize(5000).ok());
+    EXPECT_GE(pool.bytes_allocated(), before + 4000);
+    EXPECT_EQ(pool.num_allocations(), 2);
+    EXPECT_EQ(pool.backend_name(), arrow::default_memory_pool()->backend_name());
+  }
+  EXPECT_EQ(pool.bytes_allocated(), 0);
+  EXPECT_GE(pool.max_memory(), 6000);
+  pool.ResetPeak();
+  EXPECT_EQ(pool.max_memory(), 0);
+}
+
+TEST(BudgetMemoryPoolTest, EnginePoolRefusesPastTheLimitNamingTheOption) {
+  BudgetMemoryPool* pool = EnginePool();
+  const int64_t base = pool->bytes_allocated();
+  MemoryLimitScope scope(base + (int64_t{1} << 20));
+  EXPECT_EQ(pool->limit(), base + (int64_t{1} << 20));
+  auto fits_r = arrow::AllocateBuffer(512 << 10, pool);
+  ASSERT_TRUE(fits_r.ok()) << fits_r.status().ToString();
+  auto fits = *std::move(fits_r);
+  EXPECT_LE(pool->available(), (int64_t{1} << 20) - (512 << 10));
+  auto refused = arrow::AllocateBuffer(int64_t{4} << 20, pool);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_TRUE(refused.status().IsOutOfMemory());
+  EXPECT_THAT(refused.status().message(), HasSubstr("--memory-limit"));
+  EXPECT_THAT(refused.status().message(), HasSubstr("allocating 4.0 MiB"));
+  // A refused allocation is not counted.
+  EXPECT_LT(pool->bytes_allocated(), base + (int64_t{1} << 20));
+  // Growing a buffer past the limit is refused the same way, and the buffer stays.
+  auto grows_r = arrow::AllocateResizableBuffer(1024, pool);
+  ASSERT_TRUE(grows_r.ok()) << grows_r.status().ToString();
+  auto grows = *std::move(grows_r);
+  arrow::Status st = grows->Resize(int64_t{2} << 20);
+  EXPECT_TRUE(st.IsOutOfMemory()) << st.ToString();
+  EXPECT_EQ(grows->size(), 1024);
+}
+
+TEST(BudgetMemoryPoolTest, TheSmallestLimitOfTheScopesAliveApplies) {
+  BudgetMemoryPool* pool = EnginePool();
+  EXPECT_EQ(pool->limit(), 0);
+  {
+    MemoryLimitScope outer(int64_t{8} << 30);
+    EXPECT_EQ(pool->limit(), int64_t{8} << 30);
+    {
+      MemoryLimitScope inner(int64_t{2} << 30);
+      MemoryLimitScope none(0);
+      EXPECT_EQ(pool->limit(), int64_t{2} << 30);
+    }
+    EXPECT_EQ(pool->limit(), int64_t{8} << 30);
+  }
+  EXPECT_EQ(pool->limit(), 0);
+  EXPECT_EQ(pool->available(), std::numeric_limits<int64_t>::max());
+  // Without a limit nothing is refused.
+  auto big_r = arrow::AllocateBuffer(int64_t{16} << 20, pool);
+  ASSERT_TRUE(big_r.ok()) << big_r.status().ToString();
+  auto big = *std::move(big_r);
+  EXPECT_EQ(big->size(), int64_t{16} << 20);
 }
 
 }  // namespace

@@ -13,6 +13,7 @@
 #include <arrow/compute/expression.h>
 #include <arrow/util/byte_size.h>
 
+#include "core/memory.h"
 #include "core/units.h"
 #include "exec/filter_expr.h"
 
@@ -160,7 +161,8 @@ class CastOp : public BatchOperator {
     for (size_t k = 0; k < types_.size(); ++k) {
       const std::string& col = options_.columns[k].first;
       int i = batch->schema()->GetFieldIndex(col);
-      auto cast = cp::Cast(*columns[i], types_[k], cp::CastOptions::Safe());
+      auto cast =
+          cp::Cast(*columns[i], types_[k], cp::CastOptions::Safe(), EngineExecContext());
       if (!cast.ok()) return CastError(col, *columns[i], k, cast.status());
       columns[i] = *std::move(cast);
     }
@@ -206,7 +208,8 @@ class FilterOp : public BatchOperator {
       const std::shared_ptr<arrow::RecordBatch>& batch) const override {
     ARROW_ASSIGN_OR_RAISE(cp::Expression bound, Bind(*batch->schema()));
     ARROW_ASSIGN_OR_RAISE(arrow::Datum mask,
-                          cp::ExecuteScalarExpression(bound, *batch->schema(), batch));
+                          cp::ExecuteScalarExpression(bound, *batch->schema(), batch,
+                                                      EngineExecContext()));
     if (mask.is_scalar()) {
       const auto& s = mask.scalar_as<arrow::BooleanScalar>();
       return (s.is_valid && s.value) ? batch : batch->Slice(0, 0);
@@ -214,7 +217,9 @@ class FilterOp : public BatchOperator {
     // Every row kept (the usual case of a null check): the batch as it is, no copy.
     const auto& keep = static_cast<const arrow::BooleanArray&>(*mask.make_array());
     if (keep.null_count() == 0 && keep.true_count() == keep.length()) return batch;
-    ARROW_ASSIGN_OR_RAISE(arrow::Datum out, cp::Filter(batch, mask));
+    ARROW_ASSIGN_OR_RAISE(
+        arrow::Datum out,
+        cp::Filter(batch, mask, cp::FilterOptions::Defaults(), EngineExecContext()));
     return out.record_batch();
   }
 
@@ -318,7 +323,8 @@ class RegexExtractor {
       return NoColumn("regex_extract", "column", options_.column, *batch.schema());
     }
     ARROW_ASSIGN_OR_RAISE(arrow::Datum out,
-                          cp::CallFunction("extract_regex", {values}, &arrow_options_));
+                          cp::CallFunction("extract_regex", {values}, &arrow_options_,
+                                           EngineExecContext()));
     auto st = std::static_pointer_cast<arrow::StructArray>(out.make_array());
     return st->GetFlattenedField(0);
   }
@@ -362,7 +368,7 @@ class RegexExtractStateful : public StatefulOperator {
     ARROW_ASSIGN_OR_RAISE(auto field, ex_->OutputField(*batch->schema()));
     ARROW_ASSIGN_OR_RAISE(auto extracted, ex_->Extract(*batch));
     auto input = batch->GetColumnByName(ex_->options().column);
-    arrow::BooleanBuilder keep;
+    arrow::BooleanBuilder keep(EnginePool());
     ARROW_RETURN_NOT_OK(keep.Reserve(batch->num_rows()));
     for (int64_t r = 0; r < batch->num_rows(); ++r) {
       bool mismatch = input->IsValid(r) && extracted->IsNull(r);
@@ -378,7 +384,10 @@ class RegexExtractStateful : public StatefulOperator {
                           batch->AddColumn(batch->num_columns(), field, extracted));
     if (row_errors->empty()) return with_column;
     ARROW_ASSIGN_OR_RAISE(auto mask, keep.Finish());
-    ARROW_ASSIGN_OR_RAISE(arrow::Datum out, cp::Filter(with_column, mask));
+    ARROW_ASSIGN_OR_RAISE(
+        arrow::Datum out,
+        cp::Filter(with_column, mask, cp::FilterOptions::Defaults(),
+                   EngineExecContext()));
     return out.record_batch();
   }
 
@@ -458,7 +467,7 @@ class SplitOp : public ScalarOperator {
       const arrow::RecordBatch& batch) const override {
     auto key = batch.GetColumnByName(options_.key);
     if (key == nullptr) return NoColumn("split", "key", options_.key, *batch.schema());
-    arrow::StringBuilder out;
+    arrow::StringBuilder out(EnginePool());
     ARROW_RETURN_NOT_OK(out.Reserve(batch.num_rows()));
     uint8_t scratch = 0;
     for (int64_t r = 0; r < batch.num_rows(); ++r) {
@@ -631,7 +640,7 @@ class BroadcastJoinOp : public StatefulOperator {
     ARROW_ASSIGN_OR_RAISE(auto schema, OutputSchema(*batch->schema()));
     std::vector<std::shared_ptr<arrow::Array>> keys;
     for (const auto& k : side_->options.on) keys.push_back(batch->GetColumnByName(k));
-    arrow::Int64Builder indices;
+    arrow::Int64Builder indices(EnginePool());
     ARROW_RETURN_NOT_OK(indices.Reserve(batch->num_rows()));
     if (side_->int64_key) {
       const auto& k = static_cast<const arrow::Int64Array&>(*keys[0]);
@@ -658,7 +667,9 @@ class BroadcastJoinOp : public StatefulOperator {
     ARROW_ASSIGN_OR_RAISE(auto idx, indices.Finish());
     std::vector<std::shared_ptr<arrow::Array>> columns = batch->columns();
     for (int i : side_->value_index) {
-      ARROW_ASSIGN_OR_RAISE(arrow::Datum taken, cp::Take(side_->table->column(i), idx));
+      ARROW_ASSIGN_OR_RAISE(arrow::Datum taken, cp::Take(side_->table->column(i), idx,
+                                                          cp::TakeOptions::Defaults(),
+                                                          EngineExecContext()));
       columns.push_back(taken.make_array());
     }
     return arrow::RecordBatch::Make(std::move(schema), batch->num_rows(), std::move(columns));

@@ -18,6 +18,7 @@
 #include <arrow/type.h>
 #include <arrow/util/byte_size.h>
 
+#include "core/memory.h"
 #include "core/progress.h"
 #include "exec/grouped.h"
 
@@ -125,7 +126,7 @@ class RunState {
         options_(options),
         workers_(workers),
         max_batches_(max_batches),
-        max_bytes_(std::max<int64_t>(options.max_buffered_bytes, 1)),
+        max_bytes_(ReorderBufferBytes(options)),
         sink_(sink),
         num_partitions_(source.num_partitions()),
         count_reads_(count_reads && options.progress != nullptr) {}
@@ -357,7 +358,7 @@ class RunState {
     arrow::RecordBatchVector batches = std::move(g->batches);
     *g = Gathered();
     if (batches.size() == 1) return batches[0];
-    return arrow::ConcatenateRecordBatches(batches);
+    return arrow::ConcatenateRecordBatches(batches, EnginePool());
   }
 
   // Runs `batch` (source rows [first_row, first_row + n) of partition `p`) through the

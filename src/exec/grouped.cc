@@ -41,6 +41,7 @@
 #include <arrow/type_traits.h>
 #include <arrow/util/byte_size.h>
 
+#include "core/memory.h"
 #include "core/units.h"
 #include "exec/executor.h"
 
@@ -209,7 +210,7 @@ arrow::Result<std::shared_ptr<arrow::RecordBatch>> Concat(
     const std::vector<std::shared_ptr<arrow::RecordBatch>>& batches) {
   if (batches.size() == 1) return batches[0];
   ARROW_ASSIGN_OR_RAISE(auto table, arrow::Table::FromRecordBatches(schema, batches));
-  return table->CombineChunksToBatch();
+  return table->CombineChunksToBatch(EnginePool());
 }
 
 arrow::Status WriteIpcFile(const std::string& path,
@@ -217,7 +218,9 @@ arrow::Status WriteIpcFile(const std::string& path,
                            const std::vector<std::shared_ptr<arrow::RecordBatch>>& batches,
                            int64_t* bytes_on_disk) {
   ARROW_ASSIGN_OR_RAISE(auto file, arrow::io::FileOutputStream::Open(path));
-  ARROW_ASSIGN_OR_RAISE(auto writer, arrow::ipc::MakeStreamWriter(file, schema));
+  arrow::ipc::IpcWriteOptions options = arrow::ipc::IpcWriteOptions::Defaults();
+  options.memory_pool = EnginePool();
+  ARROW_ASSIGN_OR_RAISE(auto writer, arrow::ipc::MakeStreamWriter(file, schema, options));
   for (const auto& b : batches) ARROW_RETURN_NOT_OK(writer->WriteRecordBatch(*b));
   ARROW_RETURN_NOT_OK(writer->Close());
   ARROW_ASSIGN_OR_RAISE(*bytes_on_disk, file->Tell());
@@ -226,8 +229,12 @@ arrow::Status WriteIpcFile(const std::string& path,
 
 arrow::Result<std::shared_ptr<arrow::RecordBatchReader>> OpenIpcFile(
     const std::string& path) {
-  ARROW_ASSIGN_OR_RAISE(auto file, arrow::io::ReadableFile::Open(path));
-  ARROW_ASSIGN_OR_RAISE(auto reader, arrow::ipc::RecordBatchStreamReader::Open(file));
+  // The read buffers come from the engine's pool: they are the loaded batches.
+  ARROW_ASSIGN_OR_RAISE(auto file, arrow::io::ReadableFile::Open(path, EnginePool()));
+  arrow::ipc::IpcReadOptions options = arrow::ipc::IpcReadOptions::Defaults();
+  options.memory_pool = EnginePool();
+  ARROW_ASSIGN_OR_RAISE(auto reader,
+                        arrow::ipc::RecordBatchStreamReader::Open(file, options));
   return reader;
 }
 
@@ -526,10 +533,20 @@ class BucketStore {
   // mu_ held through `lock`.
   arrow::Status MakeRoom(std::unique_lock<std::mutex>* lock, int64_t bytes,
                          int own_holds) {
-    if (limit_ == 0 || tracked_ + bytes <= limit_) return arrow::Status::OK();
-    // Once over the limit, spill down to half of it: fewer, larger spill files, and
-    // freed chunks leave whole allocator pages free instead of scattered holes.
-    const int64_t target = limit_ / 2;
+    if (limit_ == 0) return arrow::Status::OK();
+    // The limit is the budget of the whole run: what the engine's pool holds beside
+    // the counted bucket data (batches in flight on workers, the reorder buffer,
+    // decode and write buffers) leaves that much less room to the buckets.
+    // Three eighths of the limit stay free for what workers allocate between two calls
+    // (a Parquet row group decoded whole, staged input being partitioned), which the
+    // pool would refuse.
+    const int64_t other =
+        std::max<int64_t>(EnginePool()->bytes_allocated() - tracked_, 0);
+    const int64_t room = limit_ - limit_ / 8 * 3 - other;
+    if (tracked_ + bytes <= room) return arrow::Status::OK();
+    // Once over, spill down to half of the room: fewer, larger spill files, and freed
+    // chunks leave whole allocator pages free instead of scattered holes.
+    const int64_t target = std::max<int64_t>(room / 2, 0);
     bool spilled = false;
     while (tracked_ + bytes > target) {
       if (cancelled()) return arrow::Status::Cancelled("run cancelled while spilling");
@@ -554,7 +571,7 @@ class BucketStore {
       // buckets' chunks; without this the allocator keeps their pages and the
       // process's RSS grows with the input although the counted bytes do not.
       lock->unlock();
-      arrow::default_memory_pool()->ReleaseUnused();
+      EnginePool()->ReleaseUnused();
       lock->lock();
     }
     return arrow::Status::OK();
@@ -629,12 +646,12 @@ class PartitionSink : public BatchSink {
  public:
   explicit PartitionSink(std::shared_ptr<BucketStore> store)
       : store_(std::move(store)),
-        stage_bytes_(store_->limit() > 0 ? std::max<int64_t>(store_->limit() / 16, 1)
+        stage_bytes_(store_->limit() > 0 ? std::max<int64_t>(store_->limit() / 64, 1)
                                          : int64_t{8} << 20) {}
 
   bool concurrent() const override { return true; }
 
-  // Input batches of a partition are staged until kStageRows rows or memory_limit / 16
+  // Input batches of a partition are staged until kStageRows rows or memory_limit / 64
   // bytes (or the partition's end), then partitioned together, so that chunks hold ~kStageRows / buckets rows:
   // tiny chunks cost more in C++ objects and allocator pages than in counted bytes.
   arrow::Status Write(int64_t partition,
@@ -695,7 +712,8 @@ class PartitionSink : public BatchSink {
           " partitions of at most 2^", kRowBits, " rows; partition ", partition,
           " reached row ", first + n);
     }
-    ARROW_ASSIGN_OR_RAISE(auto ids, arrow::AllocateBuffer(n * sizeof(int64_t)));
+    ARROW_ASSIGN_OR_RAISE(auto ids,
+                          arrow::AllocateBuffer(n * sizeof(int64_t), EnginePool()));
     auto* id = reinterpret_cast<int64_t*>(ids->mutable_data());
     const int64_t base = (partition << kRowBits) + first;
     for (int64_t i = 0; i < n; ++i) id[i] = base + i;
@@ -716,7 +734,8 @@ class PartitionSink : public BatchSink {
     // Every bucket's rows go through Take, even when one bucket gets the whole batch,
     // so each chunk owns compact buffers and its byte count is honest.
     std::vector<std::pair<int, Chunk>> chunks;
-    ARROW_ASSIGN_OR_RAISE(auto idx_buf, arrow::AllocateBuffer(n * sizeof(int32_t)));
+    ARROW_ASSIGN_OR_RAISE(auto idx_buf,
+                          arrow::AllocateBuffer(n * sizeof(int32_t), EnginePool()));
     auto* idx = reinterpret_cast<int32_t*>(idx_buf->mutable_data());
     std::vector<int64_t> fill(start.begin(), start.end() - 1);
     for (int64_t i = 0; i < n; ++i) idx[fill[bucket[i]]++] = static_cast<int32_t>(i);
@@ -727,7 +746,8 @@ class PartitionSink : public BatchSink {
       ARROW_ASSIGN_OR_RAISE(
           arrow::Datum taken,
           arrow::compute::Take(stored, indices->Slice(start[b], count),
-                               arrow::compute::TakeOptions::NoBoundsCheck()));
+                               arrow::compute::TakeOptions::NoBoundsCheck(),
+                               EngineExecContext()));
       Chunk c;
       c.batch = taken.record_batch();
       c.bytes = arrow::util::TotalBufferSize(*c.batch);
@@ -944,10 +964,12 @@ class BucketReader : public arrow::RecordBatchReader {
     }
     arrow::compute::SortOptions options(keys, arrow::compute::NullPlacement::AtEnd);
     ARROW_ASSIGN_OR_RAISE(auto indices,
-                          arrow::compute::SortIndices(arrow::Datum(batch), options));
-    ARROW_ASSIGN_OR_RAISE(arrow::Datum sorted,
-                          arrow::compute::Take(batch, indices,
-                                               arrow::compute::TakeOptions::NoBoundsCheck()));
+                          arrow::compute::SortIndices(arrow::Datum(batch), options,
+                                                      EngineExecContext()));
+    ARROW_ASSIGN_OR_RAISE(
+        arrow::Datum sorted,
+        arrow::compute::Take(batch, indices, arrow::compute::TakeOptions::NoBoundsCheck(),
+                             EngineExecContext()));
     return sorted.record_batch();
   }
 
@@ -976,7 +998,12 @@ class BucketReader : public arrow::RecordBatchReader {
       std::array<int64_t, kMaxColumns> v;
       uint32_t row;
     };
-    std::vector<Rec> recs(static_cast<size_t>(n));
+    // Scratch of 40 bytes a row, as large as the columns: from the engine's pool, so
+    // that it counts against the memory limit.
+    ARROW_ASSIGN_OR_RAISE(
+        auto rec_buf,
+        arrow::AllocateBuffer(n * static_cast<int64_t>(sizeof(Rec)), EnginePool()));
+    Rec* recs = reinterpret_cast<Rec*>(rec_buf->mutable_data());
     for (size_t c = 0; c < nc; ++c) {
       const arrow::ArrayData& a = *cols[c];
       if (a.type->byte_width() == 8) {
@@ -991,15 +1018,16 @@ class BucketReader : public arrow::RecordBatchReader {
       for (size_t c = nc; c < kMaxColumns; ++c) recs[r].v[c] = 0;
       recs[r].row = static_cast<uint32_t>(r);
     }
-    std::sort(recs.begin(), recs.end(),
-              [](const Rec& x, const Rec& y) { return x.v < y.v; });
-    arrow::UInt32Builder indices;
+    std::sort(recs, recs + n, [](const Rec& x, const Rec& y) { return x.v < y.v; });
+    arrow::UInt32Builder indices(EnginePool());
     ARROW_RETURN_NOT_OK(indices.Reserve(n));
-    for (const Rec& rec : recs) indices.UnsafeAppend(rec.row);
+    for (int64_t r = 0; r < n; ++r) indices.UnsafeAppend(recs[r].row);
+    rec_buf.reset();
     ARROW_ASSIGN_OR_RAISE(auto idx, indices.Finish());
-    ARROW_ASSIGN_OR_RAISE(arrow::Datum sorted,
-                          arrow::compute::Take(batch, idx,
-                                               arrow::compute::TakeOptions::NoBoundsCheck()));
+    ARROW_ASSIGN_OR_RAISE(
+        arrow::Datum sorted,
+        arrow::compute::Take(batch, idx, arrow::compute::TakeOptions::NoBoundsCheck(),
+                             EngineExecContext()));
     return sorted.record_batch();
   }
 
@@ -1028,7 +1056,7 @@ class BucketReader : public arrow::RecordBatchReader {
   // The bucket does not fit: sort it in runs of at most memory_limit / 8 bytes, written
   // to spill files, then merge them.
   arrow::Status MakeRuns(BucketStore::Taken t) {
-    const int64_t run_bytes = std::max<int64_t>(store_->limit() / 8, 64 << 10);
+    const int64_t run_bytes = std::max<int64_t>(store_->limit() / 8, 4 << 10);
     ARROW_RETURN_NOT_OK(Reserve(2 * run_bytes));
     std::vector<std::string> runs;
     std::vector<std::shared_ptr<arrow::RecordBatch>> acc;

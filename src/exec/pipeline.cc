@@ -1,5 +1,6 @@
 #include "dlprep/pipeline.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <utility>
@@ -9,6 +10,7 @@
 #include <arrow/type.h>
 #include <nlohmann/json.hpp>
 
+#include "core/memory.h"
 #include "core/text.h"
 #include "exec/executor.h"
 
@@ -50,6 +52,7 @@ std::string RunStats::ToJson() const {
         {"peak_bytes", peak_buffered_bytes}}},
       {"memory",
        {{"peak_tracked_bytes", peak_tracked_bytes},
+        {"peak_pool_bytes", peak_pool_bytes},
         {"spilled_bytes", spilled_bytes},
         {"spill_files", spill_files}}},
       {"files_written", files_written},
@@ -179,6 +182,14 @@ arrow::Result<std::shared_ptr<arrow::Schema>> Pipeline::OutputSchema() const {
   return ex->output_schema();
 }
 
+int64_t ReorderBufferBytes(const RunOptions& options) {
+  int64_t bytes = std::max<int64_t>(options.max_buffered_bytes, 1);
+  if (options.memory_limit > 0) {
+    bytes = std::min(bytes, std::max<int64_t>(options.memory_limit / 4, 1));
+  }
+  return bytes;
+}
+
 arrow::Result<RunStats> Pipeline::Run(const RunOptions& options,
                                       RunStats* failed_run) const {
   ARROW_RETURN_NOT_OK(CheckLimits(options));
@@ -190,6 +201,8 @@ arrow::Result<RunStats> Pipeline::Run(const RunOptions& options,
   if (options.cancel != nullptr && options.cancel->load()) {
     return arrow::Status::Cancelled("interrupted before the run started");
   }
+  MemoryLimitScope limit(options.memory_limit);
+  EnginePool()->ResetPeak();
   ARROW_ASSIGN_OR_RAISE(auto ex, exec::Executor::Make(source_, steps_, options));
   ARROW_ASSIGN_OR_RAISE(std::unique_ptr<DatasetWriter> writer,
                         writer_opener_(ex->output_schema()));
@@ -200,6 +213,7 @@ arrow::Result<RunStats> Pipeline::Run(const RunOptions& options,
     writer->Abort();
     return stats.status();
   }
+  stats->peak_pool_bytes = EnginePool()->max_memory();
   arrow::Status rows_ok = CheckFailedRows(*stats, options);
   if (!rows_ok.ok()) {
     writer->Abort();
@@ -221,9 +235,13 @@ arrow::Result<std::shared_ptr<arrow::Table>> Pipeline::Collect(const RunOptions&
   if (options.cancel != nullptr && options.cancel->load()) {
     return arrow::Status::Cancelled("interrupted before the run started");
   }
+  // The whole output is held for the caller, so the limit does not bound the pool
+  // here; grouped steps still spill to keep their buckets within it.
+  EnginePool()->ResetPeak();
   ARROW_ASSIGN_OR_RAISE(auto ex, exec::Executor::Make(source_, steps_, options));
   exec::CollectSink sink;
   ARROW_ASSIGN_OR_RAISE(RunStats run_stats, ex->Run(&sink));
+  run_stats.peak_pool_bytes = EnginePool()->max_memory();
   if (stats != nullptr) *stats = std::move(run_stats);
   return sink.ToTable(ex->output_schema());
 }

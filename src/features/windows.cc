@@ -11,6 +11,7 @@
 #include <arrow/util/bitmap_ops.h>
 #include <nlohmann/json.hpp>
 
+#include "core/memory.h"
 #include "core/text.h"
 
 namespace dlprep::features {
@@ -189,7 +190,8 @@ class PrepareOp : public BatchOperator {
     columns.push_back(time);
     if (c.category >= 0) {
       const arrow::Array& ca = *batch->column(c.category);
-      ARROW_ASSIGN_OR_RAISE(auto buf, arrow::AllocateBuffer(n * sizeof(int16_t)));
+      ARROW_ASSIGN_OR_RAISE(auto buf,
+                            arrow::AllocateBuffer(n * sizeof(int16_t), EnginePool()));
       auto* out = reinterpret_cast<int16_t*>(buf->mutable_data());
       // Events of one category often come in runs: remember the last lookup.
       std::string_view last;
@@ -219,8 +221,12 @@ class PrepareOp : public BatchOperator {
     const int64_t null_times = batch->column(c.time)->null_count();
     if (null_times == 0) return out;
     count_dropped_(null_times);
-    ARROW_ASSIGN_OR_RAISE(auto valid, arrow::compute::IsValid(batch->column(c.time)));
-    ARROW_ASSIGN_OR_RAISE(arrow::Datum kept, arrow::compute::Filter(out, valid));
+    ARROW_ASSIGN_OR_RAISE(auto valid, arrow::compute::IsValid(batch->column(c.time),
+                                                              EngineExecContext()));
+    ARROW_ASSIGN_OR_RAISE(
+        arrow::Datum kept,
+        arrow::compute::Filter(out, valid, arrow::compute::FilterOptions::Defaults(),
+                               EngineExecContext()));
     return kept.record_batch();
   }
 
@@ -231,14 +237,15 @@ class PrepareOp : public BatchOperator {
     const auto& data = *a.data();
     if (divisor == 1 && a.type_id() == arrow::Type::INT64) return a.Slice(0);
     const int64_t n = a.length();
-    ARROW_ASSIGN_OR_RAISE(auto buf, arrow::AllocateBuffer(n * sizeof(int64_t)));
+    ARROW_ASSIGN_OR_RAISE(auto buf,
+                          arrow::AllocateBuffer(n * sizeof(int64_t), EnginePool()));
     auto* out = reinterpret_cast<int64_t*>(buf->mutable_data());
     const int64_t* in = data.GetValues<int64_t>(1);
     for (int64_t i = 0; i < n; ++i) out[i] = FloorDiv(in[i], divisor);
     std::shared_ptr<arrow::Buffer> validity;
     if (a.null_count() > 0) {
       ARROW_ASSIGN_OR_RAISE(validity, arrow::internal::CopyBitmap(
-                                          arrow::default_memory_pool(),
+                                          EnginePool(),
                                           data.buffers[0]->data(), data.offset, n));
     }
     return std::make_shared<arrow::Int64Array>(n, std::move(buf), std::move(validity),
@@ -405,9 +412,9 @@ class WindowsOperator::Emitter {
         counts_(steps_ * value_base_), sum_(steps_ * V_), mn_(steps_ * V_),
         mx_(steps_ * V_), nn_(steps_ * V_),
         starts_(arrow::timestamp(arrow::TimeUnit::SECOND, "UTC"),
-                arrow::default_memory_pool()),
+                EnginePool()),
         ends_(arrow::timestamp(arrow::TimeUnit::SECOND, "UTC"),
-              arrow::default_memory_pool()) {}
+              EnginePool()) {}
 
   int64_t rows() const { return rows_; }
 
@@ -492,7 +499,8 @@ class WindowsOperator::Emitter {
     ARROW_RETURN_NOT_OK(offsets_.Finish(&offset_arr));
     ARROW_ASSIGN_OR_RAISE(auto features,
                           arrow::ListArray::FromArrays(*offset_arr, *value_arr));
-    ARROW_ASSIGN_OR_RAISE(auto key_arr, arrow::MakeArrayFromScalar(key, rows_));
+    ARROW_ASSIGN_OR_RAISE(auto key_arr,
+                          arrow::MakeArrayFromScalar(key, rows_, EnginePool()));
     auto out = arrow::RecordBatch::Make(
         schema, rows_, {key_arr, start_arr, end_arr, label_arr, features});
     rows_ = 0;
@@ -510,9 +518,9 @@ class WindowsOperator::Emitter {
   std::vector<double> counts_, sum_, mn_, mx_;
   std::vector<int64_t> nn_;
   arrow::TimestampBuilder starts_, ends_;
-  arrow::Int64Builder labels_;
-  arrow::FloatBuilder values_;
-  arrow::Int32Builder offsets_;
+  arrow::Int64Builder labels_{EnginePool()};
+  arrow::FloatBuilder values_{EnginePool()};
+  arrow::Int32Builder offsets_{EnginePool()};
   int64_t rows_ = 0;
 };
 
@@ -601,7 +609,7 @@ arrow::Result<std::shared_ptr<arrow::Table>> WindowsOperator::Apply(
     const arrow::Table& group) const {
   ARROW_ASSIGN_OR_RAISE(auto schema, OutputSchema(*group.schema()));
   ARROW_ASSIGN_OR_RAISE(Columns c, ResolveColumns(options_, *group.schema()));
-  ARROW_ASSIGN_OR_RAISE(auto batch, group.CombineChunksToBatch());
+  ARROW_ASSIGN_OR_RAISE(auto batch, group.CombineChunksToBatch(EnginePool()));
   const int64_t n = batch->num_rows();
   // A null key is not a customer: its rows are dropped like null times.
   if (n == 0 || batch->column(c.key)->IsNull(0)) {

@@ -24,6 +24,7 @@
 #include <arrow/record_batch.h>
 #include <arrow/type.h>
 
+#include "core/memory.h"
 #include "dlprep/source.h"
 #include "io/glob.h"
 
@@ -139,7 +140,7 @@ class BinaryFilesReader : public arrow::RecordBatchReader {
                                     " exceed 2 GiB in one batch; lower batch_rows");
     }
 
-    arrow::MemoryPool* pool = arrow::default_memory_pool();
+    arrow::MemoryPool* pool = EnginePool();
     ARROW_ASSIGN_OR_RAISE(auto path_offsets, arrow::AllocateBuffer((n + 1) * 4, pool));
     ARROW_ASSIGN_OR_RAISE(auto path_data, arrow::AllocateBuffer(path_bytes, pool));
     ARROW_ASSIGN_OR_RAISE(auto mtimes, arrow::AllocateBuffer(n * 8, pool));

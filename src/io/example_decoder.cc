@@ -17,6 +17,7 @@
 #include <arrow/type.h>
 #include <arrow/util/utf8.h>
 
+#include "core/memory.h"
 #include "core/text.h"
 #include "io/protobuf_wire.h"
 #include "io/tfrecord.h"
@@ -477,7 +478,7 @@ arrow::Result<std::shared_ptr<arrow::Buffer>> MakeValidity(const std::vector<uin
   const int64_t n = static_cast<int64_t>(valid.size());
   *null_count = n - std::count(valid.begin(), valid.end(), uint8_t{1});
   if (*null_count == 0) return nullptr;
-  ARROW_ASSIGN_OR_RAISE(auto buf, arrow::AllocateBuffer((n + 7) / 8));
+  ARROW_ASSIGN_OR_RAISE(auto buf, arrow::AllocateBuffer((n + 7) / 8, EnginePool()));
   uint8_t* bits = buf->mutable_data();
   std::memset(bits, 0, static_cast<size_t>(buf->size()));
   for (int64_t i = 0; i < n; ++i) {
@@ -488,8 +489,9 @@ arrow::Result<std::shared_ptr<arrow::Buffer>> MakeValidity(const std::vector<uin
 
 template <typename T, typename Src>
 arrow::Result<std::shared_ptr<arrow::Buffer>> CastBuffer(const std::vector<Src>& src) {
-  ARROW_ASSIGN_OR_RAISE(auto buf,
-                        arrow::AllocateBuffer(static_cast<int64_t>(src.size() * sizeof(T))));
+  ARROW_ASSIGN_OR_RAISE(
+      auto buf,
+      arrow::AllocateBuffer(static_cast<int64_t>(src.size() * sizeof(T)), EnginePool()));
   T* out = reinterpret_cast<T*>(buf->mutable_data());
   for (size_t i = 0; i < src.size(); ++i) out[i] = static_cast<T>(src[i]);
   return std::shared_ptr<arrow::Buffer>(std::move(buf));
@@ -803,7 +805,8 @@ class ExampleDecoderImpl final : public ExampleDecoder {
         values_r = CastBuffer<int64_t>(c.ints);
         break;
       case arrow::Type::BOOL: {
-        ARROW_ASSIGN_OR_RAISE(auto buf, arrow::AllocateBuffer((length + 7) / 8));
+        ARROW_ASSIGN_OR_RAISE(auto buf,
+                              arrow::AllocateBuffer((length + 7) / 8, EnginePool()));
         std::memset(buf->mutable_data(), 0, static_cast<size_t>(buf->size()));
         for (int64_t i = 0; i < length; ++i) {
           if (c.ints[i] != 0) buf->mutable_data()[i / 8] |= static_cast<uint8_t>(1u << (i % 8));

@@ -1,5 +1,6 @@
 #include "io/file_writer.h"
 
+#include <algorithm>
 #include <limits>
 
 #include <arrow/csv/writer.h>
@@ -15,6 +16,7 @@
 #include <parquet/arrow/writer.h>
 #include <parquet/properties.h>
 
+#include "core/memory.h"
 #include "io/manifest.h"
 #include "io/tfrecord.h"
 
@@ -34,6 +36,8 @@ std::shared_ptr<parquet::ArrowWriterProperties> ParquetArrowProperties() {
 
 parquet::WriterProperties::Builder BaseParquetProperties() {
   parquet::WriterProperties::Builder builder;
+  // Encoded pages of the buffered row group count against the run's memory budget.
+  builder.memory_pool(EnginePool());
   // Row groups are cut by ParquetWriter itself (rows and bytes), not inside a batch.
   builder.max_row_group_length(std::numeric_limits<int64_t>::max());
   // Snappy, as pyarrow and Spark write by default: fast, and smaller than plain.
@@ -78,7 +82,7 @@ class ParquetWriter : public FileWriter {
     ARROW_ASSIGN_OR_RAISE(out->sink_, arrow::io::FileOutputStream::Open(path));
     auto properties = ParquetProperties(*schema);
     ARROW_RETURN_NOT_OK(WithPath(properties.status(), path));
-    auto writer = parquet::arrow::FileWriter::Open(*schema, arrow::default_memory_pool(),
+    auto writer = parquet::arrow::FileWriter::Open(*schema, EnginePool(),
                                                    out->sink_, *properties,
                                                    ParquetArrowProperties());
     ARROW_RETURN_NOT_OK(WithPath(writer.status(), path));
@@ -98,7 +102,13 @@ class ParquetWriter : public FileWriter {
     ARROW_ASSIGN_OR_RAISE(int64_t size, arrow::util::ReferencedBufferSize(batch));
     pending_rows_ += batch.num_rows();
     pending_bytes_ += size;
-    if (pending_rows_ >= kRowGroupRows || pending_bytes_ >= kRowGroupBytes) {
+    // Under a memory limit the buffered row group (encoded pages, held until the row
+    // group is closed) takes at most an eighth of it, counted in its in-memory size.
+    const int64_t limit = EnginePool()->limit();
+    const int64_t max_bytes =
+        limit > 0 ? std::min(kRowGroupBytes, std::max<int64_t>(limit / 8, 1))
+                  : kRowGroupBytes;
+    if (pending_rows_ >= kRowGroupRows || pending_bytes_ >= max_bytes) {
       ARROW_RETURN_NOT_OK(WithPath(writer_->NewBufferedRowGroup(), path_));
       pending_rows_ = pending_bytes_ = 0;
     }

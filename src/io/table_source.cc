@@ -21,6 +21,7 @@
 #include <arrow/record_batch.h>
 #include <arrow/type.h>
 
+#include "core/memory.h"
 #include "dlprep/source.h"
 #include "io/glob.h"
 
@@ -219,6 +220,18 @@ class TableSource : public Source {
  private:
   arrow::Result<std::shared_ptr<arrow::RecordBatchReader>> Scan(int64_t i) const {
     auto scan_options = std::make_shared<ds::ScanOptions>();
+    // Decode buffers (Parquet pages, CSV blocks) and the batches count against the
+    // run's memory budget.
+    scan_options->pool = EnginePool();
+    if (EnginePool()->limit() > 0 && fragments_[i]->format()->type_name() == "parquet") {
+      // Under a budget, read Parquet column chunks a megabyte at a time instead of
+      // whole (a chunk of a large row group is tens of megabytes, per column).
+      auto parquet = std::make_shared<ds::ParquetFragmentScanOptions>();
+      parquet->arrow_reader_properties->set_pre_buffer(false);
+      parquet->reader_properties->enable_buffered_stream();
+      parquet->reader_properties->set_buffer_size(int64_t{1} << 20);
+      scan_options->fragment_scan_options = parquet;
+    }
     ds::ScannerBuilder builder(dataset_schema_, fragments_[i], scan_options);
     if (!columns_.empty()) ARROW_RETURN_NOT_OK(builder.Project(columns_));
     ARROW_RETURN_NOT_OK(builder.BatchSize(batch_rows_));

@@ -576,8 +576,6 @@ RunConfig MakeRunConfig(nb::dict opts) {
   std::string mem = get_str("memory_limit");
   if (!mem.empty()) {
     c.options.memory_limit = Unwrap(ParseByteSize(mem, "memory_limit"));
-    c.options.max_buffered_bytes =
-        std::min(c.options.max_buffered_bytes, std::max<int64_t>(c.options.memory_limit / 4, 1));
   }
   std::string group = get_str("max_group_bytes");
   if (!group.empty()) c.options.max_group_bytes = Unwrap(ParseByteSize(group, "max_group_bytes"));

@@ -174,7 +174,7 @@ def test_spill_folder_of_a_killed_run_is_removed_by_the_next(dlprep, tmp_path):
     spill = tmp_path / "spill"
     spill.mkdir()
     args = ["windows", "--events", data / "events", "--labels", data / "labels",
-            *WINDOW_ARGS, "--memory-limit", "4MB", "--spill-dir", spill, "-w", "2", "-q"]
+            *WINDOW_ARGS, "--memory-limit", "64MB", "--spill-dir", spill, "-w", "2", "-q"]
     proc = subprocess.Popen([dlprep.exe, *map(str, args), "--output",
                              str(tmp_path / "killed")],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -200,3 +200,42 @@ def test_spill_folder_of_a_killed_run_is_removed_by_the_next(dlprep, tmp_path):
     assert list(spill.iterdir()) == []  # and the new run removed its own folder
     assert json.loads(stats.read_text())["run"]["memory"]["spill_files"] > 0
     assert pq.read_table(tmp_path / "next").num_rows > 1500
+
+
+def test_memory_limit_too_small_for_one_batch_fails_naming_it(dlprep, tmp_path):
+    """A limit smaller than one decoded batch cannot be kept by spilling: the job fails
+    with one line naming --memory-limit and the bytes needed, exit 1, nothing written
+    (no crash, no out-of-memory kill)."""
+    data = tmp_path / "churn"
+    dlprep("gen", "churn", "--customers", 300, "--days", 60, "-o", data, "-q")
+    out = tmp_path / "out"
+    proc = dlprep("windows", "--events", data / "events", "--labels", data / "labels",
+                  *WINDOW_ARGS, "--memory-limit", "64KB", "--spill-dir", tmp_path,
+                  "-w", "2", "-q", "--output", out, check=False)
+    assert proc.returncode == 1, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith("dlprep windows: error: ")
+    assert "memory limit reached: allocating " in lines[0]
+    assert "over --memory-limit" in lines[0] and "of 64.0 KiB" in lines[0]
+    assert not out.exists()
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith("dlprep-spill")] == []
+
+
+def test_memory_limit_bounds_the_engine_pool_and_keeps_the_output(dlprep, tmp_path):
+    """Under a limit the job spills and its engine pool stays under it (--stats), and it
+    writes the same rows as without one."""
+    data = tmp_path / "churn"
+    dlprep("gen", "churn", "--customers", 1500, "--days", 90, "-o", data, "-q")
+    base = ["windows", "--events", data / "events", "--labels", data / "labels",
+            *WINDOW_ARGS, "-w", "2", "-q"]
+    dlprep(*base, "--output", tmp_path / "free")
+    stats = tmp_path / "stats.json"
+    # The input is one Parquet row group of 29 MiB, decoded whole: 64 MiB leave the
+    # buckets too little room for its 35 MiB of bucket data.
+    dlprep(*base, "--memory-limit", "64MB", "--spill-dir", tmp_path, "--output",
+           tmp_path / "limited", "--stats", stats)
+    memory = json.loads(stats.read_text())["run"]["memory"]
+    assert memory["spill_files"] > 0
+    assert 0 < memory["peak_pool_bytes"] <= 64 << 20
+    assert pq.read_table(tmp_path / "limited").equals(pq.read_table(tmp_path / "free"))
