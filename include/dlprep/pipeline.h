@@ -118,7 +118,7 @@ struct RunOptions {
   /// steps spill their largest in-memory buckets to `spill_dir` when the bucket data
   /// would not fit in what the rest of the pool leaves, and sort buckets too large to
   /// sort in memory (2 x their size over the limit) in runs on disk. An allocation
-  /// that still does not fit fails the run with Status::OutOfMemory naming
+  /// that still does not fit fails the run (Run() only) with Status::OutOfMemory naming
   /// `--memory-limit` and the bytes needed, instead of growing the process. Memory
   /// outside the pool (C++ objects, allocator overhead, libraries' own buffers, data
   /// given by the caller) comes on top. RunStats::peak_tracked_bytes reports the peak of
@@ -285,7 +285,8 @@ class Pipeline {
 
   /// Runs and returns the whole output as one table (in input order unless
   /// `options.unordered`); meant for tests and embedding, it holds everything in
-  /// memory. `stats` may be null.
+  /// memory, so `options.memory_limit` does not limit the engine's pool here (grouped
+  /// steps still spill to keep their buckets within it). `stats` may be null.
   arrow::Result<std::shared_ptr<arrow::Table>> Collect(const RunOptions& options = {},
                                                        RunStats* stats = nullptr) const;
 
