@@ -1,6 +1,7 @@
 #include "core/units.h"
 
 #include <cctype>
+#include <charconv>
 #include <cmath>
 #include <cstdio>
 #include <random>
@@ -21,12 +22,11 @@ arrow::Result<int64_t> ParseByteSize(std::string_view text, std::string_view opt
     ++i;
   }
   if (i == 0) return fail();
+  // The whole run of digits and points must be one number: "1.2.3MB" is refused, not
+  // read as 1.2 MB.
   double value = 0;
-  try {
-    value = std::stod(std::string(text.substr(0, i)));
-  } catch (...) {
-    return fail();
-  }
+  auto [end, ec] = std::from_chars(text.data(), text.data() + i, value);
+  if (ec != std::errc() || end != text.data() + i) return fail();
   std::string unit;
   for (char c : text.substr(i)) {
     if (c == ' ') continue;
