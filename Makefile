@@ -20,7 +20,8 @@ ifneq ($(CI),)
 SKBUILD_ARGS += -C cmake.define.DLPREP_WERROR=ON
 endif
 
-.PHONY: setup build wheel wheel-repaired pkg-install test unit pytest pytest-pkg demo bench clean format
+.PHONY: setup build wheel wheel-repaired pkg-install test unit pytest pytest-pkg demo bench clean format \
+        sanitize fuzz
 
 setup:
 	@bash scripts/setup.sh
@@ -62,6 +63,23 @@ pytest-pkg: pkg-install
 	  $(CURDIR)/.venv-pkg/bin/python -m pytest -q -p no:cacheprovider $(CURDIR)/tests/python_pkg
 
 test: unit pytest pytest-pkg
+
+# The unit tests (ctest, without the integration test that installs the library) built
+# with AddressSanitizer and UndefinedBehaviorSanitizer in build-asan/ (no libtorch).
+SANITIZE_BUILD ?= build-asan
+sanitize: setup
+	@if [ ! -f $(SANITIZE_BUILD)/build.ninja ]; then \
+	  cmake -S . -B $(SANITIZE_BUILD) -G Ninja -DDLPREP_SANITIZE=ON -DDLPREP_BUILD_BENCH=OFF \
+	    -DDLPREP_WITH_TORCH=OFF $(CMAKE_FLAGS); fi
+	@ninja -C $(SANITIZE_BUILD)
+	cd $(SANITIZE_BUILD) && ARROW_DEFAULT_MEMORY_POOL=system \
+	  ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	  ctest --output-on-failure -j2 -LE integration
+
+# Every fuzz target for FUZZ_SECONDS (default 60) each, built with clang in build-fuzz/
+# (scripts/fuzz.sh says more); fails when a target finds a crash, leak or UB.
+fuzz: setup
+	@bash scripts/fuzz.sh
 
 demo: build pkg-install
 	@bash scripts/demo.sh $(BUILD)

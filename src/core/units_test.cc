@@ -23,6 +23,12 @@ TEST(ParseByteSize, RejectsGarbageNamingTheOption) {
   EXPECT_NE(r.status().message().find("'lots'"), std::string::npos);
   EXPECT_FALSE(ParseByteSize("12XB", "--x").ok());
   EXPECT_FALSE(ParseByteSize("", "--x").ok());
+  // One number before the unit: more points are an error, not the number before them.
+  EXPECT_FALSE(ParseByteSize("1.2.3MB", "--x").ok());
+  EXPECT_FALSE(ParseByteSize("414.44.", "--x").ok());
+  EXPECT_FALSE(ParseByteSize(".", "--x").ok());
+  EXPECT_EQ(*ParseByteSize("2.", "--x"), 2);
+  EXPECT_EQ(*ParseByteSize(".5KB", "--x"), 512);
 }
 
 TEST(ParseByteSize, EverySpellingOfEachUnit) {

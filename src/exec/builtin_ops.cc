@@ -215,7 +215,9 @@ class FilterOp : public BatchOperator {
       return (s.is_valid && s.value) ? batch : batch->Slice(0, 0);
     }
     // Every row kept (the usual case of a null check): the batch as it is, no copy.
-    const auto& keep = static_cast<const arrow::BooleanArray&>(*mask.make_array());
+    // The array must outlive `keep` (a reference into a temporary would dangle).
+    const std::shared_ptr<arrow::Array> mask_array = mask.make_array();
+    const auto& keep = static_cast<const arrow::BooleanArray&>(*mask_array);
     if (keep.null_count() == 0 && keep.true_count() == keep.length()) return batch;
     ARROW_ASSIGN_OR_RAISE(
         arrow::Datum out,

@@ -1,5 +1,6 @@
 #include "features/steps.h"
 
+#include <charconv>
 #include <cstdlib>
 #include <string>
 
@@ -15,9 +16,19 @@ namespace dlprep::features {
 
 arrow::Result<int64_t> ParseTimePoint(std::string_view text, std::string_view option) {
   std::string s(text);
-  char* end = nullptr;
-  long long n = std::strtoll(s.c_str(), &end, 10);
-  if (!s.empty() && end != nullptr && *end == '\0') return static_cast<int64_t>(n);
+  // Epoch seconds: an integer, exactly; one beyond int64 is an error, not the largest
+  // int64 (as strtoll would clamp it).
+  std::string_view digits = text;
+  if (digits.size() > 1 && digits[0] == '+') digits.remove_prefix(1);
+  int64_t n = 0;
+  auto [end, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), n);
+  if (!digits.empty() && end == digits.data() + digits.size()) {
+    if (ec == std::errc()) return n;
+    if (ec == std::errc::result_out_of_range) {
+      return arrow::Status::Invalid("option ", option, ": '", s,
+                                    "' is beyond the range of epoch seconds (int64)");
+    }
+  }
   auto parsed = arrow::compute::Cast(arrow::Datum(arrow::MakeScalar(s)),
                                      arrow::timestamp(arrow::TimeUnit::SECOND));
   if (!parsed.ok()) {

@@ -11,6 +11,7 @@
 
 #include "dlprep/pipeline.h"
 #include "exec/exec_test_util.h"
+#include "features/steps.h"
 
 namespace dlprep::features {
 namespace {
@@ -21,6 +22,24 @@ using ::testing::ElementsAreArray;
 using ::testing::HasSubstr;
 
 constexpr int64_t D = 86400;
+
+TEST(ParseTimePoint, EpochSecondsExactlyOrAnError) {
+  EXPECT_EQ(*ParseTimePoint("1700000000", "--until"), 1700000000);
+  EXPECT_EQ(*ParseTimePoint("-86400", "--until"), -86400);
+  EXPECT_EQ(*ParseTimePoint("+5", "--until"), 5);
+  EXPECT_EQ(*ParseTimePoint("9223372036854775807", "--until"), INT64_MAX);
+  EXPECT_EQ(*ParseTimePoint("2024-06-30", "--until"), 1719705600);
+  // Beyond int64: an error naming the option, not the largest int64.
+  for (const char* big : {"99999999999999999999", "-99999999999999999999",
+                          "9223372036854775808"}) {
+    auto r = ParseTimePoint(big, "--until");
+    ASSERT_FALSE(r.ok()) << big << " read as " << *r;
+    EXPECT_THAT(r.status().message(), HasSubstr("--until"));
+    EXPECT_THAT(r.status().message(), HasSubstr("beyond the range"));
+  }
+  EXPECT_FALSE(ParseTimePoint("12x", "--until").ok());
+  EXPECT_FALSE(ParseTimePoint("", "--until").ok());
+}
 
 
 // One input event; the key is int64 unless `skey` is set.

@@ -1,7 +1,8 @@
 """Writes the TFRecord regression seeds in tests/fuzz/corpus/ (hostile inputs that once
 crashed or misled dlprep): tfrecord_framing/ (whole files, for RecordReader) and
-example_decode/ (one serialized tf.train.Example each, for ExampleDecoder and
-InferExampleSchema). Pure Python and deterministic: the seeds are committed, and this
+example_decode/ and sequence_example_decode/ (one serialized tf.train.Example or
+SequenceExample each, for ExampleDecoder and InferExampleSchema), and the fuzzers'
+well-formed starting points (seed_*). Pure Python and deterministic: the seeds are committed, and this
 says how each was made. Run: python tests/fuzz/make_tfrecord_corpus.py"""
 import gzip
 import struct
@@ -151,6 +152,64 @@ def main():
           example(entry(b"x", feature("int64", int64_list(1))),
                   entry(b"y", feature("int64", int64_list(7)))) +
           example(entry(b"x", feature("int64", int64_list(2, 3)))))
+
+    # 5. Starting points for the fuzzers (seed_*): well-formed inputs that reach every
+    # value kind, shape and compression. The unit tests above leave them to the
+    # fuzz_replay tests.
+    all_kinds = example(
+        entry(b"id", feature("int64", int64_list(7))),
+        entry(b"name", feature("bytes", bytes_list(b"row-7"))),
+        entry(b"x", feature("int64", int64_list(1, -2, 3))),
+        entry(b"y", feature("float", float_list(0.5))),
+        entry(b"b", feature("bytes", bytes_list(b"\x00\xff"))),
+        entry(b"f", feature("float", float_list(1.0, 2.0, -3.5))),
+        entry(b"s", feature("bytes", bytes_list(b"a", b"bc", b"\xc3\xa9"))),
+        entry(b"flag", feature("int64", int64_list(1))),
+        entry(b"ts", feature("int64", int64_list(1700000000000000))),
+        entry(b"d", feature("float", float_list(-1e30))),
+        entry(b"i8", feature("int64", int64_list(-128))))
+    write("example_decode", "seed_all_kinds.pb", all_kinds)
+    write("example_decode", "seed_unpacked_and_empty.pb",
+          example(entry(b"x", feature("int64", varint(1 << 3) + varint(5) + varint(1 << 3) +
+                                      varint(6))),
+                  entry(b"f", feature("float", b"")),
+                  entry(b"s", feature("bytes", b""))))
+    write("sequence_example_decode", "seed_context_and_lists.pb",
+          sequence_example(
+              [entry(b"id", feature("int64", int64_list(3))),
+               entry(b"name", feature("bytes", bytes_list(b"clip")))],
+              [(b"seq_f", [feature("float", float_list(1.0, 2.0)),
+                           feature("float", float_list(3.0))]),
+               (b"seq_i", [feature("int64", int64_list(1)), feature("int64", int64_list())]),
+               (b"seq_s", [feature("bytes", bytes_list(b"a", b"b"))])]))
+    write("sequence_example_decode", "seed_lists_only.pb",
+          sequence_example([], [(b"seq_f", [feature("float", float_list(0.25))] * 3)]))
+    write("sequence_example_decode", "seed_context_only.pb",
+          sequence_example([entry(b"x", feature("int64", int64_list(1, 2)))], []))
+
+    records = [frame(good_example(i)) for i in range(3)] + [frame(all_kinds)]
+    plain = b"".join(records)
+    write("tfrecord_framing", "seed_plain.tfrecord", plain)
+    write("tfrecord_framing", "seed_plain.tfrecord.gz", gzip.compress(plain, mtime=0))
+    write("tfrecord_framing", "seed_plain.tfrecord.zz", zlib.compress(plain))
+    # A data CRC error in the second record: --skip-corrupt skips it and reads on.
+    bad_crc = bytearray(records[1])
+    bad_crc[-1] ^= 0xFF
+    write("tfrecord_framing", "seed_data_crc_error.tfrecord",
+          records[0] + bytes(bad_crc) + records[2])
+
+
+def feature_list(features):
+    return b"".join(ld(1, f) for f in features)
+
+
+def sequence_example(context_entries, lists):
+    """SequenceExample{context: Features(context_entries), feature_lists: {name: features}}."""
+    out = ld(1, b"".join(context_entries)) if context_entries else b""
+    if lists:
+        out += ld(2, b"".join(ld(1, ld(1, name) + ld(2, feature_list(fs)))
+                              for name, fs in lists))
+    return out
 
 
 if __name__ == "__main__":

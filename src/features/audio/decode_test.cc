@@ -185,18 +185,22 @@ TEST(DecodeMono, StreamedWavSizeRunsToTheEndButTruncationIsAnError) {
   EXPECT_EQ(mono.size(), 500u);
 }
 
-// WAV files of tests/fuzz/corpus/wav (see its README), 100 samples each.
+// Audio files of tests/fuzz/corpus/audio_decode (see its README): the damaged WAVs of
+// 100 samples each, and the fuzzer's well-formed starting points (seed_*).
 TEST(DecodeMono, CorpusSeeds) {
   int seen = 0;
   for (const auto& entry :
-       std::filesystem::directory_iterator(DLPREP_FUZZ_CORPUS "/wav")) {
+       std::filesystem::directory_iterator(DLPREP_FUZZ_CORPUS "/audio_decode")) {
     std::ifstream in(entry.path(), std::ios::binary);
     const std::string bytes((std::istreambuf_iterator<char>(in)), {});
     const std::string name = entry.path().filename().string();
     std::vector<float> mono;
     AudioInfo info;
     auto st = Decode(bytes, &mono, &info);
-    if (name.rfind("streamed_", 0) == 0 || name.rfind("old_sox_", 0) == 0) {
+    if (name.rfind("seed_", 0) == 0) {
+      ASSERT_TRUE(st.ok()) << name << ": " << st.ToString();
+      EXPECT_GT(mono.size(), 0u) << name;
+    } else if (name.rfind("streamed_", 0) == 0 || name.rfind("old_sox_", 0) == 0) {
       ASSERT_TRUE(st.ok()) << name << ": " << st.ToString();
       EXPECT_EQ(mono.size(), 100u) << name;
     } else if (name.rfind("truncated_", 0) == 0) {

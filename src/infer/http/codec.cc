@@ -921,6 +921,9 @@ arrow::Result<std::vector<std::shared_ptr<arrow::Array>>> BuildOutputArrays(
     // Appends values [b, e) of `col`.
     auto append_values = [&](arrow::ArrayBuilder* builder, const DecodedColumn& col,
                              int64_t b, int64_t e) -> arrow::Status {
+      // Nothing to append; also, the values of an output with no values at all may have
+      // no storage, and Arrow's AppendValues must not be given a null pointer.
+      if (e == b) return arrow::Status::OK();
       switch (spec.type) {
         case OutputSpec::Type::kFloat32: {
           auto* fb = static_cast<arrow::FloatBuilder*>(builder);
