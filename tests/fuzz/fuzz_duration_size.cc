@@ -1,11 +1,13 @@
 // Fuzz target: duration, time and size parsing (`--window 14d`, `--until 2024-06-30`,
 // `--memory-limit 512MB`, `max_file_size: 1.5GB`). The input is the option's text. An
-// accepted duration is digits and one unit letter and never negative; a time given as
+// accepted duration is finite and never negative, and one accepted in whole seconds is
+// the same duration; a time given as
 // an integer is that integer exactly (one beyond int64 is an error, not clamped); an
 // accepted size is one decimal number (at most one point) with an optional unit and
 // never negative; FormatBytes takes any size.
 
 #include <cctype>
+#include <cmath>
 #include <charconv>
 #include <cstdint>
 #include <string>
@@ -24,16 +26,17 @@ using dlprep::fuzz::Fail;
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const std::string_view text(reinterpret_cast<const char*>(data), size);
 
-  auto seconds = dlprep::features::ParseDuration(text, "--window");
-  if (seconds.ok()) {
-    bool digits = text.size() >= 2;
-    for (size_t i = 0; i + 1 < text.size(); ++i) {
-      digits = digits && std::isdigit(static_cast<unsigned char>(text[i]));
-    }
-    if (!digits || *seconds < 0) {
-      Fail(kTarget, "duration '" + std::string(text) + "' accepted as " +
-                        std::to_string(*seconds));
-    }
+  auto seconds = dlprep::ParseDuration(text, "--timeout");
+  if (seconds.ok() && !(*seconds >= 0 && std::isfinite(*seconds))) {
+    Fail(kTarget, "duration '" + std::string(text) + "' accepted as " +
+                      std::to_string(*seconds));
+  }
+  auto whole = dlprep::ParseWholeSeconds(text, "--window");
+  if (whole.ok() && (!seconds.ok() || *whole < 0 ||
+                     static_cast<double>(*whole) != *seconds)) {
+    Fail(kTarget, "whole seconds '" + std::string(text) + "' accepted as " +
+                      std::to_string(*whole) + " but as a duration " +
+                      (seconds.ok() ? std::to_string(*seconds) : seconds.status().ToString()));
   }
 
   auto time = dlprep::features::ParseTimePoint(text, "--until");
