@@ -72,6 +72,6 @@ echo "MLServer serves the churn model at $base/v2/models/churn/infer"
 
 "$dlprep" score-http --url "$base/v2/models/churn/infer" --protocol kserve-v2 \
   --input "$windows" --model-input features --outputs churn_probability:float64 \
-  --batch-size 256 --concurrency 4 --output "$out/scores" --overwrite \
+  --batch-size 256 --concurrency 4 --output "$out/scores" --format parquet --overwrite \
   --errors "$out/score_errors.jsonl" --stats "$out/score_stats.json"
 (cd "$here" && "$PY" check.py "$out/scores" "$repo/churn/weights.npz")

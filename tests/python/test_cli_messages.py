@@ -149,8 +149,17 @@ def write_broken_audio(d):
 
 def test_audio_error_names_its_path_once(dlprep, tmp_path):
     write_broken_audio(tmp_path / "clips")
+    # One good clip, so that the job (with the failed-row limit off) succeeds and lists
+    # every failed file: a job whose every row failed reports only the first.
+    import wave
+    with wave.open(str(tmp_path / "clips" / "d.wav"), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(16000)
+        w.writeframes(np.zeros(1600, np.int16).tobytes())
     p = dlprep("audio", "--input", tmp_path / "clips", "--output", tmp_path / "out",
-               "--files-per-partition", "1", check=False)
+               "--files-per-partition", "1", "--max-error-rate", "1", check=False)
+    assert p.returncode == 0, p.stderr
     for name in ["a.wav", "b.wav", "c.wav"]:
         path = str(tmp_path / "clips" / name)
         lines = [ln for ln in p.stderr.splitlines() if path in ln]

@@ -45,9 +45,10 @@ def write_features(path, n=N):
 def score_http(dlprep, url, tmp_path, *extra, check=False):
     return dlprep("score-http", "--url", url, "--protocol", "kserve-v2", "--input",
                   tmp_path / "in", "--model-input", "id,features", "--outputs",
-                  "score:float64,row_id:int64", "--output", tmp_path / "out",
-                  "--stats", tmp_path / "stats.json", "--batch-size", "10", "--retries",
-                  "1", "--backoff", "0.01", "--workers", "2", *extra, check=check)
+                  "score:float64,row_id:int64", "--output", tmp_path / "out", "--format",
+                  "parquet", "--stats", tmp_path / "stats.json", "--batch-size", "10",
+                  "--retries", "1", "--backoff", "0.01", "--workers", "2", *extra,
+                  check=check)
 
 
 def stats(tmp_path):
