@@ -765,6 +765,13 @@ def _commit(path, job, job_dir, manifest, summaries, schema, ext, spark):
         for k, f in enumerate(files):
             name = f"part-{s['partition']:05d}-{job}-c{k:03d}{ext}"
             moves.append((os.path.join(job_dir, s["dir"], f["name"]), name, f))
+    # A task with no rows writes one empty file (as the engine does for an empty job):
+    # only a job that wrote no rows at all keeps one, so its dataset still has a file.
+    empty = [m for m in moves if m[2]["rows"] == 0]
+    if len(empty) < len(moves):
+        moves = [m for m in moves if m[2]["rows"] > 0]
+    elif empty:
+        moves = empty[:1]
     manifest["rows"] = sum(f["rows"] for _, _, f in moves)
     manifest["bytes"] = sum(f["bytes"] for _, _, f in moves)
     manifest["files"] = [{"name": n, "rows": f["rows"], "bytes": f["bytes"]}

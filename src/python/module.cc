@@ -740,7 +740,10 @@ class Stream {
       return std::make_unique<QueueWriter>(state);
     });
     config.options.cancel = &state_->cancel;
-    // Row errors are counted in the statistics; an --errors file is for writes.
+    // Row errors are counted in the statistics; an --errors file and the failed-row
+    // limits are for writes (what they commit). A run whose every row failed still fails.
+    config.options.max_error_rate = 1;
+    config.options.max_errors = -1;
     thread_ = std::thread([state, p, options = config.options, &plan]() {
       auto run = p.Run(options);
       std::lock_guard<std::mutex> lock(state->mu);
