@@ -80,9 +80,10 @@ std::string_view StringValue(const arrow::Array& a, int64_t i) {
   return static_cast<const arrow::StringArray&>(a).GetView(i);
 }
 
-// Raw int64 value of a timestamp or int64 array.
+// Raw int64 value of a timestamp or int64 array (the same layout; read from the data
+// buffer, as the array object of a timestamp column is not an Int64Array).
 int64_t RawTime(const arrow::Array& a, int64_t i) {
-  return static_cast<const arrow::Int64Array&>(a).Value(i);  // same layout for both
+  return a.data()->GetValues<int64_t>(1)[i];
 }
 
 struct Columns {
