@@ -313,17 +313,26 @@ arrow::Result<std::string> BuildManifestJson(const ManifestInfo& info) {
   }
 }
 
-arrow::Result<std::shared_ptr<arrow::Schema>> ReadManifestSchema(const std::string& dir) {
-  const std::string path = dir + "/_manifest.json";
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return arrow::Status::IOError("cannot open '", path, "'");
+namespace {
+// The JSON object of `dir`/_manifest.json; `path` receives the file's path (for messages).
+arrow::Result<nlohmann::json> ReadManifestObject(const std::string& dir, std::string* path) {
+  *path = dir + "/_manifest.json";
+  std::ifstream in(*path, std::ios::binary);
+  if (!in) return arrow::Status::IOError("cannot open '", *path, "'");
   std::stringstream text;
   text << in.rdbuf();
-  if (in.bad()) return arrow::Status::IOError("cannot read '", path, "'");
-  Json m = Json::parse(text.str(), nullptr, /*allow_exceptions=*/false);
+  if (in.bad()) return arrow::Status::IOError("cannot read '", *path, "'");
+  nlohmann::json m = nlohmann::json::parse(text.str(), nullptr, /*allow_exceptions=*/false);
   if (m.is_discarded() || !m.is_object()) {
-    return arrow::Status::Invalid("'", path, "' is not a JSON object");
+    return arrow::Status::Invalid("'", *path, "' is not a JSON object");
   }
+  return m;
+}
+}  // namespace
+
+arrow::Result<std::shared_ptr<arrow::Schema>> ReadManifestSchema(const std::string& dir) {
+  std::string path;
+  ARROW_ASSIGN_OR_RAISE(nlohmann::json m, ReadManifestObject(dir, &path));
   auto it = m.find("arrow_schema");
   if (it == m.end() || !it->is_string()) {
     return arrow::Status::Invalid("'", path,
@@ -347,16 +356,8 @@ namespace dlprep {
 
 arrow::Result<WriteResult> ReadManifestFiles(const std::string& dir) {
   using Json = nlohmann::json;
-  const std::string path = dir + "/_manifest.json";
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return arrow::Status::IOError("cannot open '", path, "'");
-  std::stringstream text;
-  text << in.rdbuf();
-  if (in.bad()) return arrow::Status::IOError("cannot read '", path, "'");
-  Json m = Json::parse(text.str(), nullptr, /*allow_exceptions=*/false);
-  if (m.is_discarded() || !m.is_object()) {
-    return arrow::Status::Invalid("'", path, "' is not a JSON object");
-  }
+  std::string path;
+  ARROW_ASSIGN_OR_RAISE(Json m, io::ReadManifestObject(dir, &path));
   auto count = [](const Json& j, const char* key, int64_t* out) {
     auto it = j.find(key);
     if (it == j.end() || !it->is_number_integer() || it->get<int64_t>() < 0) return false;

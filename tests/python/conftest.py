@@ -43,3 +43,23 @@ def dlprep():
 def read_manifest(path):
     with open(Path(path) / "_manifest.json") as f:
         return json.load(f)
+
+
+@pytest.fixture(scope="module")
+def server():
+    """tests/python/model_server.py's server on 127.0.0.1 for a test module, stopped at
+    its end (also when a test fails)."""
+    from model_server import ModelServer
+    s = ModelServer().start()
+    yield s
+    s.stop()
+
+
+@pytest.fixture()
+def srv(server):
+    """The module's server, reset: no fault, no auth, no delay, counts at zero."""
+    server.fault = None
+    server.required_auth = None
+    server.delay = 0.0
+    server.reset_counts()
+    return server

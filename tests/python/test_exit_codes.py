@@ -12,25 +12,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from conftest import read_manifest
-from model_server import ModelServer
 
 N = 100
-
-
-@pytest.fixture(scope="module")
-def server():
-    s = ModelServer().start()
-    yield s
-    s.stop()
-
-
-@pytest.fixture()
-def srv(server):
-    server.fault = None
-    server.required_auth = None
-    server.delay = 0.0
-    server.reset_counts()
-    return server
 
 
 def write_features(path, n=N):

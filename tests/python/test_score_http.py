@@ -7,33 +7,16 @@ import os
 import signal
 import subprocess
 import time
-from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from model_server import K, ModelServer
+from model_server import K
 
 N = 600
 DIM = 8
-
-
-@pytest.fixture(scope="module")
-def server():
-    s = ModelServer().start()
-    yield s
-    s.stop()
-
-
-@pytest.fixture()
-def srv(server):
-    server.fault = None
-    server.required_auth = None
-    server.delay = 0.0
-    server.reset_counts()
-    return server
 
 
 def features(n=N, dim=DIM, seed=0):
