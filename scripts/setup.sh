@@ -10,7 +10,7 @@ APT_PACKAGES=(
   build-essential cmake ninja-build ccache pkg-config git
   libgtest-dev libgmock-dev libbenchmark-dev
   libcli11-dev libyaml-cpp-dev nlohmann-json3-dev zlib1g-dev
-  libsndfile1-dev libsoxr-dev libfftw3-dev libkissfft-dev espeak-ng
+  libsndfile1-dev libvorbis-dev libogg-dev libsoxr-dev libfftw3-dev libkissfft-dev espeak-ng
   libtorch-dev python3-torch
   libcurl4-openssl-dev libsimdjson-dev libssl-dev openssl
   openjdk-17-jre-headless python3-venv python3-dev
