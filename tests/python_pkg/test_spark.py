@@ -451,7 +451,7 @@ def test_threads_per_task_default_is_omp_num_threads(monkeypatch):
 # -- the commit under retries and failures ------------------------------------------------
 def _flaky(mode):
     """A mapInArrow function that fails attempt 0 of partitions 1 (an exception after
-    some rows went to the writer) and 2 (the Python worker dies), or (mode "always")
+    some rows went to the writer) and 2 (the Python worker is killed by SIGKILL), or (mode "always")
     every attempt of partition 0."""
     def fn(batches):
         from pyspark import TaskContext
@@ -464,7 +464,7 @@ def _flaky(mode):
             if mode == "once" and attempt == 0 and p == 1 and i == 1:
                 raise RuntimeError("injected: partition 1 fails once")
             if mode == "once" and attempt == 0 and p == 2 and i == 1:
-                os._exit(3)
+                os.kill(os.getpid(), signal.SIGKILL)  # the Python worker is killed
     return fn
 
 
