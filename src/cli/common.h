@@ -14,6 +14,7 @@
 #include <nlohmann/json_fwd.hpp>
 
 #include "dlprep/pipeline.h"
+#include "io/glob.h"
 #include "dlprep/sink.h"
 #include "dlprep/source.h"
 
@@ -137,13 +138,7 @@ arrow::Result<std::string> DetectInputFormat(const InputFlags& flags);
 arrow::Result<std::shared_ptr<Source>> OpenInput(const InputFlags& flags);
 arrow::Result<WriteOptions> MakeWriteOptions(const OutputFlags& flags);
 
-/// Invalid when the output folder is one of the inputs or inside one (the job would
-/// read its own output: a folder input, or a glob that can match the output folder or
-/// files in it), or when an input is inside the output folder (--overwrite would
-/// replace what the job reads). Paths are compared absolute, with symbolic links
-/// resolved as far as they exist.
-arrow::Status CheckOutputOutsideInputs(const std::vector<std::string>& inputs,
-                                       const std::string& output_dir);
+using io::CheckOutputOutsideInputs;
 
 /// Prints a note for leftover attempt folders of jobs that were killed before they
 /// could clean up, with the command that removes them.

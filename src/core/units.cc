@@ -105,11 +105,18 @@ arrow::Result<double> ParseDuration(std::string_view text, std::string_view opti
 
 arrow::Result<int64_t> ParseWholeSeconds(std::string_view text, std::string_view option) {
   ARROW_ASSIGN_OR_RAISE(double seconds, ParseDuration(text, option));
-  double whole = std::round(seconds);
-  // Decimal fractions of larger units ("0.1h") are whole seconds up to rounding.
-  if (std::fabs(seconds - whole) > 1e-6) {
+  const double whole = std::round(seconds);
+  // A decimal fraction of a larger unit ("0.1h") is whole up to the rounding of the
+  // multiplication: a few units in the last place, never a fraction someone wrote
+  // ("99869.99999999" is not whole).
+  const double ulp = std::nextafter(whole, HUGE_VAL) - whole;
+  if (std::fabs(seconds - whole) > 8 * ulp) {
     return arrow::Status::Invalid("option ", option, ": duration '", text,
                                   "' is not a whole number of seconds");
+  }
+  if (!(whole < 9.2e18)) {
+    return arrow::Status::Invalid("option ", option, ": duration '", text,
+                                  "' is too long (at most 9.2e18 seconds)");
   }
   return static_cast<int64_t>(whole);
 }

@@ -90,6 +90,13 @@ TEST(ParseWholeSeconds, AcceptsWholeSecondsOnly) {
   EXPECT_EQ(*ParseWholeSeconds("1.5d", "--window"), 129600);
   EXPECT_EQ(*ParseWholeSeconds("2w", "--window"), 14 * 86400);
   EXPECT_EQ(*ParseWholeSeconds("0.1h", "--window"), 360);
+  EXPECT_EQ(*ParseWholeSeconds("0.7h", "--window"), 2520);
+  EXPECT_EQ(*ParseWholeSeconds("0.25m", "--window"), 15);
+  // Fractions someone wrote are not whole, however close (the fuzzer's find).
+  EXPECT_FALSE(ParseWholeSeconds("0.001d", "--window").ok());  // 86.4 s
+  EXPECT_FALSE(ParseWholeSeconds("99869.99999999", "--window").ok());
+  EXPECT_FALSE(ParseWholeSeconds("1.0000001s", "--window").ok());
+
   EXPECT_EQ(*ParseWholeSeconds("2000ms", "--window"), 2);
   EXPECT_EQ(*ParseWholeSeconds("45", "--window"), 45);
   auto r = ParseWholeSeconds("500ms", "--stride");

@@ -4,8 +4,10 @@
 
 #include <algorithm>
 #include <filesystem>
+#include <optional>
 #include <string_view>
 #include <system_error>
+#include <vector>
 
 #include <arrow/status.h>
 
@@ -256,6 +258,87 @@ arrow::Result<std::vector<std::string>> ExpandPaths(
     ARROW_RETURN_NOT_OK(expander.Expand(pattern));
   }
   return expander.TakeSorted();
+}
+
+namespace {
+
+namespace fs = std::filesystem;
+
+// Absolute, normalized, symbolic links resolved where the path exists; no trailing '/'.
+fs::path Resolved(const std::string& path) {
+  std::error_code ec;
+  fs::path p = fs::weakly_canonical(fs::absolute(fs::path(path)), ec);
+  if (ec) p = fs::absolute(fs::path(path)).lexically_normal();
+  if (p.filename().empty() && p.has_parent_path() && p != p.root_path()) {
+    p = p.parent_path();
+  }
+  return p;
+}
+
+// The segments of `path` below `base`, or nullopt when `path` is not `base` or inside it.
+std::optional<std::vector<std::string>> SegmentsBelow(const fs::path& path,
+                                                      const fs::path& base) {
+  auto p = path.begin();
+  for (auto b = base.begin(); b != base.end(); ++b, ++p) {
+    if (b->empty()) continue;  // a trailing separator
+    if (p == path.end() || *p != *b) return std::nullopt;
+  }
+  std::vector<std::string> rest;
+  for (; p != path.end(); ++p) {
+    if (!p->empty()) rest.push_back(p->string());
+  }
+  return rest;
+}
+
+}  // namespace
+
+arrow::Status CheckOutputOutsideInputs(const std::vector<std::string>& inputs,
+                                       const std::string& output_dir) {
+  if (output_dir.empty()) return arrow::Status::OK();
+  const fs::path out = Resolved(output_dir);
+  for (const auto& input : inputs) {
+    if (input.find("://") != std::string::npos) continue;  // not a local path
+    // The literal prefix of a glob (the segments before the first wildcard) and the
+    // wildcard segments after it.
+    fs::path prefix;
+    std::vector<std::string> pattern;
+    for (const auto& seg : fs::path(input)) {
+      if (!pattern.empty() || HasGlobWildcard(seg.string())) {
+        pattern.push_back(seg.string());
+      } else {
+        prefix /= seg;
+      }
+    }
+    if (prefix.empty()) prefix = ".";
+    const fs::path base = Resolved(prefix.string());
+    auto conflict = [&](const char* how) {
+      return arrow::Status::Invalid("output folder '", output_dir, "' ", how, " input '",
+                                    input, "': the job would read its own output; choose "
+                                    "an output folder outside the inputs");
+    };
+    if (auto below = SegmentsBelow(out, base)) {
+      if (pattern.empty()) {
+        if (below->empty()) return conflict("is the");
+        return conflict("is inside the");
+      }
+      // A glob reads the output when it can match the output folder, one of its
+      // parents below the prefix (a matched folder is read whole), or files inside it.
+      bool any_depth = false;
+      for (const auto& seg : pattern) any_depth = any_depth || seg == "**";
+      bool matches = !below->empty();
+      const size_t n = std::min(pattern.size(), below->size());
+      for (size_t k = 0; k < n && matches && !any_depth; ++k) {
+        matches = ::fnmatch(pattern[k].c_str(), (*below)[k].c_str(), FNM_PERIOD) == 0;
+      }
+      if (any_depth || matches) return conflict("may be read by the");
+    }
+    if (SegmentsBelow(base, out)) {
+      return arrow::Status::Invalid("input '", input, "' is inside the output folder '",
+                                    output_dir, "': the job would replace what it reads; "
+                                    "choose an output folder outside the inputs");
+    }
+  }
+  return arrow::Status::OK();
 }
 
 }  // namespace dlprep::io

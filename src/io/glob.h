@@ -6,6 +6,7 @@
 #include <vector>
 
 #include <arrow/result.h>
+#include <arrow/status.h>
 
 namespace dlprep::io {
 
@@ -46,5 +47,13 @@ arrow::Result<std::vector<std::string>> ExpandPaths(
 
 /// True when `segment` contains a glob wildcard (`*`, `?` or `[`).
 bool HasGlobWildcard(const std::string& segment);
+
+/// Invalid when the output folder is one of the inputs or inside one (the job would
+/// read its own output: a folder input, or a glob that can match the output folder or
+/// files in it), or when an input is inside the output folder (--overwrite would
+/// replace what the job reads). Paths are compared absolute, with symbolic links
+/// resolved as far as they exist.
+arrow::Status CheckOutputOutsideInputs(const std::vector<std::string>& inputs,
+                                       const std::string& output_dir);
 
 }  // namespace dlprep::io

@@ -38,6 +38,7 @@
 #include "features/windows.h"
 #include "infer/http/steps.h"
 #include "infer/plugin/score_step.h"
+#include "io/glob.h"
 
 namespace nb = nanobind;
 
@@ -651,6 +652,9 @@ class Plan {
       Raise(arrow::Status::Invalid(name, ": the pipeline has no sink (add 'sink: {format: "
                                          "tfrecord, path: out/}')"));
     }
+    // A job never reads its own output, nor replaces the folder it reads.
+    arrow::Status outside = io::CheckOutputOutsideInputs(file_.input_paths, write.output_dir);
+    if (!outside.ok()) Raise(outside);
     RunConfig config = MakeRunConfig(opts);
     // A pipeline file's own limits, unless given as keywords.
     if (!config.max_error_rate_given && !config.options.fail_on_row_error) {

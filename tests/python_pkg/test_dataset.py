@@ -2,6 +2,7 @@
 writers give the same bytes (TFRecord) and rows; Arrow in and out without copies."""
 import json
 import math
+import os
 import struct
 import wave
 
@@ -67,6 +68,26 @@ def test_write_parquet_and_csv_equal_convert(cli, events, tmp_path, fmt):
         assert read_all(tmp_path / "py").equals(read_all(tmp_path / "cli"))
     else:
         assert file_bytes(tmp_path / "py") == file_bytes(tmp_path / "cli")
+
+
+def test_writing_into_what_the_job_reads_is_refused_and_loses_nothing(tmp_path):
+    (tmp_path / "in").mkdir()
+    pq.write_table(pa.table({"a": [1, 2, 3]}), tmp_path / "in" / "a.parquet")
+    ds = dlprep.read_parquet(tmp_path / "in")
+    with pytest.raises(dlprep.InvalidInput, match="is the input .*would read its own output"):
+        ds.write_parquet(tmp_path / "in", overwrite=True)
+    with pytest.raises(dlprep.InvalidInput, match="is inside the input"):
+        ds.write_tfrecord(tmp_path / "in" / "out")
+    with pytest.raises(dlprep.InvalidInput, match="is inside the output folder"):
+        ds.write_csv(tmp_path, overwrite=True)
+    # A join's source counts too.
+    side = dlprep.from_arrow(pa.table({"a": [1], "b": [2.0]}))
+    with pytest.raises(dlprep.InvalidInput, match="is inside the input"):
+        side.join(ds, on="a").write_parquet(tmp_path / "in" / "j")
+    assert sorted(os.listdir(tmp_path / "in")) == ["a.parquet"]
+    assert pq.read_table(tmp_path / "in").column("a").to_pylist() == [1, 2, 3]
+    ds.write_parquet(tmp_path / "out")  # a folder beside the input is fine
+    assert pq.read_table(tmp_path / "out").num_rows == 3
 
 
 def test_read_csv_json_tfrecord_and_binary_files(cli, events, tmp_path):
