@@ -410,6 +410,7 @@ struct Column {
   ListLayer outer, inner;
   Kind kind = Kind::kNone;
   int64_t min = 0, max = 0;  // integer targets: allowed range
+  bool whole_days = false;    // date64: milliseconds that are whole days (Arrow's rule)
   bool utf8 = false;
   int32_t byte_width = -1;  // fixed_size_binary
   // Staging for the current batch.
@@ -545,6 +546,7 @@ class ExampleDecoderImpl final : public ExampleDecoder {
       }
       ARROW_ASSIGN_OR_RAISE(col.kind, LeafKind(col));
       ARROW_RETURN_NOT_OK(IntRange(*col.leaf, &col.min, &col.max));
+      col.whole_days = col.leaf->id() == arrow::Type::DATE64;
       col.utf8 = col.leaf->id() == arrow::Type::STRING ||
                  col.leaf->id() == arrow::Type::LARGE_STRING;
       if (col.leaf->id() == arrow::Type::FIXED_SIZE_BINARY) {
@@ -659,6 +661,10 @@ class ExampleDecoderImpl final : public ExampleDecoder {
           if (bad.empty() && (v < c.min || v > c.max)) {
             bad = "value " + std::to_string(v) + " does not fit column '" + c.name +
                   "' of type " + c.leaf->ToString();
+          } else if (bad.empty() && c.whole_days && v % 86400000 != 0) {
+            bad = "value " + std::to_string(v) + " is not a whole number of days in "
+                  "milliseconds, as column '" + c.name + "' (" + c.leaf->ToString() +
+                  ") needs";
           }
         });
     if (!ok) return FeatureError(c, std::string("malformed ") + KindName(f.kind));

@@ -251,6 +251,12 @@ TEST_F(DecoderErrors, OutOfRangeInvalidUtf8AndWidth) {
   EXPECT_TRUE(Contains(st2, "not valid UTF-8")) << st2.ToString();
   auto st3 = Decode("b", arrow::fixed_size_binary(4), Encode("b", arrow::binary(), R"(["abc"])"));
   EXPECT_TRUE(Contains(st3, "has 3 bytes")) << st3.ToString();
+  // date64 holds whole days in milliseconds (Arrow's rule; the fuzzer's find through a
+  // manifest that declared date64).
+  auto st5 = Decode("d", arrow::date64(), Encode("d", arrow::int64(), "[7]"));
+  EXPECT_TRUE(Contains(st5, "feature 'd': value 7 is not a whole number of days"))
+      << st5.ToString();
+  EXPECT_TRUE(Decode("d", arrow::date64(), Encode("d", arrow::int64(), "[-86400000]")).ok());
   auto st4 = Decode("l", arrow::fixed_size_list(arrow::int64(), 2),
                     Encode("l", arrow::list(arrow::int64()), "[[1, 2, 3]]"));
   EXPECT_TRUE(Contains(st4, "holds exactly 2")) << st4.ToString();
