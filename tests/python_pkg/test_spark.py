@@ -372,7 +372,7 @@ def _scan_columns(df):
 def test_audio_equals_the_engine_and_opens_once_per_worker(spark, clips, read_files):
     expected = dlprep.read_binary_files(clips, recursive=True, name_filter="*.wav") \
         .audio(**AUDIO).to_arrow()
-    # 8 tasks on 2 Python workers (content read by Spark), or coalesced to 4 (2 x the
+    # 8 tasks on 2 Python workers (content read by Spark), or coalesced to 2 (the
     # default parallelism) when the task reads the local files itself.
     files = _binary_files(spark, clips, 8)
     before_opens, before_errors = dsp.operator_opens(spark), dsp.row_error_count(spark)
@@ -380,7 +380,7 @@ def test_audio_equals_the_engine_and_opens_once_per_worker(spark, clips, read_fi
     assert feats.schema["log_mel"].metadata == {"dlprep.shape": "[101,64]"}
     if read_files is None:  # local files: Spark reads the paths only
         assert _scan_columns(feats) == "path:string"
-        assert feats.rdd.getNumPartitions() == 4
+        assert feats.rdd.getNumPartitions() == 2
     else:
         assert "content:binary" in _scan_columns(feats)
         assert feats.rdd.getNumPartitions() == 8
@@ -444,7 +444,7 @@ def test_audio_file_unreadable_in_the_task_is_a_row_error(spark, clips, tmp_path
             .option("recursiveFileLookup", "true").load(str(folder))
         assert files.rdd.getNumPartitions() == 17
         feats = dsp.audio(files, errors="column", **AUDIO)
-        assert feats.rdd.getNumPartitions() == 4
+        assert feats.rdd.getNumPartitions() == 2
         assert dsp.audio(files, partitions=3, **AUDIO).rdd.getNumPartitions() == 3
         assert dsp.audio(files, partitions=20, **AUDIO).rdd.getNumPartitions() == 20
         # Listed by Spark as a file, a folder when the task runs (Spark's scan still
