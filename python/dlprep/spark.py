@@ -530,8 +530,8 @@ def _with_contents(batches, unread):
             local = None if p is None else _local_file(p)
             try:
                 if local is None:
-                    raise OSError(f"not a local file (read_files reads local paths and "
-                                  f"file: URIs; pass read_files=False to use content)"
+                    raise OSError("not a local file (read_files reads local paths and "
+                                  "file: URIs; pass read_files=False to use content)"
                                   if p is not None else "path is null")
                 with open(local, "rb") as f:
                     b = f.read()
@@ -580,8 +580,8 @@ def audio(df, *, threads_per_task=None, errors="drop", read_files=None, partitio
     files are read in the task, the scan's partitions are coalesced to
     ``max(spark.default.parallelism, files / 2000)`` if there are more (binaryFile
     packs about 30 small files per partition, and each Python task has a fixed cost of
-    about as much CPU as featurizing 500 clips); otherwise the input's partitions. An integer: coalesced (fewer) or repartitioned
-    (more) to that many."""
+    about as much CPU as featurizing 500 clips); otherwise the input's partitions.
+    An integer: coalesced (fewer) or repartitioned (more) to that many."""
     if read_files not in (None, True, False):
         raise _InvalidInput(f"option read_files: expected None, True or False, not "
                             f"{read_files!r}")
