@@ -10,23 +10,31 @@ Spark's Python workers, read from /proc):
   --udf-customers customers, compared in events/s; all from the events ``dlprep gen
   churn`` writes, written with ``df.write.parquet``, outputs compared for every window.
 * speech: ``dsp.audio`` vs a pandas UDF calling librosa on binaryFile content (skipped
-  when librosa is not importable in the Python Spark's workers run). Rate: clips/s.
+  when librosa is not importable in the Python Spark's workers run). Both read the
+  WAVs afresh in every run (``spark.read.format("binaryFile")``, not cached), in the
+  same number of tasks: the number ``dsp.audio`` chooses (the scan coalesced to the
+  default parallelism), given to the UDF with ``coalesce``. ``dsp.audio`` reads the
+  local files in its tasks (Spark scans the paths only); ``dsp.audio
+  read_files=False`` (Spark reads and ships the content, as for the UDF) is timed too.
+  Rate: clips/s.
 * scoring: ``dsp.score`` vs ``pyspark.ml.functions.predict_batch_udf`` with the same
   TorchScript model (time-averaged [101, 64] input -> linear layer -> 3 scores), one
   torch thread per task; predictions compared. Rate: rows/s.
-* scaling (``--jobs scaling``): ``dsp.windows`` and ``dsp.audio`` on a standalone
-  cluster of one and then two one-core workers (started and stopped here with
-  examples/spark/local_cluster.py): the second worker's speed-up.
+* scaling (``--jobs scaling``): ``dsp.windows`` and ``dsp.audio`` (``--scaling-jobs``)
+  on a standalone cluster of one and then two one-core workers (started and stopped
+  here with examples/spark/local_cluster.py): the second worker's speed-up. The audio
+  job reads --clips WAVs afresh in every run, as in the speech job.
 * writing: ``dsp.write_tfrecord`` (no compression) vs ``df.write.parquet`` of the
   generated churn events (cached in Spark first). Rate: rows/s.
 
     PYSPARK_PYTHON=$VENV/bin/python SPARK_LOCAL_IP=127.0.0.1 \\
         $VENV/bin/python bench/spark_vs_udfs.py [--master local[2]] [--customers 2000]
 
-$VENV: a venv with the dlprep wheel, pyspark 4.0.1 (scripts/requirements-pkg.txt) and,
-for the scoring job, PyTorch (made with --system-site-packages over Debian's
-python3-torch). The issue's sizes are 10M events and 2,000 clips (--customers 15000
---days 120 --clips 2000).
+$VENV: a venv with the dlprep wheel, pyspark 4.0.1 (scripts/requirements-pkg.txt), for
+the speech job librosa and soundfile (the versions in scripts/requirements-bench.txt:
+``$VENV/bin/pip install librosa==... soundfile==...``) and, for the scoring job, PyTorch
+(made with --system-site-packages over Debian's python3-torch). The issue's sizes are
+10M events and 2,000 clips (--customers 15000 --days 120 --clips 2000).
 """
 import argparse
 import os
@@ -184,10 +192,13 @@ def bench_scaling(work, args, dsp):
     from pyspark.sql import SparkSession
 
     from speech import write_tones
-    events_dir, labels_dir, n, until = _gen_churn(work, "churn_scaling", args.customers,
-                                                  args.days)
-    wavs = os.path.join(work, "wavs_scaling")
-    clips = write_tones(wavs, max(1, args.clips // 3))
+    jobs = args.scaling_jobs.split(",")
+    if "windows" in jobs:
+        events_dir, labels_dir, n, until = _gen_churn(work, "churn_scaling",
+                                                      args.customers, args.days)
+    if "audio" in jobs:
+        wavs = os.path.join(work, "wavs_scaling")
+        clips = write_tones(wavs, max(1, -(-args.clips // 3)))
     results = {}
     for workers in (1, 2):
         with standalone_cluster(workers, os.path.join(work, f"cluster{workers}")) as master:
@@ -198,37 +209,50 @@ def bench_scaling(work, args, dsp):
                      .config("spark.ui.showConsoleProgress", "false").getOrCreate())
             spark.sparkContext.setLogLevel("ERROR")
             try:
-                out = os.path.join(work, "w_scaling")
-                results[("windows", workers)] = timed(
-                    lambda: _dsp_windows(spark, dsp, events_dir, labels_dir, until, out),
-                    args.runs)
-                files = (spark.read.format("binaryFile").option("pathGlobFilter", "*.wav")
-                         .option("recursiveFileLookup", "true").load(wavs).repartition(8)
-                         .cache())
-                files.count()
-                results[("audio", workers)] = timed(
-                    lambda: dsp.audio(files, clip_seconds=1).select("path", "log_mel")
-                    .write.mode("overwrite").format("noop").save(), args.runs)
+                if "windows" in jobs:
+                    out = os.path.join(work, "w_scaling")
+                    results[("windows", workers)] = timed(
+                        lambda: _dsp_windows(spark, dsp, events_dir, labels_dir, until, out),
+                        args.runs)
+                if "audio" in jobs:
+                    files = _wav_files(spark, wavs)
+                    tasks = dsp.audio(files, clip_seconds=1).rdd.getNumPartitions()
+                    print(f"scaling, {workers} worker(s): dsp.audio runs {tasks} tasks")
+                    results[("audio", workers)] = timed(
+                        lambda: dsp.audio(files, clip_seconds=1).select("path", "log_mel")
+                        .write.mode("overwrite").format("noop").save(), args.runs)
             finally:
                 spark.stop()
-    for job, size in (("windows", f"{n} events"), ("audio", f"{clips} clips")):
+    sizes = {"windows": lambda: f"{n} events", "audio": lambda: f"{clips} clips"}
+    for job in jobs:
+        size = sizes[job]()
         (w1, c1), (w2, c2) = results[(job, 1)], results[(job, 2)]
         print(f"scaling, dsp.{job} ({size}), standalone cluster of one-core workers:")
         print(f"  1 worker: {w1:7.2f} s wall, {c1:7.2f} s CPU; 2 workers: {w2:7.2f} s wall, "
               f"{c2:7.2f} s CPU; speed-up {w1 / w2:.2f}x")
 
 
+def _wav_files(spark, wavs):
+    return (spark.read.format("binaryFile").option("pathGlobFilter", "*.wav")
+            .option("recursiveFileLookup", "true").load(wavs))
+
+
 def bench_speech(spark, work, args, dsp):
     from speech import write_tones
     wavs = os.path.join(work, "wavs")
-    clips = write_tones(wavs, max(1, args.clips // 3))
-    files = (spark.read.format("binaryFile").option("pathGlobFilter", "*.wav")
-             .option("recursiveFileLookup", "true").load(wavs).repartition(4).cache())
-    files.count()
+    clips = write_tones(wavs, max(1, -(-args.clips // 3)))
+    files = _wav_files(spark, wavs)  # read afresh by every job
+    tasks = dsp.audio(files, clip_seconds=1).rdd.getNumPartitions()
+    print(f"speech: binaryFile scan {files.rdd.getNumPartitions()} partitions; dsp.audio "
+          f"and the UDF run {tasks} tasks")
 
     def ours():
         dsp.audio(files, clip_seconds=1).select("path", "log_mel") \
             .write.mode("overwrite").format("noop").save()
+
+    def ours_content():
+        dsp.audio(files, clip_seconds=1, read_files=False, partitions=tasks) \
+            .select("path", "log_mel").write.mode("overwrite").format("noop").save()
 
     try:
         import librosa  # noqa: F401
@@ -238,7 +262,6 @@ def bench_speech(spark, work, args, dsp):
         w, c = timed(ours, args.runs)
         print(f"  dlprep.spark audio: {w:.2f} s wall, {c:.2f} s CPU, "
               f"{clips / w:,.1f} clips/s")
-        files.unpersist()
         return
     import pandas as pd
     from pyspark.sql.functions import pandas_udf
@@ -259,12 +282,17 @@ def bench_speech(spark, work, args, dsp):
         return pd.Series(out)
 
     def theirs():
-        files.select("path", log_mel("content").alias("log_mel")) \
+        files.coalesce(tasks).select("path", log_mel("content").alias("log_mel")) \
             .write.mode("overwrite").format("noop").save()
 
-    report(f"speech ({clips} one-second clips)", "clips", clips, timed(ours, args.runs),
-           timed(theirs, args.runs), "pandas UDF, librosa")
-    files.unpersist()
+    mine, content = timed(ours, args.runs), timed(ours_content, args.runs)
+    udf = timed(theirs, args.runs)
+    report(f"speech ({clips} one-second clips)", "clips", clips, mine, udf,
+           "pandas UDF, librosa")
+    (w, c) = content
+    print(f"  dsp.audio read_files=False (Spark reads the content): {w:7.2f} s wall, "
+          f"{c:7.2f} s CPU, {clips / w:12,.0f} clips/s; ratio wall {udf[0] / w:.1f}x, "
+          f"CPU {udf[1] / c:.1f}x")
 
 
 def bench_score(spark, work, args, dsp):
@@ -355,6 +383,8 @@ def main():
     ap.add_argument("--clips", type=int, default=300)
     ap.add_argument("--rows", type=int, default=4000, help="rows to score")
     ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--scaling-jobs", default="windows,audio",
+                    help="what --jobs scaling runs: windows, audio or both")
     ap.add_argument("--udf-customers", type=int, default=2000,
                     help="customers given to the idiomatic pandas UDF (a subset: it does "
                          "about 4k events/s; the numpy UDF gets all of them)")

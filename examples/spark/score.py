@@ -98,10 +98,9 @@ def main():
     start = time.perf_counter()
     try:
         files = (spark.read.format("binaryFile").option("pathGlobFilter", "*.wav")
-                 .option("recursiveFileLookup", "true").load(wavs)
-                 .repartition(args.partitions))
-        feats = dsp.audio(files, clip_seconds=1, label_regex=r"([^/]+)/[^/]+$") \
-            .select("path", "label", "log_mel")
+                 .option("recursiveFileLookup", "true").load(wavs))
+        feats = dsp.audio(files, clip_seconds=1, label_regex=r"([^/]+)/[^/]+$",
+                          partitions=args.partitions).select("path", "label", "log_mel")
         scores = dsp.score(feats, model=model, column="log_mel", argmax=True,
                            batch_size=args.batch_size, keep=["path", "label"])
         path = os.path.join(out, "scores")

@@ -86,9 +86,10 @@ def main():
     start = time.perf_counter()
     try:
         files = (spark.read.format("binaryFile").option("pathGlobFilter", "*.wav")
-                 .option("recursiveFileLookup", "true").load(wavs)
-                 .repartition(args.partitions))
-        feats = dsp.audio(files, clip_seconds=1, mfcc=13, label_regex=r"([^/]+)/[^/]+$")
+                 .option("recursiveFileLookup", "true").load(wavs))
+        # partitions: the tasks (and TFRecord files); the tasks read the WAVs
+        feats = dsp.audio(files, clip_seconds=1, mfcc=13, label_regex=r"([^/]+)/[^/]+$",
+                          partitions=args.partitions)
         path = os.path.join(out, "features")
         stats = dsp.write_tfrecord(feats, path, compression="gzip", overwrite=True)
         shapes = {c: feats.schema[c].metadata.get("dlprep.shape")

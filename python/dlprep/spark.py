@@ -331,8 +331,10 @@ def _check_errors_mode(errors):
                             f"{', '.join(_ERROR_MODES)}")
 
 
-def _map(df, op, *, threads_per_task, errors):
-    """df.mapInArrow over the operator ``op`` (built on the driver, never opened)."""
+def _map(df, op, *, threads_per_task, errors, read_files=False):
+    """df.mapInArrow over the operator ``op`` (built on the driver, never opened).
+    ``read_files``: the task reads each row's ``content`` from the local file its
+    ``path`` names (``df`` has no ``content`` column; see :func:`audio`)."""
     _check_errors_mode(errors)
     if op.kind == "grouped":
         raise _InvalidInput(f"step {op.step_name} is a grouped step: use dlprep.spark."
@@ -340,7 +342,9 @@ def _map(df, op, *, threads_per_task, errors):
     if threads_per_task is not None and int(threads_per_task) < 1:
         raise _InvalidInput("option threads_per_task: expected an integer >= 1")
     in_schema = arrow_schema(df.schema)
-    out = op.output_schema(in_schema)  # bad options, columns and types fail here
+    op_schema = in_schema.append(pa.field("content", pa.binary())) if read_files \
+        else in_schema
+    out = op.output_schema(op_schema)  # bad options, columns and types fail here
     if errors == "column" and op.kind == "stateful":
         if ERROR_COLUMN in out.names:
             raise _InvalidInput(f"errors='column': the output already has a column "
@@ -353,6 +357,7 @@ def _map(df, op, *, threads_per_task, errors):
                     None if threads_per_task is None else int(threads_per_task), op.kind,
                     in_schema, _spark_arrow_schema(struct, _large_var_types(df.sparkSession)),
                     errors, _accumulators(df.sparkSession))
+    spec.read_files = read_files
     return df.mapInArrow(functools.partial(_map_task, spec), struct)
 
 
@@ -363,8 +368,11 @@ def _map_task(spec, batches):
     key, entry = _cached(spec.name, spec.options, threads)
     op = entry.op
     opens_before = op.opens
+    unread = []  # (batch, [(row, message)]) of files the task could not read
     try:
         conformed = (_conform(b, spec.in_schema) for b in batches)
+        if getattr(spec, "read_files", False):
+            conformed = _with_contents(conformed, unread)
         for batch in _ops.gather(conformed, op.min_batch_rows):
             base = entry.rows
             out = op.process(batch)
@@ -374,6 +382,12 @@ def _map_task(spec, batches):
                 yield _output(spec, b)
             if errors:
                 yield from _row_errors(spec, batch, base, errors)
+            while unread:
+                failed, errs = unread.pop()
+                yield from _row_errors(spec, failed, 0, errs)
+        while unread:
+            failed, errs = unread.pop()
+            yield from _row_errors(spec, failed, 0, errs)
         for b in op.flush():
             yield _output(spec, b)
     except GeneratorExit:
@@ -439,12 +453,164 @@ def step(df, name, *, threads_per_task=None, errors="drop", **options):
                 errors=errors)
 
 
-def audio(df, *, threads_per_task=None, errors="drop", **options):
+# Files per task at most when dsp.audio chooses the partitions itself (a Python task
+# costs about 0.1-0.2 CPU-s in PySpark 4.0 whatever it does; 2,000 clips about 0.5 s).
+_FILES_PER_TASK = 2000
+
+
+def _partition_count(df):
+    """The number of partitions of a classic DataFrame; None under Spark Connect."""
+    try:
+        return df.rdd.getNumPartitions()
+    except Exception:  # noqa: BLE001 - Spark Connect DataFrames have no rdd
+        return None
+
+
+def _jvm_seq(seq):
+    return [seq.apply(i) for i in range(seq.size())]
+
+
+def _local_binary_files(df):
+    """How many files a DataFrame reads when its ``content`` column is the binaryFile
+    source's own (not computed, not from another source) and every root path of that
+    source is on the local file system (``file:``); None otherwise, and under Spark
+    Connect, whose plans the driver cannot look into."""
+    try:
+        plan = df._jdf.queryExecution().analyzed()
+    except Exception:  # noqa: BLE001 - Spark Connect: no JVM DataFrame here
+        return None
+    try:
+        content = [a for a in _jvm_seq(plan.output()) if a.name() == "content"]
+        if len(content) != 1:
+            return None
+        want = content[0].exprId().id()
+        for leaf in _jvm_seq(plan.collectLeaves()):
+            if leaf.getClass().getSimpleName() != "LogicalRelation":
+                continue
+            relation = leaf.relation()
+            if relation.getClass().getSimpleName() != "HadoopFsRelation" or \
+                    relation.fileFormat().getClass().getSimpleName() != "BinaryFileFormat":
+                continue
+            if not any(a.exprId().id() == want for a in _jvm_seq(leaf.output())):
+                continue
+            roots = _jvm_seq(relation.location().rootPaths())
+            if roots and all(r.toUri().getScheme() == "file" for r in roots):
+                return len(relation.location().inputFiles())
+            return None
+    except Exception:  # noqa: BLE001 - another Spark version's plan: use content
+        return None
+    return None
+
+
+def _local_file(path):
+    """The local file a binaryFile ``path`` (``file:/x``, ``file:///x``) or a plain
+    path names; None for another scheme (hdfs://, s3a://)."""
+    if path.startswith("file:"):
+        rest = path[5:]
+        if rest.startswith("//"):
+            host, _, rest = rest[2:].partition("/")
+            if host not in ("", "localhost"):
+                return None
+            rest = "/" + rest
+        return rest
+    if "://" in path:
+        return None
+    return path
+
+
+def _with_contents(batches, unread):
+    """Each batch with a ``content`` column read from the files its ``path`` names.
+    Rows whose file cannot be read are left out, and (input batch, [(row, message)])
+    is appended to ``unread`` for the caller to report. Batches are split so that one
+    holds at most _CONTENT_BYTES of file content."""
+    for batch in batches:
+        paths = batch.column("path").to_pylist()
+        keep, data, errors, size = [], [], [], 0
+        for i, p in enumerate(paths):
+            local = None if p is None else _local_file(p)
+            try:
+                if local is None:
+                    raise OSError("not a local file (read_files reads local paths and "
+                                  "file: URIs; pass read_files=False to use content)"
+                                  if p is not None else "path is null")
+                with open(local, "rb") as f:
+                    b = f.read()
+            except OSError as e:
+                why = e.strerror or str(e)
+                errors.append((i, f"cannot read '{p}': {why}"))
+                continue
+            keep.append(i)
+            data.append(b)
+            size += len(b)
+            if size >= _CONTENT_BYTES:
+                yield _content_batch(batch, keep, data)
+                keep, data, size = [], [], 0
+        if errors:
+            unread.append((batch, errors))
+        if keep or not errors:
+            yield _content_batch(batch, keep, data)
+
+
+# A task holds at most this much file content in one batch (Arrow's binary arrays hold
+# up to 2 GiB).
+_CONTENT_BYTES = 256 << 20
+
+
+def _content_batch(batch, rows, data):
+    if len(rows) != batch.num_rows:
+        batch = batch.take(pa.array(rows, pa.int64()))
+    return batch.append_column("content", pa.array(data, pa.binary()))
+
+
+def audio(df, *, threads_per_task=None, errors="drop", read_files=None, partitions=None,
+          **options):
     """Speech features from a ``binaryFile`` DataFrame (``path``, ``content``; Spark's
     ``spark.read.format("binaryFile")``), options as :meth:`dlprep.Dataset.audio`. The
-    ``path`` column is Spark's (a URI such as ``file:/data/x.wav``)."""
-    return _map(df, _ops.audio(**options), threads_per_task=threads_per_task,
-                errors=errors)
+    ``path`` column is Spark's (a URI such as ``file:/data/x.wav``).
+
+    ``read_files``: None (default) reads each file in the task, from the path, when
+    ``content`` is the binaryFile source's own column and every input file is local
+    (``file:``): Spark then reads only the paths (column pruning), instead of reading
+    the bytes in the JVM and handing them to Python; otherwise (other file systems,
+    Spark Connect, a DataFrame built otherwise) the ``content`` column is used. True:
+    always read the files named in ``path`` (local paths or ``file:`` URIs; a file
+    that cannot be read is a row error); False: always use ``content``.
+
+    ``partitions``: how many Spark tasks featurize the files. None (default): when the
+    files are read in the task, the scan's partitions are coalesced to
+    ``max(spark.default.parallelism, files / 2000)`` if there are more (binaryFile
+    packs about 30 small files per partition, and each Python task has a fixed cost of
+    about as much CPU as featurizing 500 clips); otherwise the input's partitions.
+    An integer: coalesced (fewer) or repartitioned (more) to that many."""
+    if read_files not in (None, True, False):
+        raise _InvalidInput(f"option read_files: expected None, True or False, not "
+                            f"{read_files!r}")
+    if partitions is not None and (isinstance(partitions, bool) or
+                                   not isinstance(partitions, int) or partitions < 1):
+        raise _InvalidInput(f"option partitions: expected an integer >= 1, not "
+                            f"{partitions!r}")
+    op = _ops.audio(**options)
+    files = _local_binary_files(df) if read_files is None else None
+    if read_files is None:
+        read_files = files is not None
+    if read_files:
+        if "path" not in df.columns:
+            raise _InvalidInput(f"read_files: no column 'path' (columns: "
+                                f"{', '.join(df.columns)})")
+        df = df.select("path")
+    if partitions is None and files is not None:
+        # coalesce() never adds partitions; it costs no planning here, unlike
+        # df.rdd.getNumPartitions() (a few tenths of a second)
+        df = df.coalesce(max(df.sparkSession.sparkContext.defaultParallelism,
+                             -(-files // _FILES_PER_TASK)))
+    elif partitions is not None:
+        current = _partition_count(df)
+        if current is not None and partitions < current:
+            df = df.coalesce(partitions)
+        elif current != partitions:
+            df = df.repartition(partitions)
+    return _map(df, op, threads_per_task=threads_per_task, errors=errors,
+                read_files=read_files)
 
 
 def score(df, model, column, *, threads_per_task=None, errors="drop", **options):

@@ -250,6 +250,14 @@ def test_bad_options_fail_on_the_driver(spark, clips, tmp_path):
             dsp.audio(files, n_mels=0)
         with pytest.raises(dlprep.InvalidInput, match="errors"):
             dsp.audio(files, errors="ignore", **AUDIO)
+        with pytest.raises(dlprep.InvalidInput, match="option read_files: expected None, "
+                                                      "True or False, not 'yes'"):
+            dsp.audio(files, read_files="yes", **AUDIO)
+        with pytest.raises(dlprep.InvalidInput, match="option partitions: expected an "
+                                                      "integer >= 1, not 0"):
+            dsp.audio(files, partitions=0, **AUDIO)
+        with pytest.raises(dlprep.InvalidInput, match="read_files: no column 'path'"):
+            dsp.audio(files.select("content"), read_files=True, **AUDIO)
         with pytest.raises(dlprep.Error, match="compression"):
             dsp.write_tfrecord(files, tmp_path / "out", compression="bogus")
         with pytest.raises(dlprep.Error, match="windows"):
@@ -354,16 +362,32 @@ def test_a_key_too_large_for_memory_fails_naming_the_key(monkeypatch):
 
 
 # -- stateful: audio (opens once per worker), score, score_http --------------------------
-def test_audio_equals_the_engine_and_opens_once_per_worker(spark, clips):
+def _scan_columns(df):
+    """The columns Spark's binaryFile scan reads for ``df`` (from its physical plan)."""
+    plan = df._jdf.queryExecution().executedPlan().toString()
+    return re.search(r"FileScan binaryFile.*ReadSchema: struct<([^>]*)>", plan).group(1)
+
+
+@pytest.mark.parametrize("read_files", [None, False])
+def test_audio_equals_the_engine_and_opens_once_per_worker(spark, clips, read_files):
     expected = dlprep.read_binary_files(clips, recursive=True, name_filter="*.wav") \
         .audio(**AUDIO).to_arrow()
-    files = _binary_files(spark, clips, 8)  # 8 tasks on 2 Python workers
+    # 8 tasks on 2 Python workers (content read by Spark), or coalesced to 2 (the
+    # default parallelism) when the task reads the local files itself.
+    files = _binary_files(spark, clips, 8)
     before_opens, before_errors = dsp.operator_opens(spark), dsp.row_error_count(spark)
-    feats = dsp.audio(files, errors="column", **AUDIO)
+    feats = dsp.audio(files, errors="column", read_files=read_files, **AUDIO)
     assert feats.schema["log_mel"].metadata == {"dlprep.shape": "[101,64]"}
+    if read_files is None:  # local files: Spark reads the paths only
+        assert _scan_columns(feats) == "path:string"
+        assert feats.rdd.getNumPartitions() == 2
+    else:
+        assert "content:binary" in _scan_columns(feats)
+        assert feats.rdd.getNumPartitions() == 8
     got = _local_path(feats.toArrow())
     opens = dsp.operator_opens(spark) - before_opens
-    assert 1 <= opens <= 2, opens
+    # the second parameter's tasks find the operator open (same options)
+    assert (1 if read_files is None else 0) <= opens <= 2, opens
     assert dsp.row_error_count(spark) - before_errors == 1
 
     bad = got.filter(pa.compute.is_valid(got.column(dsp.ERROR_COLUMN)))
@@ -373,6 +397,77 @@ def test_audio_equals_the_engine_and_opens_once_per_worker(spark, clips):
     good = got.filter(pa.compute.is_null(got.column(dsp.ERROR_COLUMN))) \
         .drop_columns([dsp.ERROR_COLUMN])
     _same_rows(good, expected, ["path"])
+
+
+def test_audio_reads_the_files_in_the_task_only_for_local_binary_files(spark, clips,
+                                                                      tmp_path):
+    # A DataFrame that is not a binaryFile scan (here built from Arrow data, with
+    # paths on another file system) keeps using its content column.
+    files = _binary_files(spark, clips, 2).where("path not like '%bad.wav'")
+    table = files.toArrow()
+    table = table.set_column(0, "path", pa.array(
+        [re.sub(r"^file:", "hdfs://nn", p) for p in table.column("path").to_pylist()]))
+    built = spark.createDataFrame(table)
+    assert dsp._local_binary_files(built) is None
+    assert dsp._local_binary_files(files) == 16
+    # a content column computed in Spark is not the file's
+    renamed = files.withColumn("content", files["content"])
+    assert dsp._local_binary_files(renamed) is None
+    expected = dlprep.read_binary_files(clips, recursive=True, name_filter="*.wav") \
+        .audio(**AUDIO).to_arrow()
+    got = dsp.audio(built, **AUDIO).toArrow()
+    got = got.set_column(0, "path", pa.array(
+        [re.sub(r"^hdfs://nn", "", p) for p in got.column("path").to_pylist()]))
+    _same_rows(got, expected.filter(pa.compute.invert(pa.compute.ends_with(
+        expected.column("path"), "bad.wav"))), ["path"])
+    # Forced to read paths that are not local: one row error each, with the path.
+    forced = dsp.audio(built, read_files=True, errors="column", **AUDIO).toArrow()
+    assert forced.num_rows == 15
+    assert all(re.fullmatch(r"cannot read 'hdfs://nn/.*\.wav': not a local file .*", m)
+               for m in forced.column(dsp.ERROR_COLUMN).to_pylist())
+    assert dsp._local_file("file:/a b/%20.wav") == "/a b/%20.wav"
+    assert dsp._local_file("file:///data/x.wav") == "/data/x.wav"
+    assert dsp._local_file("file://localhost/data/x.wav") == "/data/x.wav"
+    assert dsp._local_file("/data/x.wav") == "/data/x.wav"
+    assert dsp._local_file("file://otherhost/data/x.wav") is None
+    assert dsp._local_file("s3a://bucket/x.wav") is None
+
+
+def test_audio_file_unreadable_in_the_task_is_a_row_error(spark, clips, tmp_path):
+    folder = tmp_path / "clips"
+    shutil.copytree(clips, folder)
+    (folder / "yes" / "a b%20.wav").write_bytes((folder / "yes" / "1.wav").read_bytes())
+    # Many small scan partitions: the task count is then chosen by dsp.audio.
+    spark.conf.set("spark.sql.files.maxPartitionBytes", "1")
+    try:
+        files = spark.read.format("binaryFile").option("pathGlobFilter", "*.wav") \
+            .option("recursiveFileLookup", "true").load(str(folder))
+        assert files.rdd.getNumPartitions() == 17
+        feats = dsp.audio(files, errors="column", **AUDIO)
+        assert feats.rdd.getNumPartitions() == 2
+        assert dsp.audio(files, partitions=3, **AUDIO).rdd.getNumPartitions() == 3
+        assert dsp.audio(files, partitions=20, **AUDIO).rdd.getNumPartitions() == 20
+        # Listed by Spark as a file, a folder when the task runs (Spark's scan still
+        # looks the file up; the task cannot read it).
+        (folder / "yes" / "3.wav").unlink()
+        (folder / "yes" / "3.wav").mkdir()
+        before = dsp.row_error_count(spark)
+        got = feats.toArrow()
+        assert dsp.row_error_count(spark) - before == 2  # 3.wav and bad.wav
+        errors = {p.rsplit("/", 1)[1]: m for p, m in zip(
+            got.column("path").to_pylist(), got.column(dsp.ERROR_COLUMN).to_pylist()) if m}
+        assert errors.keys() == {"3.wav", "bad.wav"}
+        assert re.fullmatch(r"cannot read 'file:/.*/yes/3\.wav': Is a directory",
+                            errors["3.wav"])
+        # the file with a space and a '%' in its name is read (Spark's path is no URI)
+        ok = got.filter(pa.compute.is_null(got.column(dsp.ERROR_COLUMN)))
+        assert ok.num_rows == 15
+        assert any(p.endswith("/yes/a b%20.wav") for p in ok.column("path").to_pylist())
+        with pytest.raises(Exception, match=r"cannot read '.*3\.wav': Is a directory"):
+            dsp.audio(files.where("path like '%/3.wav'"), errors="fail", **AUDIO).collect()
+        assert dsp.audio(files, **AUDIO).count() == 15  # errors="drop"
+    finally:
+        spark.conf.unset("spark.sql.files.maxPartitionBytes")
 
 
 def test_score_after_audio_equals_the_engine(spark, clips, tmp_path):
