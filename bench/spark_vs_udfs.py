@@ -83,10 +83,12 @@ def tree_cpu():
     return total / tick
 
 
-def timed(fn, runs):
+def timed(fn, runs, warmup=True):
     """Median wall and CPU seconds of ``runs`` calls, after one warm-up call (Python
-    workers started, modules imported, files in the page cache)."""
-    fn()
+    workers started, modules imported, files in the page cache) unless ``warmup`` is
+    false."""
+    if warmup:
+        fn()
     walls, cpus = [], []
     for _ in range(runs):
         w, c = time.perf_counter(), tree_cpu()
@@ -127,11 +129,11 @@ def _gen_churn(work, name, customers, days, files=8):
     return events_dir, labels_dir, len(ts), until
 
 
-def _dsp_windows(spark, dsp, events_dir, labels_dir, until, out_dir):
+def _dsp_windows(spark, dsp, events_dir, labels_dir, until, out_dir, prepare="reduce"):
     w = dsp.windows(spark.read.parquet(events_dir), labels=spark.read.parquet(labels_dir),
                     key="customer_id", time="ts", category="event_type", categories=CATS,
                     values=VALUES, aggs=AGGS, window="14d", stride="7d", step="1d",
-                    horizon="30d", label_time="churn_ts", until=until)
+                    horizon="30d", label_time="churn_ts", until=until, prepare=prepare)
     w.write.mode("overwrite").parquet(out_dir)
 
 
@@ -154,8 +156,8 @@ def bench_windows(spark, work, args, dsp, udf=True):
     if not udf:
         return events_dir
     ours_dir, numpy_dir = os.path.join(work, "w_dlprep"), os.path.join(work, "w_numpy")
-    ours = timed(lambda: _dsp_windows(spark, dsp, events_dir, labels_dir, until, ours_dir),
-                 args.runs)
+    ours = timed(lambda: _dsp_windows(spark, dsp, events_dir, labels_dir, until, ours_dir,
+                                      args.prepare), args.runs)
     numpy_udf = timed(lambda: spark_windows(spark, events_dir, labels_dir, numpy_dir, until,
                                             "numpy"), args.runs)
     same, windows = _same_windows(spark, ours_dir, numpy_dir)
@@ -169,9 +171,11 @@ def bench_windows(spark, work, args, dsp, udf=True):
     else:
         s_events, s_labels, s_n, s_until = _gen_churn(work, "churn_sub", sub, args.days)
     pandas_dir, sub_dir = os.path.join(work, "w_pandas"), os.path.join(work, "w_sub")
+    # No warm-up of its own (it takes minutes at 1M events): the session's Python workers
+    # are warm from the jobs above, which read the same kind of files.
     pandas_udf = timed(lambda: spark_windows(spark, s_events, s_labels, pandas_dir, s_until,
-                                             "pandas"), max(1, args.runs // 2))
-    _dsp_windows(spark, dsp, s_events, s_labels, s_until, sub_dir)
+                                             "pandas"), max(1, args.runs // 2), warmup=False)
+    _dsp_windows(spark, dsp, s_events, s_labels, s_until, sub_dir, args.prepare)
     same, windows = _same_windows(spark, sub_dir, pandas_dir)
     (w1, c1), (w2, c2) = ours, pandas_udf
     print(f"churn windows, idiomatic pandas UDF on {sub} customers ({s_n} events, "
@@ -212,7 +216,8 @@ def bench_scaling(work, args, dsp):
                 if "windows" in jobs:
                     out = os.path.join(work, "w_scaling")
                     results[("windows", workers)] = timed(
-                        lambda: _dsp_windows(spark, dsp, events_dir, labels_dir, until, out),
+                        lambda: _dsp_windows(spark, dsp, events_dir, labels_dir, until, out,
+                                             args.prepare),
                         args.runs)
                 if "audio" in jobs:
                     files = _wav_files(spark, wavs)
@@ -388,6 +393,9 @@ def main():
     ap.add_argument("--udf-customers", type=int, default=2000,
                     help="customers given to the idiomatic pandas UDF (a subset: it does "
                          "about 4k events/s; the numpy UDF gets all of them)")
+    ap.add_argument("--prepare", choices=["map", "reduce"], default="reduce",
+                    help="dsp.windows(prepare=): its map-side step before the shuffle "
+                         "(map) or in the engine after it (reduce, the default)")
     ap.add_argument("--jobs", default="windows,speech,score,write",
                     help="comma-separated: windows, speech, score, write, scaling (this "
                          "one starts standalone clusters of 1 and 2 workers itself)")

@@ -16,10 +16,11 @@ worker. Every function takes and returns Spark DataFrames::
   worker process and kept open across tasks (a cache in this module; Spark reuses its
   Python workers unless ``spark.python.worker.reuse`` is false); the rows it still
   holds are flushed at the end of every task. :func:`operator_opens` counts the opens.
-* :func:`windows` runs the operator's map-side step in a ``mapInArrow``, then
-  ``groupBy(key).applyInArrow`` (one key's rows at a time, in memory). The categories
-  and the end time are found by one Spark aggregation; labels are broadcast-joined in
-  Spark.
+* :func:`windows`: Spark shuffles the rows by key (``repartition(key)``) and each
+  reduce task gives its whole partition, as one Arrow stream, to the engine's grouped
+  executor in a ``mapInArrow`` (hash buckets, spilled over the task's memory budget),
+  so Spark neither sorts the rows nor frames them per key. The categories and the end
+  time are found by one Spark aggregation; labels are broadcast-joined in Spark.
 * :func:`write_tfrecord` / :func:`write_parquet` write each task's rows with the
   engine's writer into ``path/_temporary/<job>/attempt-<stage>-<partition>-<attempt>/``
   and commit on the driver: one attempt per partition (the one Spark returned),
@@ -633,7 +634,8 @@ def score_http(df, url, column, *, errors="drop", **options):
 
 # -- grouped: windows -------------------------------------------------------------------
 class _GroupSpec:
-    def __init__(self, name, options, key, in_schema, pre_schema, pre_out, out_schema):
+    def __init__(self, name, options, key, in_schema, pre_schema, pre_out, out_schema,
+                 run_options=None):
         self.name = name
         self.options = options
         self.key = key                # the grouping column's name (for messages)
@@ -641,6 +643,8 @@ class _GroupSpec:
         self.pre_schema = pre_schema  # the map-side step's Arrow output (exact)
         self.pre_out = pre_out        # ... as Spark expects it back
         self.out_schema = out_schema  # the groups' output as Spark expects it back
+        # The engine's run options in each reduce task (memory_limit, spill_dir, ...).
+        self.run_options = dict(run_options or {})
 
 
 def _pre_group_task(spec, batches):
@@ -649,31 +653,28 @@ def _pre_group_task(spec, batches):
         yield _conform(entry.op.pre_group(_conform(batch, spec.in_schema)), spec.pre_out)
 
 
-def _group_task(spec, key, table):
-    """One key's rows. Spark 4.0's applyInArrow hands over a whole group as one Arrow
-    batch (``spark.sql.execution.arrow.maxRecordsPerBatch`` does not split groups), so a
-    key too large for the Python worker's memory fails here, with its name."""
-    _, entry = _cached(spec.name, spec.options, 1)
+def _group_task(spec, batches):
+    """One reduce partition after ``repartition(key)``: every row of each of its keys,
+    as Spark's Arrow batches. The engine's own grouped executor takes the whole stream
+    (hash buckets, spilled to disk over ``memory_limit``; a key larger than
+    ``max_group_bytes`` is streamed through the operator in time order), so Spark
+    neither sorts the rows nor frames each key. The map-side step already ran; the
+    executor's own pass over its output keeps the codes."""
+    from .dataset import from_arrow
+    source = pa.RecordBatchReader.from_batches(
+        spec.pre_schema, (_conform(b, spec.pre_schema) for b in batches))
+    ds = from_arrow(source)._step(spec.name, **spec.options)
+    opts = dict(spec.run_options)
+    opts.setdefault("workers", _default_threads())
     try:
-        table = _conform(table, spec.pre_schema)
-        out = entry.op.apply_group(table)
-    except (MemoryError, pa.ArrowMemoryError) as e:
-        value = key[0].as_py() if key else None
+        for out in ds.to_batches(progress=False, **opts):
+            yield _conform(out, spec.out_schema)
+    except _OutOfMemory as e:
         raise _OutOfMemory(
-            f"{spec.name}: the rows of key {spec.key}={value!r} ({table.num_rows} rows, "
-            f"{table.nbytes} bytes) do not fit in the Python worker's memory ({e}); "
-            "applyInArrow holds one key's rows at a time: raise "
-            "spark.executor.memoryOverhead (and spark.executor.pyspark.memory if set)"
-        ) from e
-    if not out:
-        return spec.out_schema.empty_table()
-    return _conform(pa.Table.from_batches(out), spec.out_schema)
-
-
-def _group_function(spec):
-    def apply(key, table):  # applyInArrow looks at the argument count
-        return _group_task(spec, key, table)
-    return apply
+            f"{spec.name} (a Spark task's grouped run, key {spec.key}): {e}; raise "
+            "dsp.windows(memory_limit=...) within the Python worker's memory "
+            "(spark.executor.memoryOverhead, spark.executor.pyspark.memory), or give "
+            "the shuffle more partitions (spark.sql.shuffle.partitions)") from e
 
 
 def _time_bounds(df, time, category, step):
@@ -712,14 +713,40 @@ def _time_bounds(df, time, category, step):
 
 def windows(df, key, time, window, stride, step, *, labels=None, label_time=None,
             category=None, categories=None, values=None, aggs=None, horizon=None,
-            until=None):
+            until=None, memory_limit="1GB", max_group_bytes=None, spill_dir=None,
+            prepare="reduce"):
     """Sliding windows over each key's events (options as
     :meth:`dlprep.Dataset.windows`): the operator's map-side step in ``mapInArrow``,
-    then ``groupBy(key).applyInArrow``. ``categories`` and ``until`` default to what
-    the events hold (one Spark aggregation, run now). ``labels``: a DataFrame with
-    ``key`` and ``label_time`` (at most one row per key), broadcast-joined to the
-    events. Rows with a null key are left out."""
+    ``repartition(key)`` (``spark.sql.shuffle.partitions`` partitions), then a
+    ``mapInArrow`` in which the engine's grouped executor takes each partition's rows
+    as one stream. ``categories`` and ``until`` default to what the events hold (one
+    Spark aggregation, run now). ``labels``: a DataFrame with ``key`` and
+    ``label_time`` (at most one row per key), broadcast-joined to the events. Rows with
+    a null key are left out.
+
+    ``memory_limit`` (per task; "1GB" or bytes): the engine's memory budget in each
+    reduce task; its buckets spill to ``spill_dir`` (default ``$TMPDIR``, else
+    ``/tmp``, on the worker) over it, and a key larger than ``max_group_bytes``
+    (default: a quarter of ``memory_limit``) is streamed through the operator in time
+    order, so one key may hold more events than the task's memory.
+
+    ``prepare``: where the operator's map-side step (projection, times to seconds,
+    category codes) runs: ``"reduce"`` (default), in the engine after the shuffle, which
+    then carries the operator's columns as Spark holds them; ``"map"``, in a
+    ``mapInArrow`` before it, so the shuffle carries fixed-width columns only (int16
+    codes instead of category strings) at the cost of a round trip of every row
+    through a Python worker. Both give the same rows."""
     from pyspark.sql import functions as F
+    from . import _dlprep
+    if prepare not in ("map", "reduce"):
+        raise _InvalidInput(f"option prepare: expected 'map' or 'reduce', got {prepare!r}")
+    run_options = {}
+    for name, value in (("memory_limit", memory_limit), ("max_group_bytes", max_group_bytes)):
+        if value is not None:
+            text = value if isinstance(value, str) else str(int(value))
+            run_options[name] = str(_dlprep.parse_byte_size(text, name))
+    if spill_dir is not None:
+        run_options["spill_dir"] = os.path.abspath(os.fspath(spill_dir))
     if labels is not None and label_time is None:
         raise _InvalidInput("option labels needs label_time (the churn time column of the "
                             "labels)")
@@ -762,9 +789,19 @@ def windows(df, key, time, window, stride, step, *, labels=None, label_time=None
     out_struct = spark_schema(out)
     spec = _GroupSpec(op.step_name, op.options, key, in_schema, pre,
                       _spark_arrow_schema(pre_struct, _large_var_types(df.sparkSession)),
-                      _spark_arrow_schema(out_struct, False))
-    mapped = events.mapInArrow(functools.partial(_pre_group_task, spec), pre_struct)
-    return mapped.groupBy(key).applyInArrow(_group_function(spec), out_struct)
+                      _spark_arrow_schema(out_struct, False), run_options)
+    if prepare == "map":
+        shuffled = events.mapInArrow(functools.partial(_pre_group_task, spec), pre_struct)
+    else:
+        # Only the columns the operator reads cross the shuffle, as Spark holds them;
+        # the engine's executor runs the map-side step after it.
+        used = [key, time] + ([category] if category else []) + \
+            ([label_time] if label_time else []) + list(values or [])
+        shuffled = events.select(*dict.fromkeys(used))
+        proj = arrow_schema(shuffled.schema)
+        spec.pre_schema = proj
+    return shuffled.repartition(key).mapInArrow(functools.partial(_group_task, spec),
+                                                out_struct)
 
 
 # -- writing with a driver-side commit --------------------------------------------------

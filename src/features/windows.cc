@@ -189,7 +189,11 @@ class PrepareOp : public BatchOperator {
     std::vector<std::shared_ptr<arrow::Array>> columns = {batch->column(c.key)};
     ARROW_ASSIGN_OR_RAISE(auto time, ToSeconds(*batch->column(c.time), c.time_divisor));
     columns.push_back(time);
-    if (c.category >= 0) {
+    if (c.category_is_code) {
+      // Already this step's output (a second pass, as when rows prepared before a
+      // Spark shuffle reach the engine's own grouped executor): keep the codes.
+      columns.push_back(batch->column(c.category));
+    } else if (c.category >= 0) {
       const arrow::Array& ca = *batch->column(c.category);
       ARROW_ASSIGN_OR_RAISE(auto buf,
                             arrow::AllocateBuffer(n * sizeof(int16_t), EnginePool()));

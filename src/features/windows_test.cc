@@ -307,6 +307,20 @@ TEST(WindowsTest, PreGroupEncodesCategoriesAndTimesAndApplyAcceptsIt) {
   }
 }
 
+TEST(WindowsTest, PreGroupOnItsOwnOutputKeepsTheCodes) {
+  // Rows prepared on one side of a shuffle (Spark) may pass through the engine's
+  // executor, which runs PreGroup() again: the second pass changes nothing.
+  auto op = MakeOp(BaseOptions());
+  auto pre = op->PreGroup();
+  auto raw = MakeEvents(HandEvents(), /*string_key=*/false,
+                        arrow::timestamp(arrow::TimeUnit::MILLI, "UTC"));
+  ASSERT_OK_AND_ASSIGN(auto once, pre->Process(raw));
+  ASSERT_OK_AND_ASSIGN(auto schema, pre->OutputSchema(*once->schema()));
+  EXPECT_TRUE(schema->Equals(*once->schema()));
+  ASSERT_OK_AND_ASSIGN(auto twice, pre->Process(once));
+  EXPECT_TRUE(twice->Equals(*once)) << twice->ToString() << "\n" << once->ToString();
+}
+
 TEST(WindowsTest, EventsOnWindowAndStepBoundaries) {
   auto o = BaseOptions();
   o.category.clear();

@@ -315,9 +315,9 @@ def test_windows_and_tfrecord_equal_the_engine(spark, churn, tmp_path):
 
 
 def test_one_large_key_equals_the_engine(spark, tmp_path):
-    """One key with 300k events among small ones. Spark 4.0's applyInArrow hands a group
-    over as one Arrow batch whatever maxRecordsPerBatch says (the map side still gets
-    small batches), so the key's rows are held in the Python worker at once."""
+    """One key with 300k events among small ones, with a reduce-side memory budget far
+    smaller than the key: the engine's grouped executor in the task spills its buckets
+    and streams the key through the operator in time order."""
     rng = np.random.default_rng(11)
     big, small = 300_000, 20 * 150
     start = 1_700_000_000
@@ -336,29 +336,75 @@ def test_one_large_key_equals_the_engine(spark, tmp_path):
     spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", "10000")
     try:
         df = spark.read.parquet(str(tmp_path / "events.parquet"))
-        got = dsp.windows(df, **opts).toArrow()
+        # The key's prepared rows are about 10 MB.
+        got = dsp.windows(df, **opts, memory_limit="24MB", max_group_bytes="1MB",
+                          spill_dir=tmp_path / "spill").toArrow()
     finally:
         spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", "200")
     big_key = pa.compute.equal(expected.column("customer_id"), 0)
     assert expected.filter(big_key).num_rows > 0
     _same_rows(got, expected, ["customer_id", "window_end"])
+    assert not any((tmp_path / "spill").iterdir())  # each task removed its spill folder
 
 
-def test_a_key_too_large_for_memory_fails_naming_the_key(monkeypatch):
-    class Op:
-        def apply_group(self, rows):
-            raise pa.ArrowMemoryError("malloc of size 8589934592 failed")
+def _group_spec(events, run_options):
+    """The reduce side of dsp.windows on the churn events, as windows() builds it."""
+    opts = {k: v for k, v in WINDOWS.items() if k != "horizon"}
+    op = dlprep.ops.windows(**opts, until=1_700_000_000 + 61 * 86400,
+                            categories=["login", "purchase", "support"])
+    pre = op.pre_group(events.to_batches()[0]).schema
+    out = op.output_schema(events.schema)
+    spec = dsp._GroupSpec("windows", op.options, "customer_id", events.schema, pre, pre,
+                          out, run_options)
+    return op, spec
 
-    class Entry:
-        op = Op()
 
-    monkeypatch.setattr(dsp, "_cached", lambda *a: (None, Entry()))
-    pre = pa.schema([("customer_id", pa.int64()), ("ts", pa.int64())])
-    spec = dsp._GroupSpec("windows", {}, "customer_id", pre, pre, pre, pre)
-    table = pa.table({"customer_id": [7, 7], "ts": [1, 2]})
-    message = r"key customer_id=7 \(2 rows.*spark\.executor\.memoryOverhead"
+def test_the_reduce_task_runs_the_engines_grouped_executor(churn):
+    _, events, _ = churn
+    events = events.filter(pa.compute.is_valid(events.column("customer_id")))
+    op, spec = _group_spec(events, {"memory_limit": "64MB"})
+    expected = dlprep.from_arrow(events).windows(
+        **{k: v for k, v in WINDOWS.items() if k != "horizon"},
+        until=1_700_000_000 + 61 * 86400).to_arrow()
+    # Spark's batches: prepared on the map side, any number, keys interleaved.
+    prepared = [op.pre_group(b) for b in events.to_batches(max_chunksize=250)]
+    got = pa.Table.from_batches(list(dsp._group_task(spec, iter(prepared))))
+    _same_rows(got, expected, ["customer_id", "window_end"])
+    assert list(dsp._group_task(spec, iter([]))) == []  # an empty partition
+
+
+def test_a_partition_over_the_memory_limit_fails_naming_the_settings(churn):
+    _, events, _ = churn
+    events = events.filter(pa.compute.is_valid(events.column("customer_id")))
+    op, spec = _group_spec(events, {"memory_limit": "1000"})
+    prepared = [op.pre_group(b) for b in events.to_batches(max_chunksize=250)]
+    message = (r"key customer_id.*memory-limit.*dsp\.windows\(memory_limit=.*"
+               r"spark\.sql\.shuffle\.partitions")
     with pytest.raises(dlprep.errors.OutOfMemory, match=message):
-        dsp._group_function(spec)((pa.scalar(7),), table)
+        list(dsp._group_task(spec, iter(prepared)))
+
+
+@pytest.mark.parametrize("prepare", ["map", "reduce"])
+def test_windows_prepared_before_or_after_the_shuffle_equal_the_engine(spark, churn,
+                                                                       prepare):
+    d, events, labels = churn
+    expected = dlprep.from_arrow(events).windows(
+        **WINDOWS, labels=dlprep.read_parquet(d / "labels.parquet"),
+        label_time="churn_ts").to_arrow()
+    w = dsp.windows(spark.read.parquet(str(d / "events.parquet")).repartition(3),
+                    labels=spark.read.parquet(str(d / "labels.parquet")),
+                    label_time="churn_ts", prepare=prepare, **WINDOWS)
+    _same_rows(w.toArrow(), expected, ["customer_id", "window_end"])
+
+
+def test_windows_run_options_are_checked_on_the_driver(spark, churn):
+    d, _, _ = churn
+    df = spark.read.parquet(str(d / "events.parquet"))
+    with pytest.raises(dlprep.InvalidInput, match="memory_limit"):
+        dsp.windows(df, **WINDOWS, memory_limit="lots")
+    with pytest.raises(dlprep.InvalidInput, match="option prepare: expected 'map' or "
+                                                  "'reduce', got 'early'"):
+        dsp.windows(df, **WINDOWS, prepare="early")
 
 
 # -- stateful: audio (opens once per worker), score, score_http --------------------------
