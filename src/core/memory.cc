@@ -120,16 +120,23 @@ arrow::Status BudgetMemoryPool::Reserve(int64_t size) {
     return false;
   };
   if (count()) return arrow::Status::OK();
-  if (state_->num_reclaimers.load() > 0) {
+  // Reclaimers count what they free by estimate (a spilled bucket's buffer sizes), so
+  // ask again while they free something and the allocation does not fit yet.
+  while (state_->num_reclaimers.load() > 0) {
     const int64_t missing = state_->allocated.load() + size - state_->limit.load();
-    if (Reclaim(std::max<int64_t>(missing, 1)) > 0 && count()) {
-      return arrow::Status::OK();
+    arrow::Result<int64_t> freed = Reclaim(std::max<int64_t>(missing, 1));
+    if (!freed.ok()) {
+      return freed.status().WithMessage(
+          "making room for ", FormatBytes(static_cast<double>(size)),
+          " under --memory-limit (memory_limit): ", freed.status().message());
     }
+    if (*freed <= 0) break;
+    if (count()) return arrow::Status::OK();
   }
   return Refuse(size);
 }
 
-int64_t BudgetMemoryPool::Reclaim(int64_t bytes) {
+arrow::Result<int64_t> BudgetMemoryPool::Reclaim(int64_t bytes) {
   t_reclaiming = true;
   int64_t freed = 0;
   std::unique_lock<std::mutex> lock(state_->reclaim_mu);
@@ -141,11 +148,15 @@ int64_t BudgetMemoryPool::Reclaim(int64_t bytes) {
     State::ReclaimerEntry& entry = it->second;
     entry.calls += 1;
     lock.unlock();
-    const int64_t got = entry.reclaim(bytes - freed);
+    arrow::Result<int64_t> got = entry.reclaim(bytes - freed);
     lock.lock();
     entry.calls -= 1;
     state_->reclaim_done.notify_all();
-    freed += std::max<int64_t>(got, 0);
+    if (!got.ok()) {
+      t_reclaiming = false;
+      return got.status();
+    }
+    freed += std::max<int64_t>(*got, 0);
     if (freed >= bytes) break;
   }
   t_reclaiming = false;

@@ -7,6 +7,7 @@
 
 #include <arrow/compute/type_fwd.h>
 #include <arrow/memory_pool.h>
+#include <arrow/result.h>
 #include <arrow/status.h>
 
 namespace dlprep {
@@ -79,11 +80,12 @@ class BudgetMemoryPool : public arrow::MemoryPool {
 
   /// Frees memory held in the pool on request (a grouped step spilling buckets):
   /// called with the bytes an allocation lacks, returns the bytes it freed (0 when it
-  /// has nothing to give). It runs on the allocating thread, with none of the pool's
+  /// has nothing to give), or the error that kept it from freeing them (a spill that
+  /// could not be written), which the allocation then fails with. It runs on the allocating thread, with none of the pool's
   /// locks held; it must not hold a lock that a thread allocating from the pool may
   /// hold. Allocations it makes itself (a spill file's write buffers) are not refused
   /// and do not call reclaimers again: they are what frees the memory.
-  using Reclaimer = std::function<int64_t(int64_t bytes)>;
+  using Reclaimer = std::function<arrow::Result<int64_t>(int64_t bytes)>;
   /// Registers `reclaimer`; returns the id to pass to RemoveReclaimer().
   int64_t AddReclaimer(Reclaimer reclaimer);
   /// Unregisters a reclaimer, waiting for calls of it in progress on other threads to
@@ -98,8 +100,9 @@ class BudgetMemoryPool : public arrow::MemoryPool {
   // Counts `size` more bytes (> 0) against the limit, asking reclaimers for room when
   // they do not fit; Refuse()s when they still do not.
   arrow::Status Reserve(int64_t size);
-  // Calls the reclaimers until `bytes` are freed or all were asked; the bytes freed.
-  int64_t Reclaim(int64_t bytes);
+  // Calls the reclaimers until `bytes` are freed or all were asked; the bytes freed,
+  // or the first reclaimer's error.
+  arrow::Result<int64_t> Reclaim(int64_t bytes);
   void Account(int64_t delta);
 
   struct State;

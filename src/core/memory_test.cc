@@ -160,5 +160,20 @@ TEST(BudgetMemoryPoolTest, ReclaimersAreAskedForRoomBeforeAnAllocationIsRefused)
   EXPECT_EQ(asked.size(), 3u);
 }
 
+TEST(BudgetMemoryPoolTest, AReclaimersErrorIsWhatTheAllocationFailsWith) {
+  BudgetMemoryPool* pool = EnginePool();
+  MemoryLimitScope scope(pool->bytes_allocated() + (int64_t{1} << 20));
+  const int64_t id = pool->AddReclaimer([](int64_t) -> arrow::Result<int64_t> {
+    return arrow::Status::IOError("cannot write the spill file 'x'");
+  });
+  auto refused = arrow::AllocateBuffer(int64_t{2} << 20, pool);
+  pool->RemoveReclaimer(id);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_TRUE(refused.status().IsIOError()) << refused.status().ToString();
+  EXPECT_THAT(refused.status().message(),
+              HasSubstr("making room for 2.0 MiB under --memory-limit (memory_limit): "
+                        "cannot write the spill file 'x'"));
+}
+
 }  // namespace
 }  // namespace dlprep

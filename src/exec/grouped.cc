@@ -598,14 +598,15 @@ class BucketStore {
   }
 
   // The engine pool's reclaimer: spills the largest untaken buckets until `bytes` are
-  // freed or none is left in memory; the bytes freed. A failed spill is kept in
-  // reclaim_error_ (the run fails with it; the bucket's rows are lost) and stops it.
-  // Called on a thread that is allocating, which never holds mu_: the store makes no
-  // pool allocation under mu_.
-  int64_t Reclaim(int64_t bytes) {
+  // freed or none is left in memory; the bytes freed. A failed spill is returned (the
+  // allocation fails with it) and kept in reclaim_error_ (the bucket's rows are lost:
+  // the run fails with it wherever it goes on). Called on a thread that is allocating,
+  // which never holds mu_: the store makes no pool allocation under mu_.
+  arrow::Result<int64_t> Reclaim(int64_t bytes) {
     std::unique_lock<std::mutex> lock(mu_);
+    ARROW_RETURN_NOT_OK(reclaim_error_);
     int64_t freed = 0;
-    while (freed < bytes && reclaim_error_.ok() && !cancelled()) {
+    while (freed < bytes && !cancelled()) {
       int best = -1;
       for (int b = 0; b < num_buckets(); ++b) {
         const Bucket& bk = buckets_[b];
@@ -617,7 +618,7 @@ class BucketStore {
       arrow::Status st = Spill(&lock, best);
       if (!st.ok()) {
         reclaim_error_ = st;
-        break;
+        return st;
       }
       freed += held;
     }

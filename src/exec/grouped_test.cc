@@ -607,6 +607,27 @@ TEST(GroupedTest, AnAllocationOverTheLimitElsewhereMakesBucketsSpillInsteadOfFai
   EXPECT_TRUE(EmptyDir(dir));
 }
 
+TEST(GroupedTest, ASpillThatCannotBeWrittenWhenMakingRoomFailsTheRunNamingIt) {
+  auto source = std::make_shared<CrowdingSource>(6, 16, 1000, 128 << 10);
+  auto op = std::make_shared<SumCount>(std::vector<std::string>{"k"});
+  auto pipeline = Pipeline::Read(source).GroupBy({"k"}, "ts").Apply(op);
+  WriteOptions w;
+  w.output_dir = TestDir("reclaim-fails-out") + "/out";
+  w.format = OutputFormat::kParquet;
+  pipeline.Write(w);
+  // The spill folder cannot be made: its parent is a file.
+  const std::string blocker = TestDir("reclaim-fails") + "/not-a-folder";
+  std::ofstream(blocker) << "x";
+  RunOptions o{.workers = 1};
+  o.memory_limit = EnginePool()->bytes_allocated() + (int64_t{16} << 20);
+  o.spill_dir = blocker;
+  auto r = pipeline.Run(o);
+  ASSERT_FALSE(r.ok());
+  EXPECT_THAT(r.status().message(), HasSubstr("under --memory-limit"));
+  EXPECT_THAT(r.status().message(), HasSubstr("cannot create the spill folder"));
+  EXPECT_FALSE(fs::exists(w.output_dir));
+}
+
 TEST(GroupedTest, RunFailsNamingTheMemoryLimitWhenWhatCannotSpillDoesNotFit) {
   auto source = std::make_shared<GeneratedSource>(6, 4, 1000, SkewedKey);
   auto op = std::make_shared<SumCount>(std::vector<std::string>{"k"});
