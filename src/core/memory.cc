@@ -2,11 +2,13 @@
 
 #include <algorithm>
 #include <atomic>
+#include <condition_variable>
 #include <cstdio>
 #include <cstring>
 #include <limits>
 #include <map>
 #include <mutex>
+#include <vector>
 
 #include <arrow/compute/exec.h>
 
@@ -56,7 +58,22 @@ struct BudgetMemoryPool::State {
   std::atomic<int64_t> freed{0};
   std::mutex mu;
   std::map<int64_t, int> limits;  // GUARDED_BY(mu): limits of the scopes alive
+
+  struct ReclaimerEntry {
+    Reclaimer reclaim;
+    int calls = 0;  // in progress
+  };
+  std::mutex reclaim_mu;
+  std::condition_variable reclaim_done;
+  std::map<int64_t, ReclaimerEntry> reclaimers;  // GUARDED_BY(reclaim_mu), by id
+  int64_t next_reclaimer = 0;                    // GUARDED_BY(reclaim_mu)
+  std::atomic<int> num_reclaimers{0};
 };
+
+namespace {
+// Set while this thread runs reclaimers: what they allocate is let through.
+thread_local bool t_reclaiming = false;
+}  // namespace
 
 BudgetMemoryPool::BudgetMemoryPool(arrow::MemoryPool* backend)
     : state_(std::make_unique<State>()), backend_(backend) {}
@@ -93,12 +110,81 @@ void BudgetMemoryPool::Account(int64_t delta) {
   if (freed >= step && state_->freed.exchange(0) >= step) backend_->ReleaseUnused();
 }
 
-arrow::Status BudgetMemoryPool::Allocate(int64_t size, int64_t alignment, uint8_t** out) {
-  const int64_t limit = state_->limit.load();
-  const int64_t after = state_->allocated.fetch_add(size) + size;
-  if (limit > 0 && size > 0 && after > limit) {
+arrow::Status BudgetMemoryPool::Reserve(int64_t size) {
+  // Counts the bytes when they fit, there is no limit, or this thread is reclaiming.
+  auto count = [&] {
+    const int64_t limit = state_->limit.load();
+    const int64_t after = state_->allocated.fetch_add(size) + size;
+    if (limit <= 0 || t_reclaiming || after <= limit) return true;
     state_->allocated.fetch_sub(size);
-    return Refuse(size);
+    return false;
+  };
+  if (count()) return arrow::Status::OK();
+  // Reclaimers count what they free by estimate (a spilled bucket's buffer sizes), so
+  // ask again while they free something and the allocation does not fit yet.
+  while (state_->num_reclaimers.load() > 0) {
+    const int64_t missing = state_->allocated.load() + size - state_->limit.load();
+    arrow::Result<int64_t> freed = Reclaim(std::max<int64_t>(missing, 1));
+    if (!freed.ok()) {
+      return freed.status().WithMessage(
+          "making room for ", FormatBytes(static_cast<double>(size)),
+          " under --memory-limit (memory_limit): ", freed.status().message());
+    }
+    if (*freed <= 0) break;
+    if (count()) return arrow::Status::OK();
+  }
+  return Refuse(size);
+}
+
+arrow::Result<int64_t> BudgetMemoryPool::Reclaim(int64_t bytes) {
+  t_reclaiming = true;
+  int64_t freed = 0;
+  std::unique_lock<std::mutex> lock(state_->reclaim_mu);
+  std::vector<int64_t> ids;
+  for (const auto& [id, entry] : state_->reclaimers) ids.push_back(id);
+  for (int64_t id : ids) {
+    auto it = state_->reclaimers.find(id);
+    if (it == state_->reclaimers.end()) continue;
+    State::ReclaimerEntry& entry = it->second;
+    entry.calls += 1;
+    lock.unlock();
+    arrow::Result<int64_t> got = entry.reclaim(bytes - freed);
+    lock.lock();
+    entry.calls -= 1;
+    state_->reclaim_done.notify_all();
+    if (!got.ok()) {
+      t_reclaiming = false;
+      return got.status();
+    }
+    freed += std::max<int64_t>(*got, 0);
+    if (freed >= bytes) break;
+  }
+  t_reclaiming = false;
+  return freed;
+}
+
+int64_t BudgetMemoryPool::AddReclaimer(Reclaimer reclaimer) {
+  std::lock_guard<std::mutex> lock(state_->reclaim_mu);
+  const int64_t id = state_->next_reclaimer++;
+  state_->reclaimers[id].reclaim = std::move(reclaimer);
+  state_->num_reclaimers.fetch_add(1);
+  return id;
+}
+
+void BudgetMemoryPool::RemoveReclaimer(int64_t id) {
+  std::unique_lock<std::mutex> lock(state_->reclaim_mu);
+  auto it = state_->reclaimers.find(id);
+  if (it == state_->reclaimers.end()) return;
+  state_->reclaim_done.wait(lock, [&] { return it->second.calls == 0; });
+  state_->reclaimers.erase(it);
+  state_->num_reclaimers.fetch_sub(1);
+}
+
+arrow::Status BudgetMemoryPool::Allocate(int64_t size, int64_t alignment, uint8_t** out) {
+  if (size > 0) {
+    ARROW_RETURN_NOT_OK(Reserve(size));
+  } else {
+    state_->allocated.fetch_add(size);
   }
   arrow::Status st = backend_->Allocate(size, alignment, out);
   if (!st.ok()) {
@@ -113,11 +199,10 @@ arrow::Status BudgetMemoryPool::Allocate(int64_t size, int64_t alignment, uint8_
 arrow::Status BudgetMemoryPool::Reallocate(int64_t old_size, int64_t new_size,
                                            int64_t alignment, uint8_t** ptr) {
   const int64_t delta = new_size - old_size;
-  const int64_t limit = state_->limit.load();
-  const int64_t after = state_->allocated.fetch_add(delta) + delta;
-  if (limit > 0 && delta > 0 && after > limit) {
-    state_->allocated.fetch_sub(delta);
-    return Refuse(delta);
+  if (delta > 0) {
+    ARROW_RETURN_NOT_OK(Reserve(delta));
+  } else {
+    state_->allocated.fetch_add(delta);
   }
   arrow::Status st = backend_->Reallocate(old_size, new_size, alignment, ptr);
   if (!st.ok()) {

@@ -1,11 +1,13 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 
 #include <arrow/compute/type_fwd.h>
 #include <arrow/memory_pool.h>
+#include <arrow/result.h>
 #include <arrow/status.h>
 
 namespace dlprep {
@@ -36,6 +38,10 @@ namespace dlprep {
 /// buckets, spill and IPC read buffers, the reorder buffer's batches), so that the
 /// limit is the budget of the whole run rather than of one part of it; grouped steps
 /// spill earlier when what the pool holds leaves too little room.
+///
+/// Before it refuses an allocation, the pool asks the reclaimers registered with
+/// AddReclaimer() (grouped steps, which spill buckets to disk) to free what is missing,
+/// and refuses only when that leaves too little room.
 ///
 /// While a limit is set, memory freed through the pool is handed back to the operating
 /// system as it goes (the allocator's ReleaseUnused() after each `limit / 8` freed
@@ -72,11 +78,31 @@ class BudgetMemoryPool : public arrow::MemoryPool {
   /// Sets max_memory() to the bytes allocated now.
   void ResetPeak();
 
+  /// Frees memory held in the pool on request (a grouped step spilling buckets):
+  /// called with the bytes an allocation lacks, returns the bytes it freed (0 when it
+  /// has nothing to give), or the error that kept it from freeing them (a spill that
+  /// could not be written), which the allocation then fails with. It runs on the allocating thread, with none of the pool's
+  /// locks held; it must not hold a lock that a thread allocating from the pool may
+  /// hold. Allocations it makes itself (a spill file's write buffers) are not refused
+  /// and do not call reclaimers again: they are what frees the memory.
+  using Reclaimer = std::function<arrow::Result<int64_t>(int64_t bytes)>;
+  /// Registers `reclaimer`; returns the id to pass to RemoveReclaimer().
+  int64_t AddReclaimer(Reclaimer reclaimer);
+  /// Unregisters a reclaimer, waiting for calls of it in progress on other threads to
+  /// return; it is not called again once this returns.
+  void RemoveReclaimer(int64_t id);
+
  private:
   friend class MemoryLimitScope;
   void AddLimit(int64_t bytes);
   void RemoveLimit(int64_t bytes);
   arrow::Status Refuse(int64_t size) const;
+  // Counts `size` more bytes (> 0) against the limit, asking reclaimers for room when
+  // they do not fit; Refuse()s when they still do not.
+  arrow::Status Reserve(int64_t size);
+  // Calls the reclaimers until `bytes` are freed or all were asked; the bytes freed,
+  // or the first reclaimer's error.
+  arrow::Result<int64_t> Reclaim(int64_t bytes);
   void Account(int64_t delta);
 
   struct State;

@@ -3,6 +3,7 @@
 #include <cstring>
 #include <limits>
 #include <memory>
+#include <vector>
 
 #include <arrow/buffer.h>
 #include <arrow/memory_pool.h>
@@ -115,6 +116,63 @@ TEST(BudgetMemoryPoolTest, TheSmallestLimitOfTheScopesAliveApplies) {
   ASSERT_TRUE(big_r.ok()) << big_r.status().ToString();
   auto big = *std::move(big_r);
   EXPECT_EQ(big->size(), int64_t{16} << 20);
+}
+
+TEST(BudgetMemoryPoolTest, ReclaimersAreAskedForRoomBeforeAnAllocationIsRefused) {
+  BudgetMemoryPool* pool = EnginePool();
+  const int64_t base = pool->bytes_allocated();
+  MemoryLimitScope scope(base + (int64_t{1} << 20));
+  auto held_r = arrow::AllocateBuffer(768 << 10, pool);
+  ASSERT_TRUE(held_r.ok()) << held_r.status().ToString();
+  std::shared_ptr<arrow::Buffer> held = *std::move(held_r);
+  // A reclaimer that frees the held buffer, allocating (a spill's write buffer) while
+  // at it: that allocation is let through and asks no reclaimer.
+  std::vector<int64_t> asked;
+  const int64_t id = pool->AddReclaimer([&](int64_t bytes) -> int64_t {
+    asked.push_back(bytes);
+    if (held == nullptr) return 0;
+    auto scratch = arrow::AllocateBuffer(512 << 10, pool);
+    EXPECT_TRUE(scratch.ok()) << scratch.status().ToString();
+    const int64_t freed = held->size();
+    held.reset();
+    return freed;
+  });
+  auto fits_r = arrow::AllocateBuffer(512 << 10, pool);
+  ASSERT_TRUE(fits_r.ok()) << fits_r.status().ToString();
+  ASSERT_EQ(asked.size(), 1u);
+  // 768 KiB + 512 KiB is 256 KiB over the limit: that much was asked for.
+  EXPECT_EQ(asked[0], 256 << 10);
+  EXPECT_EQ(held, nullptr);
+  EXPECT_LE(pool->bytes_allocated(), base + (int64_t{1} << 20));
+  // With nothing left to free, the allocation is refused as without a reclaimer.
+  auto refused = arrow::AllocateBuffer(768 << 10, pool);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_TRUE(refused.status().IsOutOfMemory());
+  EXPECT_THAT(refused.status().message(), HasSubstr("over --memory-limit"));
+  EXPECT_EQ(asked.size(), 2u);
+  // Growing a buffer asks too; a removed reclaimer is not asked again.
+  auto grows_r = arrow::AllocateResizableBuffer(1024, pool);
+  ASSERT_TRUE(grows_r.ok()) << grows_r.status().ToString();
+  EXPECT_TRUE((*grows_r)->Resize(int64_t{1} << 20).IsOutOfMemory());
+  EXPECT_EQ(asked.size(), 3u);
+  pool->RemoveReclaimer(id);
+  EXPECT_FALSE(arrow::AllocateBuffer(768 << 10, pool).ok());
+  EXPECT_EQ(asked.size(), 3u);
+}
+
+TEST(BudgetMemoryPoolTest, AReclaimersErrorIsWhatTheAllocationFailsWith) {
+  BudgetMemoryPool* pool = EnginePool();
+  MemoryLimitScope scope(pool->bytes_allocated() + (int64_t{1} << 20));
+  const int64_t id = pool->AddReclaimer([](int64_t) -> arrow::Result<int64_t> {
+    return arrow::Status::IOError("cannot write the spill file 'x'");
+  });
+  auto refused = arrow::AllocateBuffer(int64_t{2} << 20, pool);
+  pool->RemoveReclaimer(id);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_TRUE(refused.status().IsIOError()) << refused.status().ToString();
+  EXPECT_THAT(refused.status().message(),
+              HasSubstr("making room for 2.0 MiB under --memory-limit (memory_limit): "
+                        "cannot write the spill file 'x'"));
 }
 
 }  // namespace

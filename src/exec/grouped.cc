@@ -396,11 +396,20 @@ class BucketStore {
   const std::string& group_limit_option() const { return group_limit_option_; }
   bool cancelled() const { return options_.cancel != nullptr && options_.cancel->load(); }
 
+  // Lets the engine pool ask this store to spill when an allocation elsewhere (a
+  // reader, an operator) would go over the limit. Call once, after construction.
+  void RegisterReclaimer() {
+    if (limit_ == 0) return;
+    reclaimer_ =
+        EnginePool()->AddReclaimer([this](int64_t bytes) { return Reclaim(bytes); });
+  }
+
   // Adds the chunks of one input batch, spilling first when they do not fit.
   arrow::Status Add(std::vector<std::pair<int, Chunk>> chunks) {
     int64_t bytes = 0;
     for (const auto& c : chunks) bytes += c.second.bytes;
     std::unique_lock<std::mutex> lock(mu_);
+    ARROW_RETURN_NOT_OK(reclaim_error_);
     ARROW_RETURN_NOT_OK(MakeRoom(&lock, bytes, /*own_holds=*/0));
     for (auto& [b, c] : chunks) {
       Bucket& bk = buckets_[b];
@@ -418,6 +427,7 @@ class BucketStore {
   // `own_holds`: how many holds (reservations, taken chunks) the caller has itself.
   arrow::Status Reserve(int64_t bytes, int own_holds) {
     std::unique_lock<std::mutex> lock(mu_);
+    ARROW_RETURN_NOT_OK(reclaim_error_);
     ARROW_RETURN_NOT_OK(MakeRoom(&lock, bytes, own_holds));
     Count(bytes);
     holders_ += 1;
@@ -438,6 +448,7 @@ class BucketStore {
     std::unique_lock<std::mutex> lock(mu_);
     Bucket& bk = buckets_[b];
     while (bk.spilling > 0) cv_.wait_for(lock, kWaitSlice);
+    ARROW_RETURN_NOT_OK(reclaim_error_);
     if (bk.taken) return arrow::Status::Invalid("bucket ", b, " read twice");
     bk.taken = true;
     Taken t;
@@ -452,7 +463,16 @@ class BucketStore {
     return t;
   }
 
-  ~BucketStore() { UnlockDir(); }
+  // Undoes RegisterReclaimer(), waiting for a call of Reclaim() in progress; idempotent.
+  void UnregisterReclaimer() {
+    if (reclaimer_ >= 0) EnginePool()->RemoveReclaimer(reclaimer_);
+    reclaimer_ = -1;
+  }
+
+  ~BucketStore() {
+    UnregisterReclaimer();
+    UnlockDir();
+  }
 
   // A fresh path in the spill folder (created on first use, named after this process,
   // locked while it exists: RemoveStaleSpillFolders() tells a dead run's folder by them).
@@ -577,6 +597,34 @@ class BucketStore {
     return arrow::Status::OK();
   }
 
+  // The engine pool's reclaimer: spills the largest untaken buckets until `bytes` are
+  // freed or none is left in memory; the bytes freed. A failed spill is returned (the
+  // allocation fails with it) and kept in reclaim_error_ (the bucket's rows are lost:
+  // the run fails with it wherever it goes on). Called on a thread that is allocating,
+  // which never holds mu_: the store makes no pool allocation under mu_.
+  arrow::Result<int64_t> Reclaim(int64_t bytes) {
+    std::unique_lock<std::mutex> lock(mu_);
+    ARROW_RETURN_NOT_OK(reclaim_error_);
+    int64_t freed = 0;
+    while (freed < bytes && !cancelled()) {
+      int best = -1;
+      for (int b = 0; b < num_buckets(); ++b) {
+        const Bucket& bk = buckets_[b];
+        if (bk.taken || bk.mem_bytes == 0) continue;
+        if (best < 0 || bk.mem_bytes > buckets_[best].mem_bytes) best = b;
+      }
+      if (best < 0) break;
+      const int64_t held = buckets_[best].mem_bytes;
+      arrow::Status st = Spill(&lock, best);
+      if (!st.ok()) {
+        reclaim_error_ = st;
+        return st;
+      }
+      freed += held;
+    }
+    return freed;
+  }
+
   // Writes the in-memory chunks of bucket `b` to a new spill file; the lock is released
   // during the write. The bytes stay counted until the file is written.
   arrow::Status Spill(std::unique_lock<std::mutex>* lock, int b) {
@@ -624,6 +672,9 @@ class BucketStore {
   int spilling_ = 0;             // GUARDED_BY(mu_): spill writes in progress
   int holders_ = 0;              // GUARDED_BY(mu_): holds of phase 2 readers
   int waiting_holders_ = 0;      // GUARDED_BY(mu_): of those, held by waiting readers
+  arrow::Status reclaim_error_;  // GUARDED_BY(mu_): a spill the pool asked for failed
+  int64_t reclaimer_ = -1;  // the engine pool's id of Reclaim(), or -1 (set by the
+                            // thread that begins and ends the run)
 
   void UnlockDir() {
     if (lock_fd_ >= 0) ::close(lock_fd_);  // releases the flock()
@@ -1527,6 +1578,7 @@ arrow::Status GroupedStage::Begin(const RunOptions& options) {
   // stay forever: remove them. The CLI does it first and says what it removed.
   RemoveStaleSpillFolders(options.spill_dir);
   store_ = std::make_shared<BucketStore>(plan_, options);
+  store_->RegisterReclaimer();
   sink_ = std::make_unique<PartitionSink>(store_);
   return arrow::Status::OK();
 }
@@ -1539,7 +1591,10 @@ arrow::Status GroupedStage::End() {
   if (source_ != nullptr) source_->Attach(nullptr);
   sink_.reset();
   arrow::Status st;
-  if (store_ != nullptr) st = store_->RemoveDir();
+  if (store_ != nullptr) {
+    store_->UnregisterReclaimer();
+    st = store_->RemoveDir();
+  }
   return st;
 }
 

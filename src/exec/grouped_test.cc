@@ -21,6 +21,7 @@
 #include "core/memory.h"
 #include "core/progress.h"
 #include "dlprep/pipeline.h"
+#include "dlprep/source.h"
 #include "exec/exec_test_util.h"
 
 namespace dlprep::exec {
@@ -521,6 +522,110 @@ TEST(GroupedTest, MemoryHeldElsewhereInTheEnginePoolMakesBucketsSpillEarlier) {
   EXPECT_LE(crowded.peak_pool_bytes, o.memory_limit);
   EXPECT_GE(crowded.peak_pool_bytes, held->size());
   EXPECT_TRUE(EmptyDir(dir));
+}
+
+// A GeneratedSource whose last partition, when it opens, allocates from the engine
+// pool more than the pool has left (what a reader decoding a large batch does) and
+// holds it until the run ends.
+class CrowdingSource : public GeneratedSource {
+ public:
+  CrowdingSource(int64_t parts, int64_t batches, int64_t rows, int64_t over)
+      : GeneratedSource(parts, batches, rows, SkewedKey), last_(parts - 1), over_(over) {}
+  arrow::Result<std::shared_ptr<arrow::RecordBatchReader>> OpenPartition(
+      int64_t p) const override {
+    ARROW_ASSIGN_OR_RAISE(auto inner, GeneratedSource::OpenPartition(p));
+    if (p != last_) return inner;
+    ARROW_ASSIGN_OR_RAISE(std::shared_ptr<arrow::Buffer> held,
+                          arrow::AllocateBuffer(EnginePool()->available() + over_,
+                                                EnginePool()));
+    held_bytes_ = held->size();
+    return std::make_shared<Holding>(std::move(inner), std::move(held));
+  }
+  mutable int64_t held_bytes_ = 0;
+
+ private:
+  // Holds the buffer until the partition's last batch was read.
+  class Holding : public arrow::RecordBatchReader {
+   public:
+    Holding(std::shared_ptr<arrow::RecordBatchReader> inner,
+            std::shared_ptr<arrow::Buffer> held)
+        : inner_(std::move(inner)), held_(std::move(held)) {}
+    std::shared_ptr<arrow::Schema> schema() const override { return inner_->schema(); }
+    arrow::Status ReadNext(std::shared_ptr<arrow::RecordBatch>* out) override {
+      ARROW_RETURN_NOT_OK(inner_->ReadNext(out));
+      if (*out == nullptr) held_.reset();
+      return arrow::Status::OK();
+    }
+
+   private:
+    std::shared_ptr<arrow::RecordBatchReader> inner_;
+    std::shared_ptr<arrow::Buffer> held_;
+  };
+  const int64_t last_, over_;
+};
+
+TEST(GroupedTest, AnAllocationOverTheLimitElsewhereMakesBucketsSpillInsteadOfFailing) {
+  // 80000 rows x 32 bytes = 2.5 MB of bucket data before the last partition, under a
+  // 16 MB limit: nothing spills on its own. The last partition's 128 KB over what the
+  // pool has left are made room for by spilling buckets.
+  auto source = std::make_shared<CrowdingSource>(6, 16, 1000, 128 << 10);
+  auto op = std::make_shared<SumCount>(std::vector<std::string>{"k"});
+  auto pipeline = Pipeline::Read(source).GroupBy({"k"}, "ts").Apply(op);
+  auto plain = std::make_shared<GeneratedSource>(6, 16, 1000, SkewedKey);
+  ASSERT_OK_AND_ASSIGN(auto expected, Pipeline::Read(plain)
+                                          .GroupBy({"k"}, "ts")
+                                          .Apply(op)
+                                          .Collect({.workers = 1}));
+  std::string dir = TestDir("reclaimed");
+  // Run (not Collect, which holds its output) is what sets the limit on the pool.
+  WriteOptions w;
+  w.output_dir = TestDir("reclaimed-out") + "/out";
+  w.format = OutputFormat::kParquet;
+  pipeline.Write(w);
+  RunOptions o{.workers = 1};
+  o.memory_limit = EnginePool()->bytes_allocated() + (int64_t{16} << 20);
+  o.spill_dir = dir;
+  ASSERT_OK_AND_ASSIGN(RunStats stats, pipeline.Run(o));
+  TableSourceOptions read;
+  read.paths = {w.output_dir};
+  ASSERT_OK_AND_ASSIGN(auto written, OpenTableSource(read));
+  std::vector<std::shared_ptr<arrow::RecordBatch>> batches;
+  for (int64_t p = 0; p < written->num_partitions(); ++p) {
+    ASSERT_OK_AND_ASSIGN(auto reader, written->OpenPartition(p));
+    ASSERT_OK_AND_ASSIGN(auto part, reader->ToRecordBatches());
+    batches.insert(batches.end(), part.begin(), part.end());
+  }
+  ASSERT_OK_AND_ASSIGN(auto t,
+                       arrow::Table::FromRecordBatches(written->schema(), batches));
+  EXPECT_EQ(ByKey(*t, 1), ByKey(*expected, 1));
+  EXPECT_EQ(t->num_rows(), expected->num_rows());
+  EXPECT_GT(stats.spill_files, 0);
+  EXPECT_GE(stats.peak_pool_bytes, source->held_bytes_);
+  // What the spill writes allocate while making room (IPC message headers) is let
+  // through; nothing else goes over.
+  EXPECT_LE(stats.peak_pool_bytes, o.memory_limit + (64 << 10));
+  EXPECT_TRUE(EmptyDir(dir));
+}
+
+TEST(GroupedTest, ASpillThatCannotBeWrittenWhenMakingRoomFailsTheRunNamingIt) {
+  auto source = std::make_shared<CrowdingSource>(6, 16, 1000, 128 << 10);
+  auto op = std::make_shared<SumCount>(std::vector<std::string>{"k"});
+  auto pipeline = Pipeline::Read(source).GroupBy({"k"}, "ts").Apply(op);
+  WriteOptions w;
+  w.output_dir = TestDir("reclaim-fails-out") + "/out";
+  w.format = OutputFormat::kParquet;
+  pipeline.Write(w);
+  // The spill folder cannot be made: its parent is a file.
+  const std::string blocker = TestDir("reclaim-fails") + "/not-a-folder";
+  std::ofstream(blocker) << "x";
+  RunOptions o{.workers = 1};
+  o.memory_limit = EnginePool()->bytes_allocated() + (int64_t{16} << 20);
+  o.spill_dir = blocker;
+  auto r = pipeline.Run(o);
+  ASSERT_FALSE(r.ok());
+  EXPECT_THAT(r.status().message(), HasSubstr("under --memory-limit"));
+  EXPECT_THAT(r.status().message(), HasSubstr("cannot create the spill folder"));
+  EXPECT_FALSE(fs::exists(w.output_dir));
 }
 
 TEST(GroupedTest, RunFailsNamingTheMemoryLimitWhenWhatCannotSpillDoesNotFit) {

@@ -7,19 +7,30 @@
 // files (at most kSplitMaxFiles) each row group is a partition of its own, so that a
 // handful of big files still keeps every worker busy. Each partition scans only its own
 // fragment, single-threaded, so rows come in file order.
+//
+// Parquet is decoded by parquet::arrow::FileReader's record batch reader rather than
+// through the Dataset scanner: the scanner decodes a whole row group before it slices
+// batches from it (tens of megabytes for a million-row group), while the batch reader
+// decodes `batch_rows` rows of each column at a time, so that a run under
+// --memory-limit holds one batch of a row group, not the whole of it.
 
 #include <algorithm>
 #include <filesystem>
 
+#include <arrow/array/util.h>
+#include <arrow/compute/exec.h>
 #include <arrow/compute/expression.h>
 #include <arrow/compute/initialize.h>
 #include <arrow/dataset/api.h>
-#include <parquet/metadata.h>
-#include <parquet/properties.h>
 #include <arrow/dataset/plan.h>
 #include <arrow/filesystem/localfs.h>
 #include <arrow/record_batch.h>
 #include <arrow/type.h>
+#include <arrow/util/logging.h>
+#include <parquet/arrow/reader.h>
+#include <parquet/arrow/schema.h>
+#include <parquet/metadata.h>
+#include <parquet/properties.h>
 
 #include "core/memory.h"
 #include "dlprep/source.h"
@@ -171,6 +182,118 @@ class FileNamingReader : public arrow::RecordBatchReader {
   const std::shared_ptr<arrow::RecordBatchReader> inner_;
 };
 
+// Parquet column chunks are read through a stream buffered this much at a time, a page
+// at a time, instead of whole (a chunk of a large row group is tens of megabytes); a
+// page larger than the buffer is read in one piece. Each column being read holds one
+// buffer.
+constexpr int64_t kParquetBufferBytes = int64_t{64} << 10;
+
+/// Adds the leaf columns of `field` to `out`.
+void CollectLeaves(const parquet::arrow::SchemaField& field, std::vector<int>* out) {
+  if (field.is_leaf()) {
+    out->push_back(field.column_index);
+    return;
+  }
+  for (const auto& child : field.children) CollectLeaves(child, out);
+}
+
+/// Reads a Parquet fragment (a file, or some of its row groups) `batch_rows` rows at a
+/// time, decoding only the columns the output needs, with every buffer from
+/// EnginePool(). Each batch gets the dataset's columns as the Dataset scanner would
+/// give them: a hive partition column takes its value from the fragment's path, a
+/// column the file lacks is null, and one whose type differs from the dataset's is
+/// cast to it.
+class ParquetFragmentReader : public arrow::RecordBatchReader {
+ public:
+  static arrow::Result<std::shared_ptr<arrow::RecordBatchReader>> Open(
+      ds::ParquetFileFragment* fragment,
+      const std::shared_ptr<arrow::Schema>& dataset_schema,
+      const std::shared_ptr<arrow::Schema>& schema, int64_t batch_rows) {
+    auto reader = std::shared_ptr<ParquetFragmentReader>(new ParquetFragmentReader());
+    reader->dataset_schema_ = dataset_schema;
+    reader->schema_ = schema;
+    reader->guarantee_ = fragment->partition_expression();
+    // The output schema is a projection of the dataset schema (OpenTableSource checked
+    // every requested column): each of its columns is there.
+    for (const auto& field : schema->fields()) {
+      reader->indices_.push_back(dataset_schema->GetFieldIndex(field->name()));
+      ARROW_DCHECK_GE(reader->indices_.back(), 0);
+    }
+
+    ARROW_ASSIGN_OR_RAISE(auto file, fragment->source().Open());
+    parquet::ReaderProperties properties(EnginePool());
+    properties.enable_buffered_stream();
+    properties.set_buffer_size(kParquetBufferBytes);
+    parquet::ArrowReaderProperties arrow_properties;
+    arrow_properties.set_batch_size(batch_rows);
+    arrow_properties.set_pre_buffer(false);
+    arrow_properties.set_use_threads(false);
+    parquet::arrow::FileReaderBuilder builder;
+    ARROW_RETURN_NOT_OK(builder.Open(std::move(file), properties, fragment->metadata()));
+    builder.memory_pool(EnginePool())->properties(arrow_properties);
+    ARROW_ASSIGN_OR_RAISE(reader->file_reader_, builder.Build());
+
+    std::vector<int> row_groups = fragment->row_groups();
+    if (row_groups.empty()) {
+      const int n = reader->file_reader_->num_row_groups();
+      for (int g = 0; g < n; ++g) row_groups.push_back(g);
+    }
+    std::vector<int> leaves;
+    for (const auto& field : reader->file_reader_->manifest().schema_fields) {
+      if (schema->GetFieldIndex(field.field->name()) >= 0) CollectLeaves(field, &leaves);
+    }
+    ARROW_ASSIGN_OR_RAISE(reader->batches_,
+                          reader->file_reader_->GetRecordBatchReader(row_groups, leaves));
+    return reader;
+  }
+
+  std::shared_ptr<arrow::Schema> schema() const override { return schema_; }
+
+  arrow::Status ReadNext(std::shared_ptr<arrow::RecordBatch>* out) override {
+    *out = nullptr;
+    if (batches_ == nullptr) return arrow::Status::OK();
+    std::shared_ptr<arrow::RecordBatch> batch;
+    ARROW_RETURN_NOT_OK(batches_->ReadNext(&batch));
+    if (batch == nullptr) return arrow::Status::OK();
+    // Partition values, missing columns and casts, as the Dataset scanner fills them.
+    ARROW_ASSIGN_OR_RAISE(
+        auto exec, arrow::compute::MakeExecBatch(*dataset_schema_, batch, guarantee_));
+    std::vector<std::shared_ptr<arrow::Array>> columns;
+    columns.reserve(indices_.size());
+    for (int index : indices_) {
+      const arrow::Datum& value = exec.values[index];
+      if (value.is_scalar()) {
+        ARROW_ASSIGN_OR_RAISE(auto array, arrow::MakeArrayFromScalar(
+                                              *value.scalar(), batch->num_rows(),
+                                              EnginePool()));
+        columns.push_back(std::move(array));
+      } else {
+        columns.push_back(value.make_array());
+      }
+    }
+    *out = arrow::RecordBatch::Make(schema_, batch->num_rows(), std::move(columns));
+    return arrow::Status::OK();
+  }
+
+  arrow::Status Close() override {
+    batches_.reset();
+    file_reader_.reset();
+    return arrow::Status::OK();
+  }
+
+ private:
+  ParquetFragmentReader() = default;
+
+  std::shared_ptr<arrow::Schema> dataset_schema_;
+  std::shared_ptr<arrow::Schema> schema_;
+  arrow::compute::Expression guarantee_;
+  std::vector<int> indices_;  // of each output column in dataset_schema_
+  // The batch reader reads through file_reader_, so it is declared after it (and
+  // destroyed first).
+  std::unique_ptr<parquet::arrow::FileReader> file_reader_;
+  std::unique_ptr<arrow::RecordBatchReader> batches_;
+};
+
 // Up to this many Parquet files are split into one partition per row group (reading
 // each footer once at open); beyond it files alone give the workers enough partitions
 // and opening stays one listing.
@@ -219,19 +342,13 @@ class TableSource : public Source {
 
  private:
   arrow::Result<std::shared_ptr<arrow::RecordBatchReader>> Scan(int64_t i) const {
-    auto scan_options = std::make_shared<ds::ScanOptions>();
-    // Decode buffers (Parquet pages, CSV blocks) and the batches count against the
-    // run's memory budget.
-    scan_options->pool = EnginePool();
-    if (EnginePool()->limit() > 0 && fragments_[i]->format()->type_name() == "parquet") {
-      // Under a budget, read Parquet column chunks a megabyte at a time instead of
-      // whole (a chunk of a large row group is tens of megabytes, per column).
-      auto parquet = std::make_shared<ds::ParquetFragmentScanOptions>();
-      parquet->arrow_reader_properties->set_pre_buffer(false);
-      parquet->reader_properties->enable_buffered_stream();
-      parquet->reader_properties->set_buffer_size(int64_t{1} << 20);
-      scan_options->fragment_scan_options = parquet;
+    if (auto* parquet = dynamic_cast<ds::ParquetFileFragment*>(fragments_[i].get())) {
+      return ParquetFragmentReader::Open(parquet, dataset_schema_, schema_, batch_rows_);
     }
+    auto scan_options = std::make_shared<ds::ScanOptions>();
+    // Decode buffers (CSV and JSON blocks) and the batches count against the run's
+    // memory budget.
+    scan_options->pool = EnginePool();
     ds::ScannerBuilder builder(dataset_schema_, fragments_[i], scan_options);
     if (!columns_.empty()) ARROW_RETURN_NOT_OK(builder.Project(columns_));
     ARROW_RETURN_NOT_OK(builder.BatchSize(batch_rows_));

@@ -8,10 +8,12 @@
 #include <arrow/api.h>
 #include <arrow/csv/writer.h>
 #include <arrow/io/file.h>
+#include <arrow/util/byte_size.h>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <parquet/arrow/writer.h>
 
+#include "core/memory.h"
 #include "dlprep/source.h"
 
 namespace dlprep {
@@ -52,12 +54,14 @@ std::shared_ptr<arrow::Table> MakeTable(int64_t first_id, int64_t n) {
   return arrow::Table::Make(schema, {*ids.Finish(), *names.Finish(), *scores.Finish()});
 }
 
-void WriteParquet(const std::string& path, const arrow::Table& table) {
+void WriteParquet(const std::string& path, const arrow::Table& table,
+                  int64_t row_group_rows = 1024) {
   fs::create_directories(fs::path(path).parent_path());
   auto out = arrow::io::FileOutputStream::Open(path);
   ASSERT_TRUE(out.ok()) << out.status().ToString();
-  ASSERT_TRUE(
-      parquet::arrow::WriteTable(table, arrow::default_memory_pool(), *out, 1024).ok());
+  ASSERT_TRUE(parquet::arrow::WriteTable(table, arrow::default_memory_pool(), *out,
+                                         row_group_rows)
+                  .ok());
   ASSERT_TRUE((*out)->Close().ok());
 }
 
@@ -342,6 +346,96 @@ TEST(TableSource, CorruptParquetFileIsNamed) {
   auto first_bad = OpenTableSource(Opts({dir + "/b.parquet"}));
   ASSERT_FALSE(first_bad.ok());
   EXPECT_THAT(first_bad.status().message(), HasSubstr("'" + dir + "/b.parquet'"));
+}
+
+// Reads partition 0 batch by batch, keeping only the ids and names (outside the engine
+// pool, so that what the pool holds is one batch at a time); the reading status.
+arrow::Status ReadIdsAndNames(const Source& source, std::vector<int64_t>* ids,
+                              std::vector<std::string>* names) {
+  ARROW_ASSIGN_OR_RAISE(auto reader, source.OpenPartition(0));
+  while (true) {
+    std::shared_ptr<arrow::RecordBatch> batch;
+    ARROW_RETURN_NOT_OK(reader->ReadNext(&batch));
+    if (!batch) return arrow::Status::OK();
+    const auto& id = static_cast<const arrow::Int64Array&>(*batch->GetColumnByName("id"));
+    const auto& name =
+        static_cast<const arrow::StringArray&>(*batch->GetColumnByName("name"));
+    for (int64_t i = 0; i < batch->num_rows(); ++i) {
+      ids->push_back(id.Value(i));
+      names->push_back(name.GetString(i));
+    }
+  }
+}
+
+TEST(TableSource, ParquetRowGroupLargerThanTheMemoryLimitIsReadInBatches) {
+  const std::string dir = MakeTestDir();
+  auto table = MakeTable(0, 1000000);
+  WriteParquet(dir + "/a.parquet", *table, /*row_group_rows=*/1000000);
+  const int64_t limit = 12 << 20;
+  // One row group whose decoded columns alone are over twice the limit.
+  ASSERT_GT(arrow::util::TotalBufferSize(*table), 2 * limit);
+
+  auto options = Opts({dir});
+  options.batch_rows = 4096;
+  auto source = Open(options);
+  ASSERT_TRUE(source);
+  ASSERT_EQ(source->num_partitions(), 1);
+  std::vector<int64_t> free_ids, ids;
+  std::vector<std::string> free_names, names;
+  ASSERT_TRUE(ReadIdsAndNames(*source, &free_ids, &free_names).ok());
+  {
+    MemoryLimitScope scope(limit);
+    EnginePool()->ResetPeak();
+    arrow::Status st = ReadIdsAndNames(*source, &ids, &names);
+    ASSERT_TRUE(st.ok()) << st.ToString();
+    EXPECT_LE(EnginePool()->max_memory(), limit);
+  }
+  ASSERT_EQ(ids.size(), 1000000u);
+  EXPECT_EQ(ids, free_ids);
+  EXPECT_EQ(names, free_names);
+  EXPECT_EQ(names[999999], "n999999");
+}
+
+TEST(TableSource, ParquetUnderALimitTooSmallForOneBatchFailsNamingTheLimitAndFile) {
+  const std::string dir = MakeTestDir();
+  WriteParquet(dir + "/a.parquet", *MakeTable(0, 50000), /*row_group_rows=*/50000);
+  auto source = Open(Opts({dir}));  // batches of 16K rows: over 300 KiB each
+  ASSERT_TRUE(source);
+  MemoryLimitScope scope(64 << 10);
+  std::vector<int64_t> ids;
+  std::vector<std::string> names;
+  arrow::Status st = ReadIdsAndNames(*source, &ids, &names);
+  ASSERT_FALSE(st.ok());
+  EXPECT_TRUE(st.IsOutOfMemory()) << st.ToString();
+  EXPECT_THAT(st.message(), HasSubstr("'" + dir + "/a.parquet'"));
+  EXPECT_THAT(st.message(), HasSubstr("over --memory-limit"));
+  EXPECT_THAT(st.message(), HasSubstr("of 64.0 KiB"));
+}
+
+TEST(TableSource, ParquetFilesWithFewerOrOtherTypedColumnsFollowTheFirstFile) {
+  const std::string dir = MakeTestDir();
+  WriteParquet(dir + "/a.parquet", *MakeTable(0, 2));
+  // b lacks `name` and has `score` as int32: read as null names and float64 scores, as
+  // the schema comes from the first file.
+  arrow::Int64Builder ids;
+  arrow::Int32Builder scores;
+  ASSERT_TRUE(ids.AppendValues({7, 8}).ok());
+  ASSERT_TRUE(scores.AppendValues({3, 4}).ok());
+  auto b = arrow::Table::Make(arrow::schema({arrow::field("id", arrow::int64()),
+                                             arrow::field("score", arrow::int32())}),
+                              {*ids.Finish(), *scores.Finish()});
+  WriteParquet(dir + "/b.parquet", *b);
+  auto source = Open(Opts({dir}));
+  ASSERT_TRUE(source);
+  auto table = ReadTable(*source);
+  ASSERT_TRUE(table);
+  EXPECT_EQ(Int64s(*table, "id"), (std::vector<int64_t>{0, 1, 7, 8}));
+  auto name = table->GetColumnByName("name");
+  EXPECT_EQ(name->null_count(), 2);
+  EXPECT_TRUE(name->chunk(1)->IsNull(0));
+  auto score = table->GetColumnByName("score");
+  ASSERT_TRUE(score->type()->Equals(arrow::float64()));
+  EXPECT_EQ(static_cast<const arrow::DoubleArray&>(*score->chunk(1)).Value(1), 4.0);
 }
 
 TEST(TableSource, BadCsvRowIsNamedWithItsFile) {

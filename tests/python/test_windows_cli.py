@@ -174,7 +174,7 @@ def test_spill_folder_of_a_killed_run_is_removed_by_the_next(dlprep, tmp_path):
     spill = tmp_path / "spill"
     spill.mkdir()
     args = ["windows", "--events", data / "events", "--labels", data / "labels",
-            *WINDOW_ARGS, "--memory-limit", "64MB", "--spill-dir", spill, "-w", "2", "-q"]
+            *WINDOW_ARGS, "--memory-limit", "8MB", "--spill-dir", spill, "-w", "2", "-q"]
     proc = subprocess.Popen([dlprep.exe, *map(str, args), "--output",
                              str(tmp_path / "killed")],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -224,18 +224,21 @@ def test_memory_limit_too_small_for_one_batch_fails_naming_it(dlprep, tmp_path):
 
 def test_memory_limit_bounds_the_engine_pool_and_keeps_the_output(dlprep, tmp_path):
     """Under a limit the job spills and its engine pool stays under it (--stats), and it
-    writes the same rows as without one."""
+    writes the same rows as without one, also when the limit is far below the decoded
+    size of one of the input's Parquet row groups (they are read in batches)."""
     data = tmp_path / "churn"
     dlprep("gen", "churn", "--customers", 1500, "--days", 90, "-o", data, "-q")
+    events = pq.ParquetFile(next((data / "events").glob("*.parquet")))
+    assert events.num_row_groups == 1
+    row_group_bytes = events.read_row_group(0).nbytes
+    assert row_group_bytes > 24 << 20
     base = ["windows", "--events", data / "events", "--labels", data / "labels",
             *WINDOW_ARGS, "-w", "2", "-q"]
     dlprep(*base, "--output", tmp_path / "free")
     stats = tmp_path / "stats.json"
-    # The input is one Parquet row group of 29 MiB, decoded whole: 64 MiB leave the
-    # buckets too little room for its 35 MiB of bucket data.
-    dlprep(*base, "--memory-limit", "64MB", "--spill-dir", tmp_path, "--output",
+    dlprep(*base, "--memory-limit", "8MB", "--spill-dir", tmp_path, "--output",
            tmp_path / "limited", "--stats", stats)
     memory = json.loads(stats.read_text())["run"]["memory"]
     assert memory["spill_files"] > 0
-    assert 0 < memory["peak_pool_bytes"] <= 64 << 20
+    assert 0 < memory["peak_pool_bytes"] <= 8 << 20
     assert pq.read_table(tmp_path / "limited").equals(pq.read_table(tmp_path / "free"))
