@@ -65,12 +65,14 @@ pytest-pkg: pkg-install
 test: unit pytest pytest-pkg
 
 # The unit tests (ctest, without the integration test that installs the library) built
-# with AddressSanitizer and UndefinedBehaviorSanitizer in build-asan/ (no libtorch).
+# with AddressSanitizer and UndefinedBehaviorSanitizer in build-asan/ (no libtorch). CI
+# runs it after `make test`. Warnings are not errors here: GCC's -Wmaybe-uninitialized
+# misfires on instrumented code (the normal build keeps -Werror in CI).
 SANITIZE_BUILD ?= build-asan
 sanitize: setup
 	@if [ ! -f $(SANITIZE_BUILD)/build.ninja ]; then \
 	  cmake -S . -B $(SANITIZE_BUILD) -G Ninja -DDLPREP_SANITIZE=ON -DDLPREP_BUILD_BENCH=OFF \
-	    -DDLPREP_WITH_TORCH=OFF $(CMAKE_FLAGS); fi
+	    -DDLPREP_WITH_TORCH=OFF $(CMAKE_FLAGS) -DDLPREP_WERROR=OFF; fi
 	@ninja -C $(SANITIZE_BUILD)
 	cd $(SANITIZE_BUILD) && ARROW_DEFAULT_MEMORY_POOL=system \
 	  ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
