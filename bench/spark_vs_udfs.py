@@ -23,14 +23,20 @@ Spark's Python workers, read from /proc):
 * scaling (``--jobs scaling``): ``dsp.windows`` and ``dsp.audio`` (``--scaling-jobs``)
   on a standalone cluster of one and then two one-core workers (started and stopped
   here with examples/spark/local_cluster.py): the second worker's speed-up. The audio
-  job reads --clips WAVs afresh in every run, as in the speech job.
+  job reads --clips WAVs afresh in every run, as in the speech job. --runs rounds,
+  each starting a one-worker and then a two-worker cluster afresh (a warm-up job,
+  then one timed job on each), medians over the rounds. Spark's
+  ``--cores 1`` counts task slots only: a one-core worker's executor JVM threads run
+  beside its Python worker, so on this machine it uses more than one CPU.
+  ``--pin-workers`` confines each worker and its children to a CPU of its own, as on a
+  cluster of one-core machines (the driver and master are not pinned).
 * writing: ``dsp.write_tfrecord`` (no compression) vs ``df.write.parquet`` of the
   generated churn events (cached in Spark first). Rate: rows/s.
 
     PYSPARK_PYTHON=$VENV/bin/python SPARK_LOCAL_IP=127.0.0.1 \\
         $VENV/bin/python bench/spark_vs_udfs.py [--master local[2]] [--customers 2000]
 
-$VENV: a venv with the dlprep wheel, pyspark 4.0.1 (scripts/requirements-pkg.txt), for
+$VENV: a venv with the dlprep wheel, pyspark 4.3.0 (scripts/requirements-pkg.txt), for
 the speech job librosa and soundfile (the versions in scripts/requirements-bench.txt:
 ``$VENV/bin/pip install librosa==... soundfile==...``) and, for the scoring job, PyTorch
 (made with --system-site-packages over Debian's python3-torch). The issue's sizes are
@@ -96,6 +102,22 @@ def timed(fn, runs, warmup=True):
         walls.append(time.perf_counter() - w)
         cpus.append(tree_cpu() - c)
     return statistics.median(walls), statistics.median(cpus)
+
+
+def timed_interleaved(fns, runs):
+    """``timed`` for several functions at once: a warm-up call of each, then ``runs``
+    rounds calling each in turn, so that a slow spell of a shared machine falls on all
+    of them alike. A list of (median wall, median CPU) seconds, one per function."""
+    for fn in fns:
+        fn()
+    samples = [[] for _ in fns]
+    for _ in range(runs):
+        for i, fn in enumerate(fns):
+            w, c = time.perf_counter(), tree_cpu()
+            fn()
+            samples[i].append((time.perf_counter() - w, tree_cpu() - c))
+    return [(statistics.median(w for w, _ in s), statistics.median(c for _, c in s))
+            for s in samples]
 
 
 def report(name, unit, n, ours, theirs, other):
@@ -203,38 +225,52 @@ def bench_scaling(work, args, dsp):
     if "audio" in jobs:
         wavs = os.path.join(work, "wavs_scaling")
         clips = write_tones(wavs, max(1, -(-args.clips // 3)))
-    results = {}
-    for workers in (1, 2):
-        with standalone_cluster(workers, os.path.join(work, f"cluster{workers}")) as master:
-            spark = (SparkSession.builder.master(master).appName("dlprep-scaling")
-                     .config("spark.executor.memory", "1g")
-                     .config("spark.sql.shuffle.partitions", "8")
-                     .config("spark.ui.enabled", "false")
-                     .config("spark.ui.showConsoleProgress", "false").getOrCreate())
-            spark.sparkContext.setLogLevel("ERROR")
-            try:
-                if "windows" in jobs:
-                    out = os.path.join(work, "w_scaling")
-                    results[("windows", workers)] = timed(
-                        lambda: _dsp_windows(spark, dsp, events_dir, labels_dir, until, out,
-                                             args.prepare),
-                        args.runs)
-                if "audio" in jobs:
-                    files = _wav_files(spark, wavs)
-                    tasks = dsp.audio(files, clip_seconds=1).rdd.getNumPartitions()
-                    print(f"scaling, {workers} worker(s): dsp.audio runs {tasks} tasks")
-                    results[("audio", workers)] = timed(
-                        lambda: dsp.audio(files, clip_seconds=1).select("path", "log_mel")
-                        .write.mode("overwrite").format("noop").save(), args.runs)
-            finally:
-                spark.stop()
+    # Rounds: in each, a one-worker and then a two-worker cluster, each started afresh,
+    # one warm-up job and one timed job per job kind. Alternating the clusters round by
+    # round keeps a slow spell of this shared machine from landing on one side only.
+    samples = {}
+    for rnd in range(args.runs):
+        for workers in (1, 2):
+            folder = os.path.join(work, f"cluster{workers}_{rnd}")
+            with standalone_cluster(workers, folder, pin=args.pin_workers) as master:
+                spark = (SparkSession.builder.master(master).appName("dlprep-scaling")
+                         .config("spark.executor.memory", "1g")
+                         .config("spark.sql.shuffle.partitions", "8")
+                         .config("spark.ui.enabled", "false")
+                         .config("spark.ui.showConsoleProgress", "false").getOrCreate())
+                spark.sparkContext.setLogLevel("ERROR")
+                try:
+                    if "windows" in jobs:
+                        out = os.path.join(work, "w_scaling")
+                        samples.setdefault(("windows", workers), []).append(timed(
+                            lambda: _dsp_windows(spark, dsp, events_dir, labels_dir, until,
+                                                 out, args.prepare), 1))
+                    if "audio" in jobs:
+                        files = _wav_files(spark, wavs)
+                        if rnd == 0:
+                            tasks = dsp.audio(files, clip_seconds=1).rdd.getNumPartitions()
+                            print(f"scaling, {workers} worker(s): dsp.audio runs {tasks} "
+                                  "tasks")
+                        samples.setdefault(("audio", workers), []).append(timed(
+                            lambda: dsp.audio(files, clip_seconds=1).select("path", "log_mel")
+                            .write.mode("overwrite").format("noop").save(), 1))
+                finally:
+                    spark.stop()
+            shutil.rmtree(folder, ignore_errors=True)
+    results = {k: (statistics.median(w for w, _ in v), statistics.median(c for _, c in v))
+               for k, v in samples.items()}
     sizes = {"windows": lambda: f"{n} events", "audio": lambda: f"{clips} clips"}
     for job in jobs:
         size = sizes[job]()
         (w1, c1), (w2, c2) = results[(job, 1)], results[(job, 2)]
-        print(f"scaling, dsp.{job} ({size}), standalone cluster of one-core workers:")
+        pinned = ", each pinned to a CPU of its own" if args.pin_workers else ""
+        print(f"scaling, dsp.{job} ({size}), standalone cluster of one-core workers"
+              f"{pinned}:")
         print(f"  1 worker: {w1:7.2f} s wall, {c1:7.2f} s CPU; 2 workers: {w2:7.2f} s wall, "
-              f"{c2:7.2f} s CPU; speed-up {w1 / w2:.2f}x")
+              f"{c2:7.2f} s CPU; speed-up {w1 / w2:.2f}x (medians of {args.runs} rounds)")
+        for workers in (1, 2):
+            walls = ", ".join(f"{w:.2f}" for w, _ in samples[(job, workers)])
+            print(f"    {workers} worker(s), wall by round: {walls}")
 
 
 def _wav_files(spark, wavs):
@@ -290,8 +326,7 @@ def bench_speech(spark, work, args, dsp):
         files.coalesce(tasks).select("path", log_mel("content").alias("log_mel")) \
             .write.mode("overwrite").format("noop").save()
 
-    mine, content = timed(ours, args.runs), timed(ours_content, args.runs)
-    udf = timed(theirs, args.runs)
+    mine, content, udf = timed_interleaved([ours, ours_content, theirs], args.runs)
     report(f"speech ({clips} one-second clips)", "clips", clips, mine, udf,
            "pandas UDF, librosa")
     (w, c) = content
@@ -390,6 +425,10 @@ def main():
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--scaling-jobs", default="windows,audio",
                     help="what --jobs scaling runs: windows, audio or both")
+    ap.add_argument("--pin-workers", action="store_true",
+                    help="scaling: each one-core worker (its executor JVM and Python "
+                         "workers) on a CPU of its own, as on one-core machines; without "
+                         "it a one-core worker uses more than one CPU of this machine")
     ap.add_argument("--udf-customers", type=int, default=2000,
                     help="customers given to the idiomatic pandas UDF (a subset: it does "
                          "about 4k events/s; the numpy UDF gets all of them)")

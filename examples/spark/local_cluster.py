@@ -45,11 +45,18 @@ class ClusterNotReady(RuntimeError):
 
 
 @contextmanager
-def standalone_cluster(workers=2, folder=None, cores=1, memory="1g", timeout=90):
+def standalone_cluster(workers=2, folder=None, cores=1, memory="1g", timeout=90,
+                       pin=False):
     """Starts a master and ``workers`` workers (``cores`` cores and ``memory`` each),
     waits until every worker registered, yields the master URL and stops every process
     it started (by PID and process group: the scripts exec java) at the end. Raises
-    ClusterNotReady when the workers are not all registered within ``timeout`` seconds."""
+    ClusterNotReady when the workers are not all registered within ``timeout`` seconds.
+
+    ``pin``: each worker, and so its executor JVM and Python workers, runs on CPUs of its
+    own (``cores`` of this machine's CPUs each, in order), as on a cluster of machines
+    with ``cores`` cores each. Spark's ``--cores`` only counts task slots: without
+    pinning, a one-core worker's executor threads and Python workers use more than one
+    CPU when the machine has them. The master and the driver are not pinned."""
     folder = folder or tempfile.mkdtemp(prefix="dlprep-spark-cluster-")
     os.makedirs(folder, exist_ok=True)
     port, ui = _free_port(), _free_port()
@@ -59,19 +66,26 @@ def standalone_cluster(workers=2, folder=None, cores=1, memory="1g", timeout=90)
     spark_class = os.path.join(home, "bin", "spark-class")
     procs, logs = [], []
 
-    def start(args):
+    cpus = sorted(os.sched_getaffinity(0))
+    if pin and workers * cores > len(cpus):
+        raise ValueError(f"pin: {workers} workers with {cores} core(s) each need "
+                         f"{workers * cores} CPUs; this process may use {len(cpus)}")
+
+    def start(args, cpu_set=None):
         log = open(os.path.join(folder, f"proc{len(procs)}.log"), "wb")
         logs.append(log)
+        pin_to = None if cpu_set is None else (lambda: os.sched_setaffinity(0, cpu_set))
         procs.append(subprocess.Popen(args, env=env, stdout=log, stderr=subprocess.STDOUT,
-                                      start_new_session=True))
+                                      start_new_session=True, preexec_fn=pin_to))
 
     try:
         start([spark_class, "org.apache.spark.deploy.master.Master", "--host", "127.0.0.1",
                "--port", str(port), "--webui-port", str(ui)])
-        for _ in range(workers):
+        for i in range(workers):
             start([spark_class, "org.apache.spark.deploy.worker.Worker", "--cores",
                    str(cores), "--memory", memory, "--webui-port", "0",
-                   f"spark://127.0.0.1:{port}"])
+                   f"spark://127.0.0.1:{port}"],
+                  set(cpus[i * cores:(i + 1) * cores]) if pin else None)
         deadline = time.time() + timeout
         alive = 0
         while time.time() < deadline:
@@ -110,17 +124,21 @@ def main():
     ap.add_argument("--cores", type=int, default=1, help="cores per worker")
     ap.add_argument("--memory", default="1g", help="memory per worker (Spark's notation)")
     ap.add_argument("--folder", help="logs and scratch space (default: a temporary folder)")
+    ap.add_argument("--pin", action="store_true",
+                    help="run each worker (its executor and Python workers) on CPUs of its "
+                         "own, as on a cluster of machines with --cores cores each")
     args = ap.parse_args()
     stop = []
     signal.signal(signal.SIGTERM, lambda *_: stop.append(1))
     try:
-        with standalone_cluster(args.workers, args.folder, args.cores, args.memory) as url:
+        with standalone_cluster(args.workers, args.folder, args.cores, args.memory,
+                                pin=args.pin) as url:
             print(f"master {url} with {args.workers} workers; Ctrl-C stops them", flush=True)
             while not stop:
                 time.sleep(0.5)
     except KeyboardInterrupt:
         pass
-    except ClusterNotReady as e:
+    except (ClusterNotReady, ValueError) as e:
         sys.exit(f"local_cluster.py: {e}")
 
 

@@ -2,6 +2,7 @@
 the rows the engine gives on one machine; writes commit once per partition whatever
 Spark retries; stateful operators open once per Python worker."""
 import json
+import importlib
 import os
 import re
 import shutil
@@ -109,10 +110,10 @@ def spark_env():
 def connect_server(spark_env, tmp_path_factory):
     """A Spark Connect server (local[2,4]) on 127.0.0.1, started at the beginning of the
     module so that it comes up while the other tests run; None without the Connect
-    client's dependencies (pip install 'pyspark[connect]==4.0.1')."""
+    client's dependencies (pip install 'pyspark[connect]')."""
     try:
-        from pyspark.sql.connect.utils import check_dependencies
-        check_dependencies("pyspark.sql.connect")
+        for module in ("grpc", "grpc_status", "google.rpc.status_pb2", "zstandard"):
+            importlib.import_module(module)
     except ImportError:
         yield None
         return
@@ -236,6 +237,20 @@ def test_arrow_and_spark_schemas_map_exactly():
     assert plain.field("e").type == pa.list_(pa.float32())
     with pytest.raises(dlprep.errors.TypeError, match="column 'u'.*uint64"):
         dsp.spark_schema(pa.schema([("u", pa.uint64())]))
+    # Spark's other types: large variants, nested types, and one dlprep does not read
+    s = T.StructType([T.StructField("s", T.StringType()), T.StructField("d", T.DateType()),
+                      T.StructField("x", T.DecimalType(10, 2)),
+                      T.StructField("m", T.MapType(T.StringType(), T.DoubleType())),
+                      T.StructField("t", T.StructType([T.StructField("b", T.BinaryType())]))])
+    assert dsp.arrow_schema(s) == pa.schema([
+        ("s", pa.string()), ("d", pa.date32()), ("x", pa.decimal128(10, 2)),
+        ("m", pa.map_(pa.string(), pa.float64())), ("t", pa.struct([("b", pa.binary())]))])
+    assert dsp._spark_arrow_schema(s, True).field("t").type == \
+        pa.struct([("b", pa.large_binary())])
+    with pytest.raises(dlprep.errors.TypeError,
+                       match="column 'ym' has Spark type interval year to month, which "
+                             "dlprep does not read"):
+        dsp.arrow_schema(T.StructType([T.StructField("ym", T.YearMonthIntervalType())]))
 
 
 # -- job-level errors fail on the driver, before any task ---------------------------------
@@ -688,7 +703,7 @@ def test_an_attempt_after_the_job_ended_writes_nothing(monkeypatch, tmp_path):
 def test_spark_connect_gives_the_same_rows(connect_server, clips, tmp_path):
     if connect_server is None:
         pytest.skip("the Spark Connect client's dependencies are not installed "
-                    "(pip install 'pyspark[connect]==4.0.1')")
+                    "(pip install 'pyspark[connect]')")
     import socket
     deadline = time.time() + 120
     while True:
@@ -720,13 +735,14 @@ def test_spark_connect_gives_the_same_rows(connect_server, clips, tmp_path):
 @pytest.fixture()
 def standalone(spark, tmp_path):
     """A master and two one-core workers (examples/spark/local_cluster.py, which stops
-    every process it started by PID at the end). Skipped when they do not come up
-    within 90 s."""
+    every process it started by PID at the end), each pinned to a CPU of its own when
+    this process may use two. Skipped when they do not come up within 90 s."""
     sys.path.insert(0, str(SOURCE / "examples" / "spark"))
     from local_cluster import ClusterNotReady, standalone_cluster
     spark.stop()  # one SparkContext per process
+    pin = len(os.sched_getaffinity(0)) >= 2
     try:
-        with standalone_cluster(workers=2, folder=tmp_path / "cluster") as master:
+        with standalone_cluster(workers=2, folder=tmp_path / "cluster", pin=pin) as master:
             s = _session(master, **{"spark.executor.memory": "512m",
                                     "spark.task.maxFailures": "4"})
             yield s
@@ -743,6 +759,26 @@ def test_standalone_cluster_gives_the_same_rows(standalone, clips, tmp_path):
     got = _local_path(dlprep.read_tfrecord(tmp_path / "out").to_arrow())
     _same_rows(got, expected.select(got.schema.names), ["path"])
     assert 1 <= dsp.operator_opens(standalone) <= 4  # at most 2 per executor (1 core)
+    if len(os.sched_getaffinity(0)) >= 2:
+        # pinned workers: every Python worker may run on one CPU only
+        def cpus(batches):
+            for b in batches:
+                yield pa.RecordBatch.from_pylist(
+                    [{"cpus": len(os.sched_getaffinity(0))}] * b.num_rows)
+        df = standalone.range(0, 64, 1, numPartitions=8)
+        got = {r.cpus for r in df.mapInArrow(cpus, "cpus long").collect()}
+        assert got == {1}
+
+
+def test_pinned_cluster_with_more_workers_than_cpus_is_refused(tmp_path):
+    sys.path.insert(0, str(SOURCE / "examples" / "spark"))
+    from local_cluster import standalone_cluster
+    n = len(os.sched_getaffinity(0))
+    with pytest.raises(ValueError, match=fr"pin: {n + 1} workers with 1 core\(s\) each "
+                                         fr"need {n + 1} CPUs; this process may use {n}"):
+        with standalone_cluster(workers=n + 1, folder=tmp_path / "cluster", pin=True):
+            pass
+    assert not os.path.exists(tmp_path / "cluster" / "proc0.log")  # nothing started
 
 
 # -- speculation ------------------------------------------------------------------------
