@@ -19,7 +19,8 @@ Spark's Python workers, read from /proc):
   Rate: clips/s.
 * scoring: ``dsp.score`` vs ``pyspark.ml.functions.predict_batch_udf`` with the same
   TorchScript model (time-averaged [101, 64] input -> linear layer -> 3 scores), one
-  torch thread per task; predictions compared. Rate: rows/s.
+  torch thread per task; predictions compared; the two take turns in each round.
+  Rate: rows/s.
 * scaling (``--jobs scaling``): ``dsp.windows`` and ``dsp.audio`` (``--scaling-jobs``)
   on a standalone cluster of one and then two one-core workers (started and stopped
   here with examples/spark/local_cluster.py): the second worker's speed-up. The audio
@@ -389,7 +390,7 @@ def bench_score(spark, work, args, dsp):
         df.select("id", udf("x").alias("scores")).write.mode("overwrite").format("noop") \
             .save()
 
-    a, b = timed(ours, args.runs), timed(theirs, args.runs)
+    a, b = timed_interleaved([ours, theirs], args.runs)
     got = dsp.score(df, model=model, column="x", shapes=["101,64"], keep=["id"]) \
         .orderBy("id").limit(50).collect()
     want = df.select("id", udf("x").alias("scores")).orderBy("id").limit(50).collect()

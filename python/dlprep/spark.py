@@ -497,6 +497,15 @@ def step(df, name, *, threads_per_task=None, errors="drop", **options):
 _FILES_PER_TASK = 1000
 
 
+def _audio_tasks(files, parallelism):
+    """Tasks for ``files`` files read in the task: at most _FILES_PER_TASK files each,
+    rounded up to a multiple of ``parallelism`` (Spark's default parallelism, the
+    cluster's cores) so that the last round of tasks keeps every core busy."""
+    parallelism = max(1, parallelism)
+    tasks = max(1, -(-files // _FILES_PER_TASK))
+    return -(-tasks // parallelism) * parallelism
+
+
 def _partition_count(df):
     """The number of partitions of a classic DataFrame; None under Spark Connect."""
     try:
@@ -616,10 +625,10 @@ def audio(df, *, threads_per_task=None, errors="drop", read_files=None, partitio
     that cannot be read is a row error); False: always use ``content``.
 
     ``partitions``: how many Spark tasks featurize the files. None (default): when the
-    files are read in the task, the scan's partitions are coalesced to
-    ``max(spark.default.parallelism, files / 1000)`` if there are more (binaryFile
-    packs about 30 small files per partition, and each Python task has a fixed cost of
-    about as much CPU as featurizing 100 clips); otherwise the input's partitions.
+    files are read in the task, the scan's partitions are coalesced to ``files / 1000``
+    rounded up to a multiple of ``spark.default.parallelism`` (binaryFile packs about
+    30 small files per partition, and each Python task has a fixed cost of about as
+    much CPU as featurizing 100 clips); otherwise the input's partitions.
     An integer: coalesced (fewer) or repartitioned (more) to that many."""
     if read_files not in (None, True, False):
         raise _InvalidInput(f"option read_files: expected None, True or False, not "
@@ -640,8 +649,8 @@ def audio(df, *, threads_per_task=None, errors="drop", read_files=None, partitio
     if partitions is None and files is not None:
         # coalesce() never adds partitions; it costs no planning here, unlike
         # df.rdd.getNumPartitions() (a few tenths of a second)
-        df = df.coalesce(max(df.sparkSession.sparkContext.defaultParallelism,
-                             -(-files // _FILES_PER_TASK)))
+        df = df.coalesce(_audio_tasks(files,
+                                      df.sparkSession.sparkContext.defaultParallelism))
     elif partitions is not None:
         current = _partition_count(df)
         if current is not None and partitions < current:

@@ -209,6 +209,14 @@ def _local_path(table):
 
 
 # -- types -------------------------------------------------------------------------------
+def test_audio_task_count_fills_every_core_in_the_last_round():
+    # at most 1,000 files a task, a multiple of the default parallelism
+    assert [dsp._audio_tasks(n, 2) for n in (1, 2000, 2001, 4000, 20001)] == \
+        [2, 2, 4, 4, 22]
+    assert [dsp._audio_tasks(n, 3) for n in (10, 3001, 9000)] == [3, 6, 9]
+    assert dsp._audio_tasks(5, 0) == 1
+
+
 def test_arrow_and_spark_schemas_map_exactly():
     from pyspark.sql import types as T
     schema = pa.schema([
