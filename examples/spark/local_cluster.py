@@ -53,7 +53,7 @@ def standalone_cluster(workers=2, folder=None, cores=1, memory="1g", timeout=90,
     ClusterNotReady when the workers are not all registered within ``timeout`` seconds.
 
     ``pin``: each worker, and so its executor JVM and Python workers, runs on CPUs of its
-    own (``cores`` of this machine's CPUs each, in order), as on a cluster of machines
+    own (``cores`` of this machine's CPUs each, in order; with ``taskset``), as on a cluster of machines
     with ``cores`` cores each. Spark's ``--cores`` only counts task slots: without
     pinning, a one-core worker's executor threads and Python workers use more than one
     CPU when the machine has them. The master and the driver are not pinned."""
@@ -74,9 +74,10 @@ def standalone_cluster(workers=2, folder=None, cores=1, memory="1g", timeout=90,
     def start(args, cpu_set=None):
         log = open(os.path.join(folder, f"proc{len(procs)}.log"), "wb")
         logs.append(log)
-        pin_to = None if cpu_set is None else (lambda: os.sched_setaffinity(0, cpu_set))
+        if cpu_set is not None:  # taskset (util-linux): no Python code in the child
+            args = ["taskset", "-c", ",".join(map(str, sorted(cpu_set)))] + args
         procs.append(subprocess.Popen(args, env=env, stdout=log, stderr=subprocess.STDOUT,
-                                      start_new_session=True, preexec_fn=pin_to))
+                                      start_new_session=True))
 
     try:
         start([spark_class, "org.apache.spark.deploy.master.Master", "--host", "127.0.0.1",
