@@ -64,30 +64,35 @@ from windows_udf import AGGS, CATS, P, VALUES, compare  # noqa: E402
 from windows_vs_pyspark import spark_windows  # noqa: E402
 
 
-def tree_cpu():
-    """CPU seconds (user + system) of this process and all its descendants, reaped
-    children included."""
+def tree_processes():
+    """{pid: (command name, CPU seconds)} of this process and all its descendants that
+    are still alive; a process's CPU (user + system) includes its reaped children's."""
     tick = os.sysconf("SC_CLK_TCK")
     stats = {}
     for pid in os.listdir("/proc"):
         if pid.isdigit():
             try:
                 with open(f"/proc/{pid}/stat") as f:
-                    fields = f.read().rsplit(")", 1)[1].split()
-                stats[int(pid)] = (int(fields[1]), sum(map(int, fields[11:15])))
+                    head, rest = f.read().rsplit(")", 1)
+                fields = rest.split()
+                stats[int(pid)] = (int(fields[1]), head.split("(", 1)[1],
+                                   sum(map(int, fields[11:15])) / tick)
             except (OSError, IndexError):
                 pass
-    mine, total = {os.getpid()}, 0
-    grew = True
+    mine, grew = {os.getpid()}, True
     while grew:
         grew = False
-        for pid, (ppid, _) in stats.items():
+        for pid, (ppid, _, _) in stats.items():
             if ppid in mine and pid not in mine:
                 mine.add(pid)
                 grew = True
-    for pid in mine:
-        total += stats.get(pid, (0, 0))[1]
-    return total / tick
+    return {pid: stats[pid][1:] for pid in mine if pid in stats}
+
+
+def tree_cpu():
+    """CPU seconds (user + system) of this process and all its descendants, reaped
+    children included."""
+    return sum(cpu for _, cpu in tree_processes().values())
 
 
 def timed(fn, runs, warmup=True):

@@ -21,7 +21,7 @@ import urllib.request
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from spark_vs_udfs import _gen_churn  # noqa: E402
+from spark_vs_udfs import _gen_churn, tree_processes  # noqa: E402
 from windows_udf import AGGS, CATS, VALUES  # noqa: E402
 
 
@@ -29,30 +29,9 @@ def tree_cpu_by_kind():
     """CPU seconds (user + system) of this process tree's processes that are still
     alive, by kind: the JVM ("java") and Python (the driver and Spark's Python
     workers and daemon)."""
-    tick = os.sysconf("SC_CLK_TCK")
-    stats = {}
-    for pid in os.listdir("/proc"):
-        if pid.isdigit():
-            try:
-                with open(f"/proc/{pid}/stat") as f:
-                    head, rest = f.read().rsplit(")", 1)
-                fields = rest.split()
-                stats[int(pid)] = (int(fields[1]), head.split("(", 1)[1],
-                                   sum(map(int, fields[11:15])))
-            except (OSError, IndexError):
-                pass
-    mine, grew = {os.getpid()}, True
-    while grew:
-        grew = False
-        for pid, (ppid, _, _) in stats.items():
-            if ppid in mine and pid not in mine:
-                mine.add(pid)
-                grew = True
     out = {"java": 0.0, "python": 0.0}
-    for pid in mine:
-        if pid in stats:
-            _, comm, ticks = stats[pid]
-            out["java" if comm.startswith("java") else "python"] += ticks / tick
+    for comm, cpu in tree_processes().values():
+        out["java" if comm.startswith("java") else "python"] += cpu
     return out
 
 

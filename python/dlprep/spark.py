@@ -192,6 +192,15 @@ def _arrow_type(dt, large=False):
                      "cast it or leave it out first")
 
 
+def _column_arrow_type(field, large=False):
+    """_arrow_type of a Spark StructField; an unsupported type's error names the
+    column."""
+    try:
+        return _arrow_type(field.dataType, large)
+    except _TypeError as e:
+        raise _TypeError(f"column '{field.name}' {e}") from None
+
+
 @functools.lru_cache(maxsize=None)
 def _scalar_types():
     """(Spark type class, Arrow type) pairs of the types without parameters."""
@@ -212,10 +221,7 @@ def arrow_schema(schema):
     fields = []
     for f in schema.fields:
         meta = {k: str(v) for k, v in (f.metadata or {}).items() if k.startswith(_META_PREFIX)}
-        try:
-            t = _arrow_type(f.dataType)
-        except _TypeError as e:
-            raise _TypeError(f"column '{f.name}' {e}") from None
+        t = _column_arrow_type(f)
         exact = meta.pop(_TYPE_KEY, None)
         if exact is not None:
             exact = _type_from_metadata(exact)
@@ -227,13 +233,8 @@ def arrow_schema(schema):
 
 def _spark_arrow_schema(struct, large):
     """The exact Arrow schema Spark expects back for ``struct``."""
-    fields = []
-    for f in struct.fields:
-        try:
-            fields.append(pa.field(f.name, _arrow_type(f.dataType, large), f.nullable))
-        except _TypeError as e:
-            raise _TypeError(f"column '{f.name}' {e}") from None
-    return pa.schema(fields)
+    return pa.schema([pa.field(f.name, _column_arrow_type(f, large), f.nullable)
+                      for f in struct.fields])
 
 
 def _conform(batch, schema):
