@@ -184,10 +184,11 @@ def bench_windows(spark, work, args, dsp, udf=True):
     if not udf:
         return events_dir
     ours_dir, numpy_dir = os.path.join(work, "w_dlprep"), os.path.join(work, "w_numpy")
-    ours = timed(lambda: _dsp_windows(spark, dsp, events_dir, labels_dir, until, ours_dir,
-                                      args.prepare), args.runs)
-    numpy_udf = timed(lambda: spark_windows(spark, events_dir, labels_dir, numpy_dir, until,
-                                            "numpy"), args.runs)
+    ours, numpy_udf = timed_interleaved(
+        [lambda: _dsp_windows(spark, dsp, events_dir, labels_dir, until, ours_dir,
+                              args.prepare),
+         lambda: spark_windows(spark, events_dir, labels_dir, numpy_dir, until, "numpy")],
+        args.runs)
     same, windows = _same_windows(spark, ours_dir, numpy_dir)
     report(f"churn windows ({args.customers} customers, {args.days} days, {windows} "
            f"windows; outputs agree: {same})", "events", n, ours, numpy_udf,

@@ -420,6 +420,46 @@ def test_windows_prepared_before_or_after_the_shuffle_equal_the_engine(spark, ch
     _same_rows(w.toArrow(), expected, ["customer_id", "window_end"])
 
 
+@pytest.mark.parametrize("codes_in_spark", [True, False])
+def test_windows_reduce_side_columns_keep_the_engine_semantics(spark, tmp_path,
+                                                               monkeypatch, codes_in_spark):
+    """Times before 1970 and not on whole seconds (floored), null times (dropped),
+    null and unlisted categories (counted in no category), an int32 value column, and
+    categories coded by Spark or, past the limit, by the engine: same rows as the
+    engine."""
+    rng = np.random.default_rng(11)
+    n = 2000
+    ts = (-30 * 86400 + rng.integers(0, 60 * 86400, n)) * 1_000_000 + \
+        rng.integers(-999_999, 999_999, n)
+    # Just before midnights around 1970 and key 0's first event: flooring, not
+    # truncating, puts them in the earlier day.
+    ts[:6] = [-5 * 86_400_000_000 - 500_000, -86_400_000_000 - 1, -1, -500_000,
+              86_400_000_000 - 1, -31 * 86_400_000_000 - 1]
+    ts = pa.array(ts, pa.timestamp("us", tz="UTC")).to_pylist()
+    for i in range(6, n, 97):
+        ts[i] = None
+    cats = rng.choice(["a", "b", "zz", None], n).tolist()
+    events = pa.table({
+        "k": pa.array([0] * 6 + rng.integers(0, 9, n - 6).tolist(), pa.int64()),
+        "t": pa.array(ts, pa.timestamp("us", tz="UTC")),
+        "c": pa.array(cats, pa.string()),
+        "v": pa.array(rng.integers(-50, 50, n), pa.int32()),
+        "w": pa.array(rng.normal(size=n)),
+    })
+    path = tmp_path / "odd.parquet"
+    pq.write_table(events, path)
+    opts = dict(key="k", time="t", category="c", categories=["a", "b", "x"],
+                values=["v", "w"], aggs=["sum", "min", "max"], window="3d", stride="1d",
+                step="1d", until=40 * 86400)
+    if not codes_in_spark:
+        monkeypatch.setattr(dsp, "_JVM_CATEGORY_CODES_MAX", 2)
+    expected = dlprep.from_arrow(events).windows(**opts).to_arrow()
+    w = dsp.windows(spark.read.parquet(str(path)), **opts)
+    plan = w._jdf.queryExecution().executedPlan().toString()
+    assert ("array_position" in plan) == codes_in_spark
+    _same_rows(w.toArrow(), expected, ["k", "window_end"])
+
+
 def test_windows_run_options_are_checked_on_the_driver(spark, churn):
     d, _, _ = churn
     df = spark.read.parquet(str(d / "events.parquet"))
