@@ -95,6 +95,20 @@ def tree_cpu():
     return sum(cpu for _, cpu in tree_processes().values())
 
 
+def settle():
+    """Before each timed job: a full garbage collection in the driver's JVM (and
+    Python), then a pause for the JVM's concurrent GC threads, so that the garbage of
+    the job before (the librosa UDF moves every file's bytes through the JVM) is not
+    counted in the CPU time of the next."""
+    import gc
+    from pyspark.sql import SparkSession
+    gc.collect()
+    spark = SparkSession.getActiveSession()
+    if spark is not None:
+        spark.sparkContext._jvm.System.gc()
+    time.sleep(0.5)
+
+
 def timed(fn, runs, warmup=True):
     """Median wall and CPU seconds of ``runs`` calls, after one warm-up call (Python
     workers started, modules imported, files in the page cache) unless ``warmup`` is
@@ -103,6 +117,7 @@ def timed(fn, runs, warmup=True):
         fn()
     walls, cpus = [], []
     for _ in range(runs):
+        settle()
         w, c = time.perf_counter(), tree_cpu()
         fn()
         walls.append(time.perf_counter() - w)
@@ -119,6 +134,7 @@ def timed_interleaved(fns, runs):
     samples = [[] for _ in fns]
     for _ in range(runs):
         for i, fn in enumerate(fns):
+            settle()
             w, c = time.perf_counter(), tree_cpu()
             fn()
             samples[i].append((time.perf_counter() - w, tree_cpu() - c))

@@ -551,6 +551,73 @@ def _local_binary_files(df):
     return None
 
 
+def _listed_binary_files(df):
+    """The files of a DataFrame that is the binaryFile source itself (at most a column
+    selection above the scan: no filter, join or computed column, so one row per file),
+    as its ``path`` column spells them, from the list Spark made when the DataFrame was
+    loaded; None otherwise. With it, no Spark task has to scan the files for their
+    paths (the binaryFile reader asks the file system for each file's status, even
+    when it reads only the path)."""
+    try:
+        plan = df._jdf.queryExecution().analyzed()
+        path = [a for a in _jvm_seq(plan.output()) if a.name() == "path"]
+        if len(path) != 1:
+            return None
+        want = path[0].exprId().id()
+        while plan.getClass().getSimpleName() in ("Project", "SubqueryAlias"):
+            if plan.getClass().getSimpleName() == "Project" and not all(
+                    e.getClass().getSimpleName() == "AttributeReference"
+                    for e in _jvm_seq(plan.projectList())):
+                return None
+            plan = plan.child()
+        if plan.getClass().getSimpleName() != "LogicalRelation":
+            return None
+        relation = plan.relation()
+        if relation.getClass().getSimpleName() != "HadoopFsRelation" or \
+                relation.fileFormat().getClass().getSimpleName() != "BinaryFileFormat" or \
+                not any(a.name() == "path" and a.exprId().id() == want
+                        for a in _jvm_seq(plan.output())):
+            return None
+        roots = _jvm_seq(relation.location().rootPaths())
+        if not roots or any(r.toUri().getScheme() != "file" for r in roots):
+            return None
+        jvm = df.sparkSession._jvm
+        # One string over py4j, not a call per file (py4j passes a String[] only where
+        # an Object is expected); URIs escape control characters, so no name holds
+        # the newline.
+        uris = jvm.scala.Predef.genericWrapArray(
+            relation.location().inputFiles()).mkString("\n")
+    except Exception:  # noqa: BLE001 - Spark Connect, or another Spark version's plan
+        return None
+    return [_hadoop_path(u) for u in uris.split("\n")] if uris else []
+
+
+def _hadoop_path(uri):
+    """Hadoop's ``Path.toString()`` of a file's URI (``file:/a%20b.wav`` -> ``file:/a
+    b.wav``): the scheme, the authority and the decoded path, as binaryFile's ``path``
+    column spells it."""
+    from urllib.parse import unquote, urlsplit
+    u = urlsplit(uri, allow_fragments=True)
+    out = f"{u.scheme}:" if u.scheme else ""
+    if u.netloc:
+        out += "//" + u.netloc
+    out += unquote(u.path, errors="replace")
+    if u.fragment:
+        out += "#" + unquote(u.fragment, errors="replace")
+    return out
+
+
+def _paths_frame(df, paths, partitions):
+    """A DataFrame of ``paths`` in ``df``'s ``path`` column's type: a local relation,
+    which Spark splits into one partition per core (``spark.default.parallelism``, or
+    ``spark.sql.leafNodeDefaultParallelism`` when set) with no shuffle; ``partitions``:
+    spread round-robin over that many instead (a shuffle of the paths)."""
+    struct = df.select("path").schema
+    table = pa.table({"path": pa.array(paths, pa.string())})
+    frame = df.sparkSession.createDataFrame(table, schema=struct)
+    return frame if partitions is None else frame.repartition(partitions)
+
+
 def _local_file(path):
     """The local file a binaryFile ``path`` (``file:/x``, ``file:///x``) or a plain
     path names; None for another scheme (hdfs://, s3a://)."""
@@ -621,15 +688,19 @@ def audio(df, *, threads_per_task=None, errors="drop", read_files=None, partitio
     ``content`` is the binaryFile source's own column and every input file is local
     (``file:``): Spark then reads only the paths (column pruning), instead of reading
     the bytes in the JVM and handing them to Python; otherwise (other file systems,
-    Spark Connect, a DataFrame built otherwise) the ``content`` column is used. True:
-    always read the files named in ``path`` (local paths or ``file:`` URIs; a file
-    that cannot be read is a row error); False: always use ``content``.
+    Spark Connect, a DataFrame built otherwise) the ``content`` column is used. When
+    ``df`` is the binaryFile source itself (no filter, join or computed column), the
+    tasks take their paths from the list Spark made when it was loaded, so no task
+    scans the files only to name them (one task per core by default). True: always
+    read the files named in ``path`` (local paths or ``file:`` URIs; a file that
+    cannot be read is a row error); False: always use ``content``.
 
     ``partitions``: how many Spark tasks featurize the files. None (default): when the
     files are read in the task, the scan's partitions are coalesced to ``files / 1000``
     rounded up to a multiple of ``spark.default.parallelism`` (binaryFile packs about
     30 small files per partition, and each Python task has a fixed cost of about as
-    much CPU as featurizing 100 clips); otherwise the input's partitions.
+    much CPU as featurizing 100 clips); from Spark's file list, one task per core (its
+    default parallelism); otherwise the input's partitions.
     An integer: coalesced (fewer) or repartitioned (more) to that many."""
     if read_files not in (None, True, False):
         raise _InvalidInput(f"option read_files: expected None, True or False, not "
@@ -642,10 +713,15 @@ def audio(df, *, threads_per_task=None, errors="drop", read_files=None, partitio
     files = _local_binary_files(df) if read_files is None else None
     if read_files is None:
         read_files = files is not None
+    listed = _listed_binary_files(df) if read_files else None
     if read_files:
         if "path" not in df.columns:
             raise _InvalidInput(f"read_files: no column 'path' (columns: "
                                 f"{', '.join(df.columns)})")
+        if listed:
+            # The paths Spark listed, without a scan task asking for each one's status.
+            return _map(_paths_frame(df, listed, partitions), op,
+                        threads_per_task=threads_per_task, errors=errors, read_files=True)
         df = df.select("path")
     if partitions is None and files is not None:
         # coalesce() never adds partitions; it costs no planning here, unlike

@@ -542,6 +542,44 @@ def test_audio_reads_the_files_in_the_task_only_for_local_binary_files(spark, cl
     assert dsp._local_file("s3a://bucket/x.wav") is None
 
 
+def test_audio_on_a_binary_file_source_reads_spark_s_list_without_a_scan(spark, clips,
+                                                                         tmp_path):
+    from pyspark.sql import functions as F
+    folder = tmp_path / "clips"
+    shutil.copytree(clips, folder)
+    odd = ["a b.wav", "a%20b.wav", "c#d.wav", "\u00e9t\u00e9.wav", "p+q.wav", "x%y.wav",
+           "semi;colon.wav", "q?.wav"]
+    for name in odd:
+        (folder / "yes" / name).write_bytes((folder / "yes" / "1.wav").read_bytes())
+    files = spark.read.format("binaryFile").option("pathGlobFilter", "*.wav") \
+        .option("recursiveFileLookup", "true").load(str(folder))
+    scanned = sorted(r.path for r in files.select("path").collect())
+    # Spark's list, spelled as its scan spells the path column
+    assert sorted(dsp._listed_binary_files(files)) == scanned
+    assert sorted(dsp._listed_binary_files(files.select("content", "path"))) == scanned
+    assert dsp._listed_binary_files(files.where("length > 0")) is None
+    assert dsp._listed_binary_files(files.repartition(2)) is None
+    assert dsp._listed_binary_files(files.withColumn("path", F.upper("path"))) is None
+    assert dsp._listed_binary_files(files.select(F.col("path").alias("p"))) is None
+    assert dsp._hadoop_path("file:/a%20b/%25x%23y%3F.wav") == "file:/a b/%x#y?.wav"
+    assert dsp._hadoop_path("file:///d/%C3%A9.wav") == "file:/d/\u00e9.wav"
+    assert dsp._hadoop_path("file://host/d/x.wav") == "file://host/d/x.wav"
+
+    feats = dsp.audio(files, errors="column", **AUDIO)
+    plan = feats._jdf.queryExecution().executedPlan().toString()
+    assert "FileScan" not in plan, plan  # no task scans the files for their paths
+    assert feats.rdd.getNumPartitions() == 2  # one task per core
+    assert dsp.audio(files, partitions=30, **AUDIO).rdd.getNumPartitions() == 30
+    got = feats.toArrow()
+    assert sorted(got.column("path").to_pylist()) == scanned
+    expected = dlprep.read_binary_files(folder, recursive=True, name_filter="*.wav") \
+        .audio(**AUDIO).to_arrow()
+    good = got.filter(pa.compute.is_null(got.column(dsp.ERROR_COLUMN))) \
+        .drop_columns([dsp.ERROR_COLUMN])
+    assert good.num_rows == len(scanned) - 1  # bad.wav
+    _same_rows(_local_path(good), expected, ["path"])
+
+
 def test_audio_file_unreadable_in_the_task_is_a_row_error(spark, clips, tmp_path):
     folder = tmp_path / "clips"
     shutil.copytree(clips, folder)
