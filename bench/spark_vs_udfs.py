@@ -125,12 +125,21 @@ def timed(fn, runs, warmup=True):
     return statistics.median(walls), statistics.median(cpus)
 
 
+# Warm-up rounds before the timed ones: the JVM keeps compiling hot code (C2) through
+# the first rounds of every job, and its compiler threads' CPU would count in the job
+# that happens to run then (a short job most: the speech job took 9.2-9.6 CPU-s in its
+# first rounds of a session and 6.5 CPU-s once compiled).
+WARMUPS = 2
+
+
 def timed_interleaved(fns, runs):
-    """``timed`` for several functions at once: a warm-up call of each, then ``runs``
-    rounds calling each in turn, so that a slow spell of a shared machine falls on all
-    of them alike. A list of (median wall, median CPU) seconds, one per function."""
-    for fn in fns:
-        fn()
+    """``timed`` for several functions at once: WARMUPS rounds of warm-up calls, then
+    ``runs`` rounds calling each in turn, so that a slow spell of a shared machine falls
+    on all of them alike. A list of (median wall, median CPU) seconds, one per
+    function."""
+    for _ in range(WARMUPS):
+        for fn in fns:
+            fn()
     samples = [[] for _ in fns]
     for _ in range(runs):
         for i, fn in enumerate(fns):
@@ -446,6 +455,8 @@ def main():
     ap.add_argument("--clips", type=int, default=300)
     ap.add_argument("--rows", type=int, default=4000, help="rows to score")
     ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--warmups", type=int, default=WARMUPS,
+                    help="warm-up rounds before the timed rounds of jobs that take turns")
     ap.add_argument("--scaling-jobs", default="windows,audio",
                     help="what --jobs scaling runs: windows, audio or both")
     ap.add_argument("--pin-workers", action="store_true",
@@ -462,6 +473,7 @@ def main():
                     help="comma-separated: windows, speech, score, write, scaling (this "
                          "one starts standalone clusters of 1 and 2 workers itself)")
     args = ap.parse_args()
+    globals()["WARMUPS"] = args.warmups
     jobs = args.jobs.split(",")
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     # Spark's Python workers import windows_udf from here.
