@@ -2,7 +2,9 @@
 
 Four jobs, each timed as a whole Spark job (session start-up not counted), median of
 --runs, wall and CPU time (CPU of this process and every process under it: the JVM and
-Spark's Python workers, read from /proc):
+Spark's Python workers, read from /proc). Jobs that are compared take turns round by
+round after --warmups warm-up rounds, each timed job after a full GC of the driver's
+JVM:
 
 * churn windows: ``dsp.windows`` vs ``groupBy(key).applyInPandas`` with the
   numpy-vectorised pandas UDF of bench/windows_udf.py (the fastest reasonable one) on
@@ -12,10 +14,10 @@ Spark's Python workers, read from /proc):
 * speech: ``dsp.audio`` vs a pandas UDF calling librosa on binaryFile content (skipped
   when librosa is not importable in the Python Spark's workers run). Both read the
   WAVs afresh in every run (``spark.read.format("binaryFile")``, not cached), in the
-  same number of tasks: the number ``dsp.audio`` chooses (the scan coalesced to the
-  default parallelism), given to the UDF with ``coalesce``. ``dsp.audio`` reads the
-  local files in its tasks (Spark scans the paths only); ``dsp.audio
-  read_files=False`` (Spark reads and ships the content, as for the UDF) is timed too.
+  same number of tasks: the number ``dsp.audio`` chooses (one per core), given to the
+  UDF with ``coalesce``. ``dsp.audio`` takes the paths from Spark's file list and reads
+  the local files in its tasks (no scan); ``dsp.audio read_files=False`` (Spark reads
+  and ships the content, as for the UDF) is timed too.
   Rate: clips/s.
 * scoring: ``dsp.score`` vs ``pyspark.ml.functions.predict_batch_udf`` with the same
   TorchScript model (time-averaged [101, 64] input -> linear layer -> 3 scores), one

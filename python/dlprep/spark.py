@@ -958,8 +958,9 @@ def windows(df, key, time, window, stride, step, *, labels=None, label_time=None
     if prepare == "map":
         shuffled = events.mapInArrow(functools.partial(_pre_group_task, spec), pre_struct)
     else:
-        # Only the columns the operator reads cross the shuffle, as Spark holds them;
-        # the engine's executor runs the map-side step after it.
+        # Only the columns the operator reads cross the shuffle, times and category
+        # codes computed by Spark; the engine's executor runs the map-side step after
+        # it (passing those through).
         shuffled = events.select(*_reduce_columns(events, key, time, category,
                                                   categories, label_time, values, pre))
         spec.pre_schema = arrow_schema(shuffled.schema)
