@@ -370,17 +370,19 @@ def _check_errors_mode(errors):
                             f"{', '.join(_ERROR_MODES)}")
 
 
-def _map(df, op, *, threads_per_task, errors, read_files=False):
+def _map(df, op, *, threads_per_task, errors, read_files=False, listed=None):
     """df.mapInArrow over the operator ``op`` (built on the driver, never opened).
     ``read_files``: the task reads each row's ``content`` from the local file its
-    ``path`` names (``df`` has no ``content`` column; see :func:`audio`)."""
+    ``path`` names (``df`` has no ``content`` column; see :func:`audio`).
+    ``listed``: (paths broadcast, path schema): ``df`` is a ``range`` of row numbers
+    into the broadcast list of paths, which the task turns into the ``path`` column."""
     _check_errors_mode(errors)
     if op.kind == "grouped":
         raise _InvalidInput(f"step {op.step_name} is a grouped step: use dlprep.spark."
                             f"{op.step_name}()")
     if threads_per_task is not None and int(threads_per_task) < 1:
         raise _InvalidInput("option threads_per_task: expected an integer >= 1")
-    in_schema = arrow_schema(df.schema)
+    in_schema = arrow_schema(df.schema) if listed is None else listed[1]
     op_schema = in_schema.append(pa.field("content", pa.binary())) if read_files \
         else in_schema
     out = op.output_schema(op_schema)  # bad options, columns and types fail here
@@ -397,6 +399,7 @@ def _map(df, op, *, threads_per_task, errors, read_files=False):
                     in_schema, _spark_arrow_schema(struct, _large_var_types(df.sparkSession)),
                     errors, _accumulators(df.sparkSession))
     spec.read_files = read_files
+    spec.listed = None if listed is None else listed[0]
     return df.mapInArrow(functools.partial(_map_task, spec), struct)
 
 
@@ -409,7 +412,14 @@ def _map_task(spec, batches):
     opens_before = op.opens
     unread = []  # (batch, [(row, message)]) of files the task could not read
     try:
-        conformed = (_conform(b, spec.in_schema) for b in batches)
+        if getattr(spec, "listed", None) is not None:
+            paths = spec.listed.value  # read once per Python worker
+            conformed = (pa.RecordBatch.from_arrays(
+                [pa.array([paths[i] for i in b.column(0).to_pylist()],
+                          spec.in_schema.field(0).type)],
+                schema=spec.in_schema) for b in batches)
+        else:
+            conformed = (_conform(b, spec.in_schema) for b in batches)
         if getattr(spec, "read_files", False):
             conformed = _with_contents(conformed, unread)
         for batch in _ops.gather(conformed, op.min_batch_rows):
@@ -607,17 +617,6 @@ def _hadoop_path(uri):
     return out
 
 
-def _paths_frame(df, paths, partitions):
-    """A DataFrame of ``paths`` in ``df``'s ``path`` column's type: a local relation,
-    which Spark splits into one partition per core (``spark.default.parallelism``, or
-    ``spark.sql.leafNodeDefaultParallelism`` when set) with no shuffle; ``partitions``:
-    spread round-robin over that many instead (a shuffle of the paths)."""
-    struct = df.select("path").schema
-    table = pa.table({"path": pa.array(paths, pa.string())})
-    frame = df.sparkSession.createDataFrame(table, schema=struct)
-    return frame if partitions is None else frame.repartition(partitions)
-
-
 def _local_file(path):
     """The local file a binaryFile ``path`` (``file:/x``, ``file:///x``) or a plain
     path names; None for another scheme (hdfs://, s3a://)."""
@@ -691,7 +690,7 @@ def audio(df, *, threads_per_task=None, errors="drop", read_files=None, partitio
     Spark Connect, a DataFrame built otherwise) the ``content`` column is used. When
     ``df`` is the binaryFile source itself (no filter, join or computed column), the
     tasks take their paths from the list Spark made when it was loaded, so no task
-    scans the files only to name them (one task per core by default). True: always
+    scans the files only to name them. True: always
     read the files named in ``path`` (local paths or ``file:`` URIs; a file that
     cannot be read is a row error); False: always use ``content``.
 
@@ -699,8 +698,8 @@ def audio(df, *, threads_per_task=None, errors="drop", read_files=None, partitio
     files are read in the task, the scan's partitions are coalesced to ``files / 1000``
     rounded up to a multiple of ``spark.default.parallelism`` (binaryFile packs about
     30 small files per partition, and each Python task has a fixed cost of about as
-    much CPU as featurizing 100 clips); from Spark's file list, one task per core (its
-    default parallelism); otherwise the input's partitions.
+    much CPU as featurizing 100 clips), or the listed files split so; otherwise the
+    input's partitions.
     An integer: coalesced (fewer) or repartitioned (more) to that many."""
     if read_files not in (None, True, False):
         raise _InvalidInput(f"option read_files: expected None, True or False, not "
@@ -719,9 +718,18 @@ def audio(df, *, threads_per_task=None, errors="drop", read_files=None, partitio
             raise _InvalidInput(f"read_files: no column 'path' (columns: "
                                 f"{', '.join(df.columns)})")
         if listed:
-            # The paths Spark listed, without a scan task asking for each one's status.
-            return _map(_paths_frame(df, listed, partitions), op,
-                        threads_per_task=threads_per_task, errors=errors, read_files=True)
+            # The paths Spark listed, without a scan task asking for each one's status:
+            # broadcast once, and each task of a range of row numbers (exactly
+            # `partitions` tasks, no shuffle) names its consecutive share.
+            spark = df.sparkSession
+            tasks = partitions or _audio_tasks(len(listed),
+                                               spark.sparkContext.defaultParallelism)
+            ids = spark.range(0, len(listed), 1, tasks)
+            path_schema = _spark_arrow_schema(df.select("path").schema,
+                                              _large_var_types(spark))
+            return _map(ids, op, threads_per_task=threads_per_task, errors=errors,
+                        read_files=True,
+                        listed=(spark.sparkContext.broadcast(listed), path_schema))
         df = df.select("path")
     if partitions is None and files is not None:
         # coalesce() never adds partitions; it costs no planning here, unlike

@@ -568,7 +568,7 @@ def test_audio_on_a_binary_file_source_reads_spark_s_list_without_a_scan(spark, 
     feats = dsp.audio(files, errors="column", **AUDIO)
     plan = feats._jdf.queryExecution().executedPlan().toString()
     assert "FileScan" not in plan, plan  # no task scans the files for their paths
-    assert feats.rdd.getNumPartitions() == 2  # one task per core
+    assert feats.rdd.getNumPartitions() == 2  # 25 files: one task, rounded up to 2
     assert dsp.audio(files, partitions=30, **AUDIO).rdd.getNumPartitions() == 30
     got = feats.toArrow()
     assert sorted(got.column("path").to_pylist()) == scanned
