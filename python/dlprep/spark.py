@@ -529,6 +529,23 @@ def _jvm_seq(seq):
     return [seq.apply(i) for i in range(seq.size())]
 
 
+def _local_binary_relation(leaf, attr_id):
+    """The HadoopFsRelation of ``leaf`` when it is the binaryFile source, holds the
+    attribute ``attr_id`` and reads from the local file system only (``file:``); None
+    otherwise."""
+    if leaf.getClass().getSimpleName() != "LogicalRelation":
+        return None
+    relation = leaf.relation()
+    if relation.getClass().getSimpleName() != "HadoopFsRelation" or \
+            relation.fileFormat().getClass().getSimpleName() != "BinaryFileFormat" or \
+            not any(a.exprId().id() == attr_id for a in _jvm_seq(leaf.output())):
+        return None
+    roots = _jvm_seq(relation.location().rootPaths())
+    if not roots or any(r.toUri().getScheme() != "file" for r in roots):
+        return None
+    return relation
+
+
 def _local_binary_files(df):
     """How many files a DataFrame reads when its ``content`` column is the binaryFile
     source's own (not computed, not from another source) and every root path of that
@@ -544,18 +561,9 @@ def _local_binary_files(df):
             return None
         want = content[0].exprId().id()
         for leaf in _jvm_seq(plan.collectLeaves()):
-            if leaf.getClass().getSimpleName() != "LogicalRelation":
-                continue
-            relation = leaf.relation()
-            if relation.getClass().getSimpleName() != "HadoopFsRelation" or \
-                    relation.fileFormat().getClass().getSimpleName() != "BinaryFileFormat":
-                continue
-            if not any(a.exprId().id() == want for a in _jvm_seq(leaf.output())):
-                continue
-            roots = _jvm_seq(relation.location().rootPaths())
-            if roots and all(r.toUri().getScheme() == "file" for r in roots):
+            relation = _local_binary_relation(leaf, want)
+            if relation is not None:
                 return len(relation.location().inputFiles())
-            return None
     except Exception:  # noqa: BLE001 - another Spark version's plan: use content
         return None
     return None
@@ -580,16 +588,8 @@ def _listed_binary_files(df):
                     for e in _jvm_seq(plan.projectList())):
                 return None
             plan = plan.child()
-        if plan.getClass().getSimpleName() != "LogicalRelation":
-            return None
-        relation = plan.relation()
-        if relation.getClass().getSimpleName() != "HadoopFsRelation" or \
-                relation.fileFormat().getClass().getSimpleName() != "BinaryFileFormat" or \
-                not any(a.name() == "path" and a.exprId().id() == want
-                        for a in _jvm_seq(plan.output())):
-            return None
-        roots = _jvm_seq(relation.location().rootPaths())
-        if not roots or any(r.toUri().getScheme() != "file" for r in roots):
+        relation = _local_binary_relation(plan, want)
+        if relation is None:
             return None
         jvm = df.sparkSession._jvm
         # One string over py4j, not a call per file (py4j passes a String[] only where
@@ -862,9 +862,7 @@ def _reduce_columns(events, key, time, category, categories, label_time, values,
         t = events.schema[name].dataType
         if isinstance(t, T.TimestampType):
             return F.unix_seconds(F.col(name)).alias(name)  # floorDiv, as the engine
-        if isinstance(t, (T.IntegerType, T.ShortType, T.ByteType)):
-            return F.col(name).cast("long").alias(name)
-        return F.col(name)  # int64 seconds already, or a type the engine judges
+        return F.col(name)  # int64 seconds or a zone-less timestamp: the engine converts
 
     cols = [F.col(key), seconds(time)]
     if category:
