@@ -81,6 +81,28 @@ struct BinaryFilesOptions {
 /// Fails when a pattern matches nothing or a file exceeds `max_file_size`.
 arrow::Result<std::shared_ptr<Source>> OpenBinaryFiles(const BinaryFilesOptions& options);
 
+/// Whole local files read by ReadFileContents.
+struct FileContents {
+  /// binary, one value per path read (paths[begin, end)); null where the path is null
+  /// or the file could not be read.
+  std::shared_ptr<arrow::Array> content;
+  /// One past the last path read.
+  int64_t end = 0;
+  /// (index into paths, why) for each file that could not be read, in order; `why` is
+  /// the system's message (strerror), e.g. "No such file or directory".
+  std::vector<std::pair<int64_t, std::string>> errors;
+};
+
+/// Reads the files named in paths[begin, ...) whole, in order, until every path is read
+/// or the next file would take the content past `max_bytes` (at least one file is
+/// read). Only regular files (and symbolic links to them) are read; a directory fails
+/// with "Is a directory", any other kind with "not a regular file", and a file over
+/// 2 GiB - 1 bytes (an Arrow binary value's limit) is refused. How `dlprep.spark`
+/// tasks read the files a `binaryFile` DataFrame names, without the JVM reading them.
+arrow::Result<FileContents> ReadFileContents(
+    const std::vector<std::optional<std::string>>& paths, int64_t begin,
+    int64_t max_bytes);
+
 /// Formats that Arrow Dataset reads for us.
 enum class TableFormat { kAuto, kParquet, kCsv, kJsonLines };
 

@@ -50,6 +50,7 @@ Threads: Spark sets ``OMP_NUM_THREADS`` to ``spark.task.cpus`` in its Python wor
 import base64
 import collections
 import functools
+import gc
 import json
 import os
 import shutil
@@ -57,6 +58,7 @@ import uuid
 
 import pyarrow as pa
 
+from . import _dlprep
 from . import ops as _ops
 from .errors import InvalidInput as _InvalidInput
 from .errors import OutOfMemory as _OutOfMemory
@@ -348,6 +350,23 @@ def row_error_count(spark=None):
     return _counter(spark, 1)
 
 
+_HEAP_FROZEN = False
+
+
+def _freeze_worker_heap():
+    """Called at the start of every dlprep task. PySpark's daemon runs ``gc.collect()``
+    after each task of a reused Python worker, and a full collection walks every object
+    of the process: mostly the modules (pyarrow, pandas, pyspark, dlprep), about 20 ms a
+    task. Once per worker process, ``gc.freeze()`` moves the objects alive then (those
+    modules and the worker's state) to the collector's permanent generation, so later
+    collections see only what tasks made since. Reference counting still frees frozen
+    objects; only cycles among them are never collected."""
+    global _HEAP_FROZEN
+    if not _HEAP_FROZEN:
+        _HEAP_FROZEN = True
+        gc.freeze()
+
+
 # -- map steps (scalar, batch, stateful) -----------------------------------------------
 class _MapSpec:
     """What a mapInArrow task needs (pickled into the task)."""
@@ -406,6 +425,7 @@ def _map(df, op, *, threads_per_task, errors, read_files=False, listed=None):
 def _map_task(spec, batches):
     """One Spark task of a map step: the cached operator over the task's batches, then
     its flush (the operator stays open for the worker's next task)."""
+    _freeze_worker_heap()
     threads = spec.threads or _default_threads()
     key, entry = _cached(spec.name, spec.options, threads)
     op = entry.op
@@ -634,47 +654,41 @@ def _local_file(path):
 
 
 def _with_contents(batches, unread):
-    """Each batch with a ``content`` column read from the files its ``path`` names.
-    Rows whose file cannot be read are left out, and (input batch, [(row, message)])
-    is appended to ``unread`` for the caller to report. Batches are split so that one
-    holds at most _CONTENT_BYTES of file content."""
+    """Each batch with a ``content`` column read from the files its ``path`` names (by
+    the engine, in C++, without the GIL). Rows whose file cannot be read are left out,
+    and (input batch, [(row, message)]) is appended to ``unread`` for the caller to
+    report. Batches are split so that one holds at most _CONTENT_BYTES of content."""
     for batch in batches:
         paths = batch.column("path").to_pylist()
-        keep, data, errors, size = [], [], [], 0
-        for i, p in enumerate(paths):
-            local = None if p is None else _local_file(p)
-            try:
-                if local is None:
-                    raise OSError("not a local file (read_files reads local paths and "
-                                  "file: URIs; pass read_files=False to use content)"
-                                  if p is not None else "path is null")
-                with open(local, "rb") as f:
-                    b = f.read()
-            except OSError as e:
-                why = e.strerror or str(e)
-                errors.append((i, f"cannot read '{p}': {why}"))
-                continue
-            keep.append(i)
-            data.append(b)
-            size += len(b)
-            if size >= _CONTENT_BYTES:
-                yield _content_batch(batch, keep, data)
-                keep, data, size = [], [], 0
+        local = [None if p is None else _local_file(p) for p in paths]
+        errors = [(i, "path is null" if p is None else
+                   "not a local file (read_files reads local paths and file: URIs; pass "
+                   "read_files=False to use content)")
+                  for i, (p, f) in enumerate(zip(paths, local)) if f is None]
+        if not paths:
+            yield batch.append_column("content", pa.array([], pa.binary()))
+        begin = 0
+        while begin < len(paths):
+            native, end, failed = _dlprep.read_files(local, begin, _CONTENT_BYTES)
+            content = pa.record_batch(native).column(0)
+            errors.extend((i, why) for i, why in failed)
+            part = batch.slice(begin, end - begin)
+            if content.null_count:
+                keep = pa.array([i for i, ok in enumerate(content.is_valid().to_pylist())
+                                 if ok], pa.int64())
+                part, content = part.take(keep), content.take(keep)
+            if part.num_rows:
+                yield part.append_column("content", content)
+            begin = end
         if errors:
-            unread.append((batch, errors))
-        if keep or not errors:
-            yield _content_batch(batch, keep, data)
+            errors.sort()
+            unread.append((batch, [(i, f"cannot read '{paths[i]}': {why}")
+                                   for i, why in errors]))
 
 
 # A task holds at most this much file content in one batch (Arrow's binary arrays hold
 # up to 2 GiB).
 _CONTENT_BYTES = 256 << 20
-
-
-def _content_batch(batch, rows, data):
-    if len(rows) != batch.num_rows:
-        batch = batch.take(pa.array(rows, pa.int64()))
-    return batch.append_column("content", pa.array(data, pa.binary()))
 
 
 def audio(df, *, threads_per_task=None, errors="drop", read_files=None, partitions=None,
@@ -780,6 +794,7 @@ class _GroupSpec:
 
 
 def _pre_group_task(spec, batches):
+    _freeze_worker_heap()
     _, entry = _cached(spec.name, spec.options, 1)
     for batch in batches:
         yield _conform(entry.op.pre_group(_conform(batch, spec.in_schema)), spec.pre_out)
@@ -792,6 +807,7 @@ def _group_task(spec, batches):
     ``max_group_bytes`` is streamed through the operator in time order), so Spark
     neither sorts the rows nor frames each key. The map-side step already ran; the
     executor's own pass over its output keeps the codes."""
+    _freeze_worker_heap()
     from .dataset import from_arrow
     source = pa.RecordBatchReader.from_batches(
         spec.pre_schema, (_conform(b, spec.pre_schema) for b in batches))
@@ -991,6 +1007,7 @@ class _WriteSpec:
 def _write_task(spec, batches):
     """One Spark task of a write: the engine writes the task's rows into its own attempt
     folder (with a manifest); the task returns one summary row."""
+    _freeze_worker_heap()
     from pyspark import TaskContext
 
     from .dataset import from_arrow
@@ -1222,6 +1239,7 @@ class _ReadSpec:
 def _read_task(spec, batches):
     """Reads the files whose indices arrive, each with the folder's exact schema (the
     engine gives a file its folder's manifest schema when the manifest lists it)."""
+    _freeze_worker_heap()
     from .dataset import read_tfrecord as engine_read
     for ids in batches:
         for i in ids.column(0).to_pylist():

@@ -20,6 +20,7 @@
 #include <arrow/array/data.h>
 #include <arrow/array/util.h>
 #include <arrow/buffer.h>
+#include <arrow/buffer_builder.h>
 #include <arrow/memory_pool.h>
 #include <arrow/record_batch.h>
 #include <arrow/type.h>
@@ -105,6 +106,61 @@ arrow::Status ReadWholeFile(const std::string& path, int64_t size, uint8_t* dst)
     done += n;
   }
   return arrow::Status::OK();
+}
+
+// Appends the whole of `path` to `data` (open, fstat, read to the end). On failure,
+// returns the reason and leaves `data` as it was; "" on success. A file larger than
+// `room` bytes when opened is not read, and *too_big set.
+std::string AppendWholeFile(const std::string& path, int64_t room, arrow::BufferBuilder* data,
+                            bool* too_big) {
+  *too_big = false;
+  // O_NONBLOCK: opening a FIFO does not wait for a writer (it is refused below);
+  // reads of regular files ignore the flag.
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+  if (fd < 0) return ErrnoText(errno);
+  struct Closer {
+    int fd;
+    ~Closer() { ::close(fd); }
+  } closer{fd};
+  struct stat st;
+  if (::fstat(fd, &st) != 0) return ErrnoText(errno);
+  if (S_ISDIR(st.st_mode)) return ErrnoText(EISDIR);
+  if (!S_ISREG(st.st_mode)) return "not a regular file";
+  if (st.st_size > kMaxBinaryValue) {
+    return "larger than 2 GiB - 1 bytes (" + std::to_string(st.st_size) + " bytes)";
+  }
+  if (st.st_size > room) {
+    *too_big = true;
+    return "";
+  }
+  const int64_t start = data->length();
+  // Read to the end, not to the size fstat gave: a file that grows while it is read
+  // is read as it is then (as Python's open().read() does).
+  int64_t want = std::max<int64_t>(st.st_size, 1);
+  while (true) {
+    if (data->capacity() - data->length() < want) {
+      if (!data->Reserve(want).ok()) {
+        data->Rewind(start);
+        return "out of memory";
+      }
+    }
+    const ssize_t n = ::read(fd, data->mutable_data() + data->length(),
+                             static_cast<size_t>(data->capacity() - data->length()));
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      const int err = errno;
+      data->Rewind(start);
+      return ErrnoText(err);
+    }
+    if (n == 0) break;
+    data->UnsafeAdvance(n);
+    if (data->length() - start > kMaxBinaryValue) {
+      data->Rewind(start);
+      return "grew past 2 GiB - 1 bytes while being read";
+    }
+    want = 64 << 10;
+  }
+  return "";
 }
 
 class BinaryFilesReader : public arrow::RecordBatchReader {
@@ -334,6 +390,54 @@ arrow::Result<std::shared_ptr<Source>> OpenBinaryFiles(
   }
   if (num_files > 0) listing->starts.push_back(num_files);
   return std::make_shared<BinaryFilesSource>(std::move(listing));
+}
+
+arrow::Result<FileContents> ReadFileContents(
+    const std::vector<std::optional<std::string>>& paths, int64_t begin,
+    int64_t max_bytes) {
+  const int64_t total = static_cast<int64_t>(paths.size());
+  if (begin < 0 || begin > total) {
+    return arrow::Status::IndexError("ReadFileContents: begin ", begin, " is outside [0, ",
+                                     total, "]");
+  }
+  max_bytes = std::min<int64_t>(std::max<int64_t>(max_bytes, 0), kMaxBinaryValue);
+  arrow::MemoryPool* pool = EnginePool();
+  arrow::BufferBuilder data(pool);
+  arrow::TypedBufferBuilder<int32_t> offsets(pool);
+  arrow::TypedBufferBuilder<bool> valid(pool);
+  FileContents out;
+  ARROW_RETURN_NOT_OK(offsets.Append(0));
+  int64_t i = begin;
+  int64_t nulls = 0;
+  for (; i < total; ++i) {
+    bool ok = false;
+    if (paths[i].has_value()) {
+      // The first file of a call is always read (up to Arrow's limit).
+      const int64_t room = i == begin ? kMaxBinaryValue : max_bytes - data.length();
+      bool too_big = false;
+      std::string why = AppendWholeFile(*paths[i], room, &data, &too_big);
+      if (too_big) break;
+      if (why.empty()) {
+        ok = true;
+      } else {
+        out.errors.emplace_back(i, std::move(why));
+      }
+    }
+    ARROW_RETURN_NOT_OK(offsets.Append(static_cast<int32_t>(data.length())));
+    ARROW_RETURN_NOT_OK(valid.Append(ok));
+    if (!ok) ++nulls;
+  }
+  const int64_t n = i - begin;
+  std::shared_ptr<arrow::Buffer> bitmap;
+  if (nulls > 0) ARROW_RETURN_NOT_OK(valid.Finish(&bitmap));
+  std::shared_ptr<arrow::Buffer> offset_buffer, data_buffer;
+  ARROW_RETURN_NOT_OK(offsets.Finish(&offset_buffer));
+  ARROW_RETURN_NOT_OK(data.Finish(&data_buffer, /*shrink_to_fit=*/false));
+  out.content = arrow::MakeArray(arrow::ArrayData::Make(
+      arrow::binary(), n, {std::move(bitmap), std::move(offset_buffer), std::move(data_buffer)},
+      nulls));
+  out.end = i;
+  return out;
 }
 
 }  // namespace dlprep

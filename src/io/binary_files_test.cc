@@ -4,6 +4,7 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <optional>
 #include <random>
 #include <string>
 #include <thread>
@@ -401,6 +402,94 @@ TEST(BinaryFiles, FileThatChangedSizeIsNamed) {
   EXPECT_THAT(st.message(), HasSubstr("file '" + dir +
                                       "/a.bin' changed size since it was listed (3 "
                                       "bytes then, 6 bytes now)"));
+}
+
+// ReadFileContents: whole files by path, as dlprep.spark's tasks read them.
+std::vector<std::optional<std::string>> Values(const arrow::Array& content) {
+  const auto& b = static_cast<const arrow::BinaryArray&>(content);
+  std::vector<std::optional<std::string>> out;
+  for (int64_t i = 0; i < b.length(); ++i) {
+    if (b.IsNull(i)) {
+      out.emplace_back(std::nullopt);
+    } else {
+      out.emplace_back(std::string(b.GetView(i)));
+    }
+  }
+  return out;
+}
+
+TEST(ReadFileContents, ReadsEachFileWholeAndNamesWhatFails) {
+  const std::string dir = MakeTestDir();
+  const std::string big = RandomBytes(200000, 1);  // more than one read() may return
+  WriteFile(dir + "/a.bin", "alpha");
+  WriteFile(dir + "/big.bin", big);
+  WriteFile(dir + "/empty.bin", "");
+  fs::create_directories(dir + "/sub");
+  ASSERT_EQ(mkfifo((dir + "/pipe").c_str(), 0600), 0);
+  const std::vector<std::optional<std::string>> paths = {
+      dir + "/a.bin", std::nullopt,    dir + "/missing.bin", dir + "/sub",
+      dir + "/pipe",  dir + "/big.bin", dir + "/empty.bin"};
+  auto c_r = ReadFileContents(paths, 0, int64_t{1} << 30);
+  ASSERT_TRUE(c_r.ok()) << c_r.status().ToString();
+  FileContents c = std::move(*c_r);
+  ASSERT_TRUE(c.content->ValidateFull().ok());
+  EXPECT_EQ(c.end, 7);
+  EXPECT_EQ(c.content->type()->id(), arrow::Type::BINARY);
+  const std::vector<std::optional<std::string>> want = {
+      "alpha", std::nullopt, std::nullopt, std::nullopt, std::nullopt, big, ""};
+  EXPECT_EQ(Values(*c.content), want);
+  ASSERT_EQ(c.errors.size(), 3u);  // a null path is no file, not an error
+  EXPECT_EQ(c.errors[0].first, 2);
+  EXPECT_EQ(c.errors[0].second, "No such file or directory");
+  EXPECT_EQ(c.errors[1].first, 3);
+  EXPECT_EQ(c.errors[1].second, "Is a directory");
+  EXPECT_EQ(c.errors[2].first, 4);
+  EXPECT_EQ(c.errors[2].second, "not a regular file");  // never opened for reading
+}
+
+TEST(ReadFileContents, StopsBeforeTheFileThatWouldPassMaxBytes) {
+  const std::string dir = MakeTestDir();
+  WriteFile(dir + "/1", std::string(40, 'a'));
+  WriteFile(dir + "/2", std::string(40, 'b'));
+  WriteFile(dir + "/3", std::string(100, 'c'));
+  const std::vector<std::optional<std::string>> paths = {dir + "/1", dir + "/2", dir + "/3"};
+  // 1 and 2 fit in 100 bytes, 3 would not: the next call starts at 3, which is read
+  // although it alone passes the limit (a call always reads a file).
+  auto first_r = ReadFileContents(paths, 0, 100);
+  ASSERT_TRUE(first_r.ok()) << first_r.status().ToString();
+  FileContents first = std::move(*first_r);
+  EXPECT_EQ(first.end, 2);
+  EXPECT_EQ(Values(*first.content),
+            (std::vector<std::optional<std::string>>{std::string(40, 'a'),
+                                                     std::string(40, 'b')}));
+  auto rest_r = ReadFileContents(paths, first.end, 100 - 1);
+  ASSERT_TRUE(rest_r.ok()) << rest_r.status().ToString();
+  FileContents rest = std::move(*rest_r);
+  EXPECT_EQ(rest.end, 3);
+  EXPECT_EQ(Values(*rest.content),
+            (std::vector<std::optional<std::string>>{std::string(100, 'c')}));
+  auto none_r = ReadFileContents(paths, 3, 100);
+  ASSERT_TRUE(none_r.ok()) << none_r.status().ToString();
+  FileContents none = std::move(*none_r);
+  EXPECT_EQ(none.end, 3);
+  EXPECT_EQ(none.content->length(), 0);
+  EXPECT_FALSE(ReadFileContents(paths, 4, 100).ok());
+  EXPECT_FALSE(ReadFileContents(paths, -1, 100).ok());
+}
+
+TEST(ReadFileContents, UnreadableFileIsAnErrorAndTheRestAreRead) {
+  if (geteuid() == 0) GTEST_SKIP() << "root reads every file";
+  const std::string dir = MakeTestDir();
+  WriteFile(dir + "/locked.bin", "secret!");
+  WriteFile(dir + "/ok.bin", "fine");
+  ASSERT_EQ(chmod((dir + "/locked.bin").c_str(), 0), 0);
+  auto c = ReadFileContents({dir + "/locked.bin", dir + "/ok.bin"}, 0, 1 << 20);
+  chmod((dir + "/locked.bin").c_str(), 0644);
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  EXPECT_EQ(Values(*c->content),
+            (std::vector<std::optional<std::string>>{std::nullopt, "fine"}));
+  ASSERT_EQ(c->errors.size(), 1u);
+  EXPECT_THAT(c->errors[0].second, HasSubstr("ermission denied"));
 }
 
 }  // namespace

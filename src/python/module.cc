@@ -1126,6 +1126,36 @@ NB_MODULE(_dlprep, m) {
   m.def("parse_whole_seconds", [](const std::string& text, const std::string& option) {
     return Unwrap(dlprep::ParseWholeSeconds(text, option));
   });
+  m.def(
+      "read_files",
+      [](nb::list paths, int64_t begin, int64_t max_bytes) {
+        std::vector<std::optional<std::string>> local;
+        local.reserve(paths.size());
+        for (nb::handle p : paths) {
+          if (p.is_none()) {
+            local.emplace_back(std::nullopt);
+          } else {
+            local.emplace_back(nb::cast<std::string>(p));
+          }
+        }
+        arrow::Result<dlprep::FileContents> r;
+        {
+          nb::gil_scoped_release release;
+          r = dlprep::ReadFileContents(local, begin, max_bytes);
+        }
+        dlprep::FileContents c = Unwrap(std::move(r));
+        nb::list errors;
+        for (auto& [row, why] : c.errors) errors.append(nb::make_tuple(row, why));
+        const int64_t n = c.content->length();
+        auto batch = arrow::RecordBatch::Make(
+            arrow::schema({arrow::field("content", arrow::binary())}), n, {c.content});
+        return nb::make_tuple(nb::cast(NativeBatch{batch}), c.end, errors);
+      },
+      nb::arg("paths"), nb::arg("begin"), nb::arg("max_bytes"),
+      "Reads whole local files, paths[begin:] (str, or None for no file), until the "
+      "content would pass max_bytes (at least one file). Returns (a batch of one binary "
+      "column 'content', null where nothing was read; the index after the last path "
+      "read; [(index, reason)] for the files that could not be read).");
   m.def("torch_backend", []() {
     auto api = dlprep::infer::LoadTorchBackend();
     if (!api.ok()) Raise(api.status());

@@ -29,18 +29,22 @@ class MelFilterbank {
  public:
   MelFilterbank(double sample_rate, int n_fft, int n_mels, double fmin, double fmax);
 
+  /// Spectra per Apply() call: Apply() sums each filter for kBlock spectra at once,
+  /// one spectrum per SIMD lane, so no sum is split across lanes.
+  static constexpr int kBlock = 8;
+
   int n_mels() const { return static_cast<int>(start_.size()); }
   int n_bins() const { return n_bins_; }
-  /// Size of the `power` buffer Apply() reads: n_bins() plus zero padding.
-  int padded_bins() const { return n_bins_ + kLanes; }
-  /// out[m] = sum_k weight[m][k] * power[k] for m in [0, n_mels); `power` has
-  /// padded_bins() entries, those past n_bins() zero.
-  void Apply(const float* power, float* out) const;
+  /// out[s * out_stride + m] = sum_k weight[m][k] * power[k * kBlock + s] for
+  /// m in [0, n_mels) and s in [0, spectra): `power` holds kBlock spectra bin-major
+  /// (n_bins() * kBlock values; those of spectra >= `spectra` are read, not used).
+  /// Each sum runs over k in order, so a result does not depend on the other spectra
+  /// of the block nor on the CPU's vector width.
+  void Apply(const float* power, int spectra, float* out, int out_stride) const;
   /// The dense [n_mels, n_bins] matrix (row-major), for tests.
   std::vector<float> Dense() const;
 
  private:
-  static constexpr int kLanes = 8;
   int n_bins_;
   std::vector<int> start_;
   std::vector<std::vector<float>> weights_;
@@ -68,8 +72,10 @@ class RealFftPair {
   /// overwritten.
   float* input_a() { return input_a_; }
   float* input_b() { return input_b_; }
-  /// |A[k]|^2 and |B[k]|^2 for k in [0, n/2] (n/2 + 1 values each).
-  void PowerSpectra(float* power_a, float* power_b);
+  /// |A[k]|^2 and |B[k]|^2 for k in [0, n/2] (n/2 + 1 values each), side by side:
+  /// A[k] to power[k * stride], B[k] to power[k * stride + 1] (stride >= 2; the layout
+  /// MelFilterbank::Apply reads with stride kBlock).
+  void PowerSpectra(float* power, int stride);
   /// Name of the backend ("fftw3f" or "kissfft").
   static const char* backend();
 
@@ -135,7 +141,7 @@ class LogMelExtractor {
   std::shared_ptr<const SpectrogramTables> tables_;
   RealFftPair fft_;
   std::vector<float> padded_;
-  std::vector<float> power_a_, power_b_;
+  std::vector<float> power_;  ///< MelFilterbank::kBlock spectra, bin-major
 };
 
 }  // namespace dlprep::audio

@@ -64,14 +64,28 @@ TEST(MelFilterbank, ApplyIsTheDenseProduct) {
   std::vector<float> d = mel.Dense();
   std::mt19937 rng(3);
   std::uniform_real_distribution<float> u(0, 10);
-  std::vector<float> p(mel.padded_bins(), 0.0f);
-  for (int k = 0; k < mel.n_bins(); ++k) p[k] = u(rng);
-  std::vector<float> out(64);
-  mel.Apply(p.data(), out.data());
-  for (int m = 0; m < 64; ++m) {
-    double ref = 0;
-    for (int k = 0; k < mel.n_bins(); ++k) ref += d[m * mel.n_bins() + k] * p[k];
-    EXPECT_NEAR(out[m], ref, 1e-5 * (1 + std::abs(ref))) << m;
+  constexpr int kBlock = MelFilterbank::kBlock;
+  const int bins = mel.n_bins();
+  // A block of kBlock different spectra, bin-major; only the first `spectra` are
+  // written out, each to its own row of `out`, whatever the other lanes hold.
+  std::vector<float> p(static_cast<size_t>(bins) * kBlock);
+  for (auto& v : p) v = u(rng);
+  for (int spectra : {kBlock, 3, 1}) {
+    const int stride = 70;  // rows wider than n_mels: nothing past n_mels is written
+    std::vector<float> out(static_cast<size_t>(kBlock) * stride, -1.0f);
+    mel.Apply(p.data(), spectra, out.data(), stride);
+    for (int s = 0; s < kBlock; ++s) {
+      for (int m = 0; m < stride; ++m) {
+        const float got = out[s * stride + m];
+        if (s >= spectra || m >= 64) {
+          EXPECT_EQ(got, -1.0f) << "spectrum " << s << ", filter " << m;
+          continue;
+        }
+        double ref = 0;
+        for (int k = 0; k < bins; ++k) ref += d[m * bins + k] * p[k * kBlock + s];
+        EXPECT_NEAR(got, ref, 1e-5 * (1 + std::abs(ref))) << "spectrum " << s << ", " << m;
+      }
+    }
   }
   // Nothing below fmin or above fmax.
   for (int k = 0; k < mel.n_bins(); ++k) {
@@ -92,7 +106,21 @@ TEST(RealFftPair, CosinesAtBinsAndParsevalForBothFrames) {
     b[i] = static_cast<float>(0.5 * std::sin(2 * kPi * 40 * i / n));
   }
   std::vector<float> pa(n / 2 + 1), pb(n / 2 + 1);
-  fft.PowerSpectra(pa.data(), pb.data());
+  // A[k], B[k] side by side every `stride` floats; nothing else is written.
+  auto spectra = [&](int stride) {
+    std::vector<float> out(static_cast<size_t>(stride) * (n / 2 + 1), -1.0f);
+    fft.PowerSpectra(out.data(), stride);
+    for (int k = 0; k <= n / 2; ++k) {
+      pa[k] = out[k * stride];
+      pb[k] = out[k * stride + 1];
+      for (int j = 2; j < stride; ++j) ASSERT_EQ(out[k * stride + j], -1.0f) << k;
+    }
+  };
+  spectra(8);
+  const std::vector<float> pa8 = pa, pb8 = pb;
+  spectra(2);
+  EXPECT_EQ(pa, pa8);
+  EXPECT_EQ(pb, pb8);
   EXPECT_NEAR(pa[5], (n / 2.0) * (n / 2.0), 1e-2 * n);
   EXPECT_NEAR(pb[40], (n / 4.0) * (n / 4.0), 1e-2 * n);
   for (int k = 0; k <= n / 2; ++k) {
@@ -113,7 +141,7 @@ TEST(RealFftPair, CosinesAtBinsAndParsevalForBothFrames) {
     ea += a[i] * a[i];
     eb += b[i] * b[i];
   }
-  fft.PowerSpectra(pa.data(), pb.data());
+  spectra(3);
   double sa = pa[0] + pa[n / 2], sb = pb[0] + pb[n / 2];
   for (int k = 1; k < n / 2; ++k) {
     sa += 2 * pa[k];
