@@ -626,6 +626,9 @@ def _hadoop_path(uri):
     """Hadoop's ``Path.toString()`` of a file's URI (``file:/a%20b.wav`` -> ``file:/a
     b.wav``): the scheme, the authority and the decoded path, as binaryFile's ``path``
     column spells it."""
+    if uri.startswith("file:/") and not uri.startswith("file://") and \
+            not any(c in uri for c in "%#?"):
+        return uri  # nothing to decode: already its own spelling (most local files)
     from urllib.parse import unquote, urlsplit
     u = urlsplit(uri, allow_fragments=True)
     out = f"{u.scheme}:" if u.scheme else ""

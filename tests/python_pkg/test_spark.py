@@ -1,6 +1,7 @@
 """dlprep.spark: the engine's operators inside PySpark (mapInArrow / applyInArrow) give
 the rows the engine gives on one machine; writes commit once per partition whatever
 Spark retries; stateful operators open once per Python worker."""
+import gc
 import json
 import importlib
 import os
@@ -564,6 +565,7 @@ def test_audio_on_a_binary_file_source_reads_spark_s_list_without_a_scan(spark, 
     assert dsp._hadoop_path("file:/a%20b/%25x%23y%3F.wav") == "file:/a b/%x#y?.wav"
     assert dsp._hadoop_path("file:///d/%C3%A9.wav") == "file:/d/\u00e9.wav"
     assert dsp._hadoop_path("file://host/d/x.wav") == "file://host/d/x.wav"
+    assert dsp._hadoop_path("file:/d/x+y;zé.wav") == "file:/d/x+y;zé.wav"  # as is
 
     feats = dsp.audio(files, errors="column", **AUDIO)
     plan = feats._jdf.queryExecution().executedPlan().toString()
@@ -688,6 +690,44 @@ def test_threads_per_task_default_is_omp_num_threads(monkeypatch):
     assert dsp._default_threads() == 3
     monkeypatch.delenv("OMP_NUM_THREADS")
     assert dsp._default_threads() == 1
+
+
+def test_dlprep_tasks_freeze_the_python_worker_s_heap_once(spark):
+    # PySpark runs gc.collect() after every task of a reused worker; the first dlprep
+    # task of a worker freezes what is alive then, so those collections skip it.
+    df = spark.range(0, 64, 1, 4)
+    assert len(dsp.step(df, "select", columns=["id"]).collect()) == 64
+
+    def probe(batches):
+        import gc
+        import os
+        import sys
+        for _ in batches:
+            pass
+        mod = sys.modules.get("dlprep.spark")  # imported by the dlprep tasks only
+        yield pa.RecordBatch.from_pylist([{
+            "pid": os.getpid(), "ran": mod is not None,
+            "frozen": bool(mod is not None and mod._HEAP_FROZEN),
+            "frozen_objects": gc.get_freeze_count()}])
+
+    rows = df.mapInArrow(probe, "pid long, ran boolean, frozen boolean, frozen_objects long") \
+        .collect()
+    ran = [r for r in rows if r.ran]
+    assert ran, rows  # the plain job reused workers that ran the dlprep job
+    assert all(r.frozen and r.frozen_objects > 0 for r in ran), rows
+    # Once per process: a second call freezes nothing more.
+    was = dsp._HEAP_FROZEN
+    try:
+        dsp._HEAP_FROZEN = False
+        dsp._freeze_worker_heap()
+        frozen = gc.get_freeze_count()
+        assert frozen > 0 and dsp._HEAP_FROZEN
+        garbage = [[i] for i in range(1000)]  # noqa: F841 - objects made after the freeze
+        dsp._freeze_worker_heap()
+        assert gc.get_freeze_count() == frozen
+    finally:
+        gc.unfreeze()
+        dsp._HEAP_FROZEN = was
 
 
 # -- the commit under retries and failures ------------------------------------------------
