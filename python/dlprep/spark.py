@@ -350,20 +350,33 @@ def row_error_count(spark=None):
     return _counter(spark, 1)
 
 
-_HEAP_FROZEN = False
+GC_FREEZE_CONF = "spark.dlprep.gcFreeze"
 
 
-def _freeze_worker_heap():
+def _gc_freeze(spark):
+    """The driver's ``spark.dlprep.gcFreeze`` ("true" by default): whether dlprep's
+    tasks freeze the Python worker's heap (see :func:`_freeze_worker_heap`)."""
+    try:
+        v = spark.conf.get(GC_FREEZE_CONF, "true")
+    except Exception:  # noqa: BLE001 - a conf that cannot be read keeps the default
+        return True
+    v = str(v).strip().lower()
+    if v not in ("true", "false"):
+        raise _InvalidInput(f"{GC_FREEZE_CONF}: expected true or false, not {v!r}")
+    return v == "true"
+
+
+def _freeze_worker_heap(spec):
     """Called at the start of every dlprep task. PySpark's daemon runs ``gc.collect()``
     after each task of a reused Python worker, and a full collection walks every object
-    of the process: mostly the modules (pyarrow, pandas, pyspark, dlprep), about 20 ms a
-    task. Once per worker process, ``gc.freeze()`` moves the objects alive then (those
-    modules and the worker's state) to the collector's permanent generation, so later
-    collections see only what tasks made since. Reference counting still frees frozen
-    objects; only cycles among them are never collected."""
-    global _HEAP_FROZEN
-    if not _HEAP_FROZEN:
-        _HEAP_FROZEN = True
+    of the process: the modules (pyarrow, pandas, pyspark: about 20 ms a task), and
+    whatever other UDFs in the same worker loaded (librosa with numba: about 55 ms).
+    ``gc.freeze()`` (constant time) moves the objects alive at the task's start to the
+    collector's permanent generation, so the collections after dlprep's tasks see only
+    what was made since. Reference counting still frees frozen objects; only reference
+    cycles among objects that were alive at the start of a dlprep task are never
+    collected. ``spark.dlprep.gcFreeze=false`` turns it off."""
+    if getattr(spec, "gc_freeze", True):
         gc.freeze()
 
 
@@ -419,13 +432,14 @@ def _map(df, op, *, threads_per_task, errors, read_files=False, listed=None):
                     errors, _accumulators(df.sparkSession))
     spec.read_files = read_files
     spec.listed = None if listed is None else listed[0]
+    spec.gc_freeze = _gc_freeze(df.sparkSession)
     return df.mapInArrow(functools.partial(_map_task, spec), struct)
 
 
 def _map_task(spec, batches):
     """One Spark task of a map step: the cached operator over the task's batches, then
     its flush (the operator stays open for the worker's next task)."""
-    _freeze_worker_heap()
+    _freeze_worker_heap(spec)
     threads = spec.threads or _default_threads()
     key, entry = _cached(spec.name, spec.options, threads)
     op = entry.op
@@ -797,7 +811,7 @@ class _GroupSpec:
 
 
 def _pre_group_task(spec, batches):
-    _freeze_worker_heap()
+    _freeze_worker_heap(spec)
     _, entry = _cached(spec.name, spec.options, 1)
     for batch in batches:
         yield _conform(entry.op.pre_group(_conform(batch, spec.in_schema)), spec.pre_out)
@@ -810,7 +824,7 @@ def _group_task(spec, batches):
     ``max_group_bytes`` is streamed through the operator in time order), so Spark
     neither sorts the rows nor frames each key. The map-side step already ran; the
     executor's own pass over its output keeps the codes."""
-    _freeze_worker_heap()
+    _freeze_worker_heap(spec)
     from .dataset import from_arrow
     source = pa.RecordBatchReader.from_batches(
         spec.pre_schema, (_conform(b, spec.pre_schema) for b in batches))
@@ -980,6 +994,7 @@ def windows(df, key, time, window, stride, step, *, labels=None, label_time=None
     spec = _GroupSpec(op.step_name, op.options, key, in_schema, pre,
                       _spark_arrow_schema(pre_struct, _large_var_types(df.sparkSession)),
                       _spark_arrow_schema(out_struct, False), run_options)
+    spec.gc_freeze = _gc_freeze(df.sparkSession)
     if prepare == "map":
         shuffled = events.mapInArrow(functools.partial(_pre_group_task, spec), pre_struct)
     else:
@@ -1010,7 +1025,7 @@ class _WriteSpec:
 def _write_task(spec, batches):
     """One Spark task of a write: the engine writes the task's rows into its own attempt
     folder (with a manifest); the task returns one summary row."""
-    _freeze_worker_heap()
+    _freeze_worker_heap(spec)
     from pyspark import TaskContext
 
     from .dataset import from_arrow
@@ -1124,6 +1139,7 @@ def _write(df, path, fmt, sink, overwrite, ext):
         with open(os.path.join(template_dir, "_manifest.json"), encoding="utf-8") as f:
             manifest = json.load(f)
         spec = _WriteSpec(fmt, sink, job_dir, in_schema, None)
+        spec.gc_freeze = _gc_freeze(df.sparkSession)
         rows = df.mapInArrow(functools.partial(_write_task, spec), _SUMMARY).collect()
         summaries = sorted((r.asDict() for r in rows), key=lambda s: s["partition"])
         _commit(path, job, job_dir, manifest, summaries, in_schema, ext, df.sparkSession)
@@ -1242,7 +1258,7 @@ class _ReadSpec:
 def _read_task(spec, batches):
     """Reads the files whose indices arrive, each with the folder's exact schema (the
     engine gives a file its folder's manifest schema when the manifest lists it)."""
-    _freeze_worker_heap()
+    _freeze_worker_heap(spec)
     from .dataset import read_tfrecord as engine_read
     for ids in batches:
         for i in ids.column(0).to_pylist():
@@ -1279,5 +1295,6 @@ def read_tfrecord(spark, path, *, columns=None):
         return spark.createDataFrame([], struct)
     spec = _ReadSpec(folder, files, columns,
                      _spark_arrow_schema(struct, _large_var_types(spark)))
+    spec.gc_freeze = _gc_freeze(spark)
     ids = spark.range(0, len(files), 1, numPartitions=len(files))
     return ids.mapInArrow(functools.partial(_read_task, spec), struct)

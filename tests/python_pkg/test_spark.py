@@ -692,9 +692,9 @@ def test_threads_per_task_default_is_omp_num_threads(monkeypatch):
     assert dsp._default_threads() == 1
 
 
-def test_dlprep_tasks_freeze_the_python_worker_s_heap_once(spark):
-    # PySpark runs gc.collect() after every task of a reused worker; the first dlprep
-    # task of a worker freezes what is alive then, so those collections skip it.
+def test_dlprep_tasks_freeze_the_python_worker_s_heap(spark):
+    # PySpark runs gc.collect() after every task of a reused worker; each dlprep task
+    # first freezes what is alive then, so those collections skip it.
     df = spark.range(0, 64, 1, 4)
     assert len(dsp.step(df, "select", columns=["id"]).collect()) == 64
 
@@ -704,30 +704,34 @@ def test_dlprep_tasks_freeze_the_python_worker_s_heap_once(spark):
         import sys
         for _ in batches:
             pass
-        mod = sys.modules.get("dlprep.spark")  # imported by the dlprep tasks only
         yield pa.RecordBatch.from_pylist([{
-            "pid": os.getpid(), "ran": mod is not None,
-            "frozen": bool(mod is not None and mod._HEAP_FROZEN),
+            "pid": os.getpid(), "ran": "dlprep.spark" in sys.modules,  # dlprep's tasks
             "frozen_objects": gc.get_freeze_count()}])
 
-    rows = df.mapInArrow(probe, "pid long, ran boolean, frozen boolean, frozen_objects long") \
-        .collect()
+    rows = df.mapInArrow(probe, "pid long, ran boolean, frozen_objects long").collect()
     ran = [r for r in rows if r.ran]
     assert ran, rows  # the plain job reused workers that ran the dlprep job
-    assert all(r.frozen and r.frozen_objects > 0 for r in ran), rows
-    # Once per process: a second call freezes nothing more.
-    was = dsp._HEAP_FROZEN
+    assert all(r.frozen_objects > 0 for r in ran), rows
+    # In the task: what is alive when it starts is frozen, unless the driver's
+    # spark.dlprep.gcFreeze is false; a bad value fails on the driver.
+    spec = type("Spec", (), {})()
     try:
-        dsp._HEAP_FROZEN = False
-        dsp._freeze_worker_heap()
-        frozen = gc.get_freeze_count()
-        assert frozen > 0 and dsp._HEAP_FROZEN
-        garbage = [[i] for i in range(1000)]  # noqa: F841 - objects made after the freeze
-        dsp._freeze_worker_heap()
-        assert gc.get_freeze_count() == frozen
+        gc.unfreeze()
+        for conf, freezes in ((None, True), ("False", False), ("true", True)):
+            if conf is not None:
+                spark.conf.set(dsp.GC_FREEZE_CONF, conf)
+            spec.gc_freeze = dsp._gc_freeze(spark)
+            alive = [[i] for i in range(1000)]  # noqa: F841 - tracked objects
+            dsp._freeze_worker_heap(spec)
+            assert (gc.get_freeze_count() > 0) == freezes, conf
+            gc.unfreeze()
+        spark.conf.set(dsp.GC_FREEZE_CONF, "sometimes")
+        with pytest.raises(dlprep.InvalidInput, match=r"spark\.dlprep\.gcFreeze: expected "
+                                                      r"true or false, not 'sometimes'"):
+            dsp.step(df, "select", columns=["id"])
     finally:
         gc.unfreeze()
-        dsp._HEAP_FROZEN = was
+        spark.conf.unset(dsp.GC_FREEZE_CONF)
 
 
 # -- the commit under retries and failures ------------------------------------------------
