@@ -173,8 +173,10 @@ def test_spill_folder_of_a_killed_run_is_removed_by_the_next(dlprep, tmp_path):
     dlprep("gen", "churn", "--customers", 1500, "--days", 90, "-o", data, "-q")
     spill = tmp_path / "spill"
     spill.mkdir()
+    # 12MB: the runs spill; at 8MB with two workers the second run failed now and then
+    # (one worker's writer refused while the other held batches about to be freed).
     args = ["windows", "--events", data / "events", "--labels", data / "labels",
-            *WINDOW_ARGS, "--memory-limit", "8MB", "--spill-dir", spill, "-w", "2", "-q"]
+            *WINDOW_ARGS, "--memory-limit", "12MB", "--spill-dir", spill, "-w", "2", "-q"]
     proc = subprocess.Popen([dlprep.exe, *map(str, args), "--output",
                              str(tmp_path / "killed")],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
