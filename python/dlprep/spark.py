@@ -367,7 +367,8 @@ def _gc_freeze(spark):
 
 
 def _freeze_worker_heap(spec):
-    """Called at the start of every dlprep task. PySpark's daemon runs ``gc.collect()``
+    """Called at the start of every map-step task (``audio``, ``score``, ``score_http``,
+    ``step``; not the grouped, write or read tasks). PySpark's daemon runs ``gc.collect()``
     after each task of a reused Python worker, and a full collection walks every object
     of the process: the modules (pyarrow, pandas, pyspark: about 20 ms a task), and
     whatever other UDFs in the same worker loaded (librosa with numba: about 55 ms).
@@ -811,7 +812,6 @@ class _GroupSpec:
 
 
 def _pre_group_task(spec, batches):
-    _freeze_worker_heap(spec)
     _, entry = _cached(spec.name, spec.options, 1)
     for batch in batches:
         yield _conform(entry.op.pre_group(_conform(batch, spec.in_schema)), spec.pre_out)
@@ -823,8 +823,8 @@ def _group_task(spec, batches):
     (hash buckets, spilled to disk over ``memory_limit``; a key larger than
     ``max_group_bytes`` is streamed through the operator in time order), so Spark
     neither sorts the rows nor frames each key. The map-side step already ran; the
-    executor's own pass over its output keeps the codes."""
-    _freeze_worker_heap(spec)
+    executor's own pass over its output keeps the codes. (No heap freeze here: on a
+    two-worker cluster it made the windows job take 8-9 CPU-s more, not understood.)"""
     from .dataset import from_arrow
     source = pa.RecordBatchReader.from_batches(
         spec.pre_schema, (_conform(b, spec.pre_schema) for b in batches))
@@ -994,7 +994,6 @@ def windows(df, key, time, window, stride, step, *, labels=None, label_time=None
     spec = _GroupSpec(op.step_name, op.options, key, in_schema, pre,
                       _spark_arrow_schema(pre_struct, _large_var_types(df.sparkSession)),
                       _spark_arrow_schema(out_struct, False), run_options)
-    spec.gc_freeze = _gc_freeze(df.sparkSession)
     if prepare == "map":
         shuffled = events.mapInArrow(functools.partial(_pre_group_task, spec), pre_struct)
     else:
@@ -1025,7 +1024,6 @@ class _WriteSpec:
 def _write_task(spec, batches):
     """One Spark task of a write: the engine writes the task's rows into its own attempt
     folder (with a manifest); the task returns one summary row."""
-    _freeze_worker_heap(spec)
     from pyspark import TaskContext
 
     from .dataset import from_arrow
@@ -1139,7 +1137,6 @@ def _write(df, path, fmt, sink, overwrite, ext):
         with open(os.path.join(template_dir, "_manifest.json"), encoding="utf-8") as f:
             manifest = json.load(f)
         spec = _WriteSpec(fmt, sink, job_dir, in_schema, None)
-        spec.gc_freeze = _gc_freeze(df.sparkSession)
         rows = df.mapInArrow(functools.partial(_write_task, spec), _SUMMARY).collect()
         summaries = sorted((r.asDict() for r in rows), key=lambda s: s["partition"])
         _commit(path, job, job_dir, manifest, summaries, in_schema, ext, df.sparkSession)
@@ -1258,7 +1255,6 @@ class _ReadSpec:
 def _read_task(spec, batches):
     """Reads the files whose indices arrive, each with the folder's exact schema (the
     engine gives a file its folder's manifest schema when the manifest lists it)."""
-    _freeze_worker_heap(spec)
     from .dataset import read_tfrecord as engine_read
     for ids in batches:
         for i in ids.column(0).to_pylist():
@@ -1295,6 +1291,5 @@ def read_tfrecord(spark, path, *, columns=None):
         return spark.createDataFrame([], struct)
     spec = _ReadSpec(folder, files, columns,
                      _spark_arrow_schema(struct, _large_var_types(spark)))
-    spec.gc_freeze = _gc_freeze(spark)
     ids = spark.range(0, len(files), 1, numPartitions=len(files))
     return ids.mapInArrow(functools.partial(_read_task, spec), struct)
