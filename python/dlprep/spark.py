@@ -692,9 +692,8 @@ def _with_contents(batches, unread):
             errors.extend((i, why) for i, why in failed)
             part = batch.slice(begin, end - begin)
             if content.null_count:
-                keep = pa.array([i for i, ok in enumerate(content.is_valid().to_pylist())
-                                 if ok], pa.int64())
-                part, content = part.take(keep), content.take(keep)
+                read = content.is_valid()
+                part, content = part.filter(read), content.filter(read)
             if part.num_rows:
                 yield part.append_column("content", content)
             begin = end

@@ -154,9 +154,9 @@ std::string AppendWholeFile(const std::string& path, int64_t room, arrow::Buffer
     }
     if (n == 0) break;
     data->UnsafeAdvance(n);
-    if (data->length() - start > kMaxBinaryValue) {
+    if (data->length() > kMaxBinaryValue) {  // the batch's int32 offsets, not only this file
       data->Rewind(start);
-      return "grew past 2 GiB - 1 bytes while being read";
+      return "grew past 2 GiB - 1 bytes (with the files before it) while being read";
     }
     want = 64 << 10;
   }
