@@ -471,6 +471,46 @@ def test_windows_run_options_are_checked_on_the_driver(spark, churn):
         dsp.windows(df, **WINDOWS, prepare="early")
 
 
+def test_windows_bad_columns_and_labels_fail_on_the_driver_naming_them(spark, churn,
+                                                                       tmp_path):
+    d, events, labels = churn
+    df = spark.read.parquet(str(d / "events.parquet"))
+    labels_df = spark.read.parquet(str(d / "labels.parquet"))
+    opts = dict(WINDOWS)
+    with pytest.raises(dlprep.InvalidInput, match="option labels needs label_time"):
+        dsp.windows(df, labels=labels_df, **opts)
+    with pytest.raises(dlprep.InvalidInput, match="option label_time needs labels"):
+        dsp.windows(df, label_time="churn_ts", **opts)
+    with pytest.raises(dlprep.InvalidInput, match="option key: no column 'cust' "
+                                                  r"\(columns: customer_id, ts,"):
+        dsp.windows(df, **dict(opts, key="cust"))
+    with pytest.raises(dlprep.InvalidInput, match="option time: no column 'when'"):
+        dsp.windows(df, **dict(opts, time="when"))
+    with pytest.raises(dlprep.errors.TypeError, match="option time: column 'event_type' has "
+                                               "Spark type string; expected a timestamp"):
+        dsp.windows(df, **dict(opts, time="event_type"))
+    with pytest.raises(dlprep.InvalidInput, match="option category: no column 'kind'"):
+        dsp.windows(df, **dict(opts, category="kind"))
+    with pytest.raises(dlprep.InvalidInput, match="the events have no non-null times"):
+        dsp.windows(df.where("ts IS NULL"), **opts)
+    with pytest.raises(dlprep.InvalidInput, match=r"option labels: no column 'churn_at' "
+                                                  r"\(columns: customer_id, churn_ts\)"):
+        dsp.windows(df, labels=labels_df, label_time="churn_at", **opts)
+    with pytest.raises(dlprep.InvalidInput, match="option label_time: the events already "
+                                                  "have a column 'ts'"):
+        dsp.windows(df, labels=labels_df.withColumnRenamed("churn_ts", "ts"),
+                    label_time="ts", **dict(opts, time="ts"))
+    # A key twice in the labels would count its events twice: refused before any task
+    # of the windows job runs, naming the key (as the engine's join does).
+    twice = pa.concat_tables([labels, labels.slice(3, 1)])
+    pq.write_table(twice, tmp_path / "labels_twice.parquet")
+    with pytest.raises(dlprep.InvalidInput, match=r"join: the labels have the key "
+                                                  r"\(customer_id=6\) 2 times; keys of the "
+                                                  "labels must be unique"):
+        dsp.windows(df, labels=spark.read.parquet(str(tmp_path / "labels_twice.parquet")),
+                    label_time="churn_ts", **opts)
+
+
 # -- stateful: audio (opens once per worker), score, score_http --------------------------
 def _scan_columns(df):
     """The columns Spark's binaryFile scan reads for ``df`` (from its physical plan)."""
