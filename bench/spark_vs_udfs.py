@@ -26,13 +26,22 @@ JVM:
 * scaling (``--jobs scaling``): ``dsp.windows`` and ``dsp.audio`` (``--scaling-jobs``)
   on a standalone cluster of one and then two one-core workers (started and stopped
   here with examples/spark/local_cluster.py): the second worker's speed-up. The audio
-  job reads --clips WAVs afresh in every run, as in the speech job. --runs rounds,
-  each starting a one-worker and then a two-worker cluster afresh (a warm-up job,
-  then one timed job on each), medians over the rounds. Spark's
-  ``--cores 1`` counts task slots only: a one-core worker's executor JVM threads run
-  beside its Python worker, so on this machine it uses more than one CPU.
-  ``--pin-workers`` confines each worker and its children to a CPU of its own, as on a
-  cluster of one-core machines (the driver and master are not pinned).
+  job reads --clips WAVs afresh in every run, as in the speech job. ``spark`` in
+  --scaling-jobs adds a reference without dlprep: the Spark side of the windows job
+  alone (the same scan, label join and shuffle of the same columns, each partition
+  sorted by key and time instead of handed to the engine), to show what Spark itself
+  gains from the second worker on the same machine. --runs rounds, each starting a
+  one-worker and then a two-worker cluster afresh; on each, --warmups warm-up jobs
+  (fresh executor JVMs compile Spark's code for their first jobs: one warm-up left
+  the two-worker side, whose executors each see half the work, still compiling) and
+  one timed job per kind; medians over the rounds. Spark's ``--cores 1`` counts task
+  slots only: a one-core worker's executor JVM threads run beside its Python worker,
+  so on this machine it uses more than one CPU. ``--pin-workers`` confines each
+  worker and its children to a CPU of its own, as on a cluster of one-core machines.
+  The driver is not pinned unless ``--pin-driver``, which confines it (this process
+  and its JVM) to the first worker's CPU on both clusters, so that the second worker
+  adds exactly one CPU: unpinned, the one-worker driver has the second CPU to itself,
+  and the two-worker one shares the workers' CPUs.
 * writing: ``dsp.write_tfrecord`` (no compression) vs ``df.write.parquet`` of the
   generated churn events (cached in Spark first). Rate: rows/s.
 
@@ -113,9 +122,9 @@ def settle():
 
 def timed(fn, runs, warmup=True):
     """Median wall and CPU seconds of ``runs`` calls, after one warm-up call (Python
-    workers started, modules imported, files in the page cache) unless ``warmup`` is
-    false."""
-    if warmup:
+    workers started, modules imported, files in the page cache), or ``warmup`` calls
+    when it is a number, none when it is false."""
+    for _ in range(int(warmup)):
         fn()
     walls, cpus = [], []
     for _ in range(runs):
@@ -244,29 +253,92 @@ def bench_windows(spark, work, args, dsp, udf=True):
     return events_dir
 
 
+def _spark_side_of_windows(spark, events_dir, labels_dir):
+    """The scaling reference without dlprep: what Spark does in the windows job (scan,
+    broadcast label join, the shuffle of the same reduce-side columns), each partition
+    then sorted by key and time (Spark's own grouping work) instead of handed to the
+    engine; the noop format writes nothing."""
+    from pyspark.sql import functions as F
+    events = spark.read.parquet(events_dir)
+    labels = spark.read.parquet(labels_dir).select("customer_id", "churn_ts")
+    codes = F.array(*[F.lit(c) for c in CATS])
+    (events.join(F.broadcast(labels), on="customer_id", how="left")
+     .where(F.col("customer_id").isNotNull())
+     .select("customer_id", F.unix_seconds("ts").alias("ts"),
+             (F.array_position(codes, F.col("event_type")) - 1).cast("short")
+             .alias("event_type"), F.unix_seconds("churn_ts").alias("churn_ts"),
+             *VALUES)
+     .repartition("customer_id").sortWithinPartitions("customer_id", "ts")
+     .write.mode("overwrite").format("noop").save())
+
+
+def _pin_driver(cpus):
+    """Confines every thread of this process and of the driver's JVM (PySpark's gateway
+    process and the processes under it; not the cluster's, which are children of this
+    process too) to ``cpus``. Threads started later inherit it from theirs, and a
+    gateway JVM started later from this thread."""
+    from pyspark import SparkContext
+    parents = {}
+    for pid in os.listdir("/proc"):
+        if pid.isdigit():
+            try:
+                with open(f"/proc/{pid}/stat") as f:
+                    parents[int(pid)] = int(f.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                pass
+    gateway = getattr(SparkContext._gateway, "proc", None)
+    pids, grew = {os.getpid()} | ({gateway.pid} if gateway is not None else set()), True
+    jvm = {gateway.pid} if gateway is not None else set()
+    while grew:  # the JVM and its children
+        grew = False
+        for pid, ppid in parents.items():
+            if ppid in jvm and pid not in jvm:
+                jvm.add(pid)
+                grew = True
+    for pid in pids | jvm:
+        try:
+            threads = os.listdir(f"/proc/{pid}/task")
+        except OSError:
+            continue
+        for tid in threads:
+            try:
+                os.sched_setaffinity(int(tid), cpus)
+            except OSError:  # ended meanwhile
+                pass
+
+
 def bench_scaling(work, args, dsp):
     """dsp.windows and dsp.audio on a standalone cluster of one and of two one-core
     workers (examples/spark/local_cluster.py), same data: the speed-up of the second
-    worker."""
+    worker; ``spark`` in --scaling-jobs: the Spark side of the windows job alone, as the
+    platform's own reference."""
     from local_cluster import standalone_cluster
     from pyspark.sql import SparkSession
 
     from speech import write_tones
     jobs = args.scaling_jobs.split(",")
-    if "windows" in jobs:
+    unknown = set(jobs) - {"windows", "audio", "spark"}
+    if unknown:
+        raise SystemExit(f"--scaling-jobs: unknown job(s) {', '.join(sorted(unknown))}; "
+                         "expected windows, audio or spark")
+    if "windows" in jobs or "spark" in jobs:
         events_dir, labels_dir, n, until = _gen_churn(work, "churn_scaling",
                                                       args.customers, args.days)
     if "audio" in jobs:
         wavs = os.path.join(work, "wavs_scaling")
         clips = write_tones(wavs, max(1, -(-args.clips // 3)))
+    all_cpus = os.sched_getaffinity(0)
     # Rounds: in each, a one-worker and then a two-worker cluster, each started afresh,
-    # one warm-up job and one timed job per job kind. Alternating the clusters round by
-    # round keeps a slow spell of this shared machine from landing on one side only.
+    # WARMUPS warm-up jobs and one timed job per job kind. Alternating the clusters
+    # round by round keeps a slow spell of this shared machine from landing on one side
+    # only.
     samples = {}
     for rnd in range(args.runs):
         for workers in (1, 2):
             folder = os.path.join(work, f"cluster{workers}_{rnd}")
             with standalone_cluster(workers, folder, pin=args.pin_workers) as master:
+                if args.pin_driver:  # the first worker's CPU (standalone_cluster's order)
+                    _pin_driver({sorted(all_cpus)[0]})
                 spark = (SparkSession.builder.master(master).appName("dlprep-scaling")
                          .config("spark.executor.memory", "1g")
                          .config("spark.sql.shuffle.partitions", "8")
@@ -278,7 +350,11 @@ def bench_scaling(work, args, dsp):
                         out = os.path.join(work, "w_scaling")
                         samples.setdefault(("windows", workers), []).append(timed(
                             lambda: _dsp_windows(spark, dsp, events_dir, labels_dir, until,
-                                                 out, args.prepare), 1))
+                                                 out, args.prepare), 1, WARMUPS))
+                    if "spark" in jobs:
+                        samples.setdefault(("spark", workers), []).append(timed(
+                            lambda: _spark_side_of_windows(spark, events_dir, labels_dir),
+                            1, WARMUPS))
                     if "audio" in jobs:
                         files = _wav_files(spark, wavs)
                         if rnd == 0:
@@ -287,24 +363,32 @@ def bench_scaling(work, args, dsp):
                                   "tasks")
                         samples.setdefault(("audio", workers), []).append(timed(
                             lambda: dsp.audio(files, clip_seconds=1).select("path", "log_mel")
-                            .write.mode("overwrite").format("noop").save(), 1))
+                            .write.mode("overwrite").format("noop").save(), 1, WARMUPS))
                 finally:
                     spark.stop()
+                    if args.pin_driver:
+                        _pin_driver(all_cpus)
             shutil.rmtree(folder, ignore_errors=True)
     results = {k: (statistics.median(w for w, _ in v), statistics.median(c for _, c in v))
                for k, v in samples.items()}
-    sizes = {"windows": lambda: f"{n} events", "audio": lambda: f"{clips} clips"}
+    sizes = {"windows": lambda: f"dsp.windows, {n} events",
+             "spark": lambda: f"reference without dlprep: the Spark side of the windows "
+                              f"job, {n} events",
+             "audio": lambda: f"dsp.audio, {clips} clips"}
     for job in jobs:
-        size = sizes[job]()
         (w1, c1), (w2, c2) = results[(job, 1)], results[(job, 2)]
         pinned = ", each pinned to a CPU of its own" if args.pin_workers else ""
-        print(f"scaling, dsp.{job} ({size}), standalone cluster of one-core workers"
-              f"{pinned}:")
+        if args.pin_driver:
+            pinned += ", the driver on the first worker's CPU"
+        print(f"scaling, {sizes[job]()}; standalone cluster of one-core workers{pinned}:")
         print(f"  1 worker: {w1:7.2f} s wall, {c1:7.2f} s CPU; 2 workers: {w2:7.2f} s wall, "
               f"{c2:7.2f} s CPU; speed-up {w1 / w2:.2f}x (medians of {args.runs} rounds)")
         for workers in (1, 2):
             walls = ", ".join(f"{w:.2f}" for w, _ in samples[(job, workers)])
             print(f"    {workers} worker(s), wall by round: {walls}")
+        ratios = ", ".join(f"{a[0] / b[0]:.2f}x" for a, b in
+                           zip(samples[(job, 1)], samples[(job, 2)]))
+        print(f"    speed-up by round: {ratios}")
 
 
 def _wav_files(spark, wavs):
@@ -460,7 +544,12 @@ def main():
     ap.add_argument("--warmups", type=int, default=WARMUPS,
                     help="warm-up rounds before the timed rounds of jobs that take turns")
     ap.add_argument("--scaling-jobs", default="windows,audio",
-                    help="what --jobs scaling runs: windows, audio or both")
+                    help="what --jobs scaling runs, comma-separated: windows, audio, "
+                         "spark (the Spark side of the windows job alone, a reference)")
+    ap.add_argument("--pin-driver", action="store_true",
+                    help="scaling: the driver (this process and its JVM) on the first "
+                         "worker's CPU on both clusters, so that the second worker adds "
+                         "one CPU and nothing else (needs --pin-workers)")
     ap.add_argument("--pin-workers", action="store_true",
                     help="scaling: each one-core worker (its executor JVM and Python "
                          "workers) on a CPU of its own, as on one-core machines; without "
@@ -475,6 +564,9 @@ def main():
                     help="comma-separated: windows, speech, score, write, scaling (this "
                          "one starts standalone clusters of 1 and 2 workers itself)")
     args = ap.parse_args()
+    if args.pin_driver and not args.pin_workers:
+        ap.error("--pin-driver needs --pin-workers (the driver joins the first worker's "
+                 "CPU)")
     globals()["WARMUPS"] = args.warmups
     jobs = args.jobs.split(",")
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
