@@ -397,6 +397,13 @@ class _MapSpec:
         self.opens_acc, self.errors_acc = accumulators
 
 
+def _check_partitions(partitions):
+    if partitions is not None and (isinstance(partitions, bool) or
+                                   not isinstance(partitions, int) or partitions < 1):
+        raise _InvalidInput(f"option partitions: expected an integer >= 1, not "
+                            f"{partitions!r}")
+
+
 def _check_errors_mode(errors):
     if errors not in _ERROR_MODES:
         raise _InvalidInput(f"option errors: '{errors}' is not one of "
@@ -735,10 +742,7 @@ def audio(df, *, threads_per_task=None, errors="drop", read_files=None, partitio
     if read_files not in (None, True, False):
         raise _InvalidInput(f"option read_files: expected None, True or False, not "
                             f"{read_files!r}")
-    if partitions is not None and (isinstance(partitions, bool) or
-                                   not isinstance(partitions, int) or partitions < 1):
-        raise _InvalidInput(f"option partitions: expected an integer >= 1, not "
-                            f"{partitions!r}")
+    _check_partitions(partitions)
     op = _ops.audio(**options)
     files = _local_binary_files(df) if read_files is None else None
     if read_files is None:
@@ -917,7 +921,7 @@ def _reduce_columns(events, key, time, category, categories, label_time, values,
 def windows(df, key, time, window, stride, step, *, labels=None, label_time=None,
             category=None, categories=None, values=None, aggs=None, horizon=None,
             until=None, memory_limit="1GB", max_group_bytes=None, spill_dir=None,
-            prepare="reduce"):
+            prepare="reduce", partitions=None):
     """Sliding windows over each key's events (options as
     :meth:`dlprep.Dataset.windows`): the operator's map-side step in ``mapInArrow``,
     ``repartition(key)`` (``spark.sql.shuffle.partitions`` partitions), then a
@@ -938,11 +942,19 @@ def windows(df, key, time, window, stride, step, *, labels=None, label_time=None
     carries only the operator's columns, with times as epoch seconds and (up to 32
     categories) the int16 category codes already computed by Spark's own
     expressions; ``"map"``, in a ``mapInArrow`` before it, at the cost of a round
-    trip of every row through a Python worker. Both give the same rows."""
+    trip of every row through a Python worker. Both give the same rows.
+
+    ``partitions``: how many reduce tasks run the operator. None (default):
+    ``spark.sql.shuffle.partitions``, which adaptive query execution may coalesce into
+    fewer by shuffle bytes (an estimate that does not see the operator's cost per
+    event); an integer: ``repartition(partitions, key)``, exactly that many, not
+    coalesced. Each task has a fixed cost: on 10M events and two one-core workers,
+    8 tasks took longer than the 4 that adaptive execution made of 8."""
     from pyspark.sql import functions as F
     from . import _dlprep
     if prepare not in ("map", "reduce"):
         raise _InvalidInput(f"option prepare: expected 'map' or 'reduce', got {prepare!r}")
+    _check_partitions(partitions)
     run_options = {}
     for name, value in (("memory_limit", memory_limit), ("max_group_bytes", max_group_bytes)):
         if value is not None:
@@ -1002,8 +1014,9 @@ def windows(df, key, time, window, stride, step, *, labels=None, label_time=None
         shuffled = events.select(*_reduce_columns(events, key, time, category,
                                                   categories, label_time, values, pre))
         spec.pre_schema = arrow_schema(shuffled.schema)
-    return shuffled.repartition(key).mapInArrow(functools.partial(_group_task, spec),
-                                                out_struct)
+    shuffled = shuffled.repartition(key) if partitions is None else \
+        shuffled.repartition(partitions, key)
+    return shuffled.mapInArrow(functools.partial(_group_task, spec), out_struct)
 
 
 # -- writing with a driver-side commit --------------------------------------------------

@@ -421,6 +421,20 @@ def test_windows_prepared_before_or_after_the_shuffle_equal_the_engine(spark, ch
     _same_rows(w.toArrow(), expected, ["customer_id", "window_end"])
 
 
+def test_windows_partitions_sets_the_reduce_tasks_exactly(spark, churn):
+    d, events, labels = churn
+    expected = dlprep.from_arrow(events).windows(
+        **WINDOWS, labels=dlprep.read_parquet(d / "labels.parquet"),
+        label_time="churn_ts").to_arrow()
+    events_df = spark.read.parquet(str(d / "events.parquet"))
+    labels_df = spark.read.parquet(str(d / "labels.parquet"))
+    for n in (1, 7):  # 7: more than the session's shuffle partitions, never coalesced
+        w = dsp.windows(events_df, labels=labels_df, label_time="churn_ts", partitions=n,
+                        **WINDOWS)
+        assert w.rdd.getNumPartitions() == n
+        _same_rows(w.toArrow(), expected, ["customer_id", "window_end"])
+
+
 @pytest.mark.parametrize("codes_in_spark", [True, False])
 def test_windows_reduce_side_columns_keep_the_engine_semantics(spark, tmp_path,
                                                                monkeypatch, codes_in_spark):
@@ -469,6 +483,10 @@ def test_windows_run_options_are_checked_on_the_driver(spark, churn):
     with pytest.raises(dlprep.InvalidInput, match="option prepare: expected 'map' or "
                                                   "'reduce', got 'early'"):
         dsp.windows(df, **WINDOWS, prepare="early")
+    for bad in (0, 2.5, True, "4"):
+        with pytest.raises(dlprep.InvalidInput, match="option partitions: expected an "
+                                                      f"integer >= 1, not {bad!r}"):
+            dsp.windows(df, **WINDOWS, partitions=bad)
 
 
 def test_windows_bad_columns_and_labels_fail_on_the_driver_naming_them(spark, churn,
