@@ -75,9 +75,10 @@ from windows_udf import AGGS, CATS, P, VALUES, compare  # noqa: E402
 from windows_vs_pyspark import spark_windows  # noqa: E402
 
 
-def tree_processes():
-    """{pid: (command name, CPU seconds)} of this process and all its descendants that
-    are still alive; a process's CPU (user + system) includes its reaped children's."""
+def tree_processes(root=None):
+    """{pid: (command name, CPU seconds)} of process ``root`` (default: this one) and
+    all its descendants that are still alive; a process's CPU (user + system) includes
+    its reaped children's."""
     tick = os.sysconf("SC_CLK_TCK")
     stats = {}
     for pid in os.listdir("/proc"):
@@ -90,7 +91,7 @@ def tree_processes():
                                    sum(map(int, fields[11:15])) / tick)
             except (OSError, IndexError):
                 pass
-    mine, grew = {os.getpid()}, True
+    mine, grew = {os.getpid() if root is None else root}, True
     while grew:
         grew = False
         for pid, (ppid, _, _) in stats.items():
@@ -278,24 +279,10 @@ def _pin_driver(cpus):
     process too) to ``cpus``. Threads started later inherit it from theirs, and a
     gateway JVM started later from this thread."""
     from pyspark import SparkContext
-    parents = {}
-    for pid in os.listdir("/proc"):
-        if pid.isdigit():
-            try:
-                with open(f"/proc/{pid}/stat") as f:
-                    parents[int(pid)] = int(f.read().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                pass
     gateway = getattr(SparkContext._gateway, "proc", None)
-    pids, grew = {os.getpid()} | ({gateway.pid} if gateway is not None else set()), True
-    jvm = {gateway.pid} if gateway is not None else set()
-    while grew:  # the JVM and its children
-        grew = False
-        for pid, ppid in parents.items():
-            if ppid in jvm and pid not in jvm:
-                jvm.add(pid)
-                grew = True
-    for pid in pids | jvm:
+    pids = {os.getpid()} | (set(tree_processes(gateway.pid)) if gateway is not None
+                            else set())
+    for pid in pids:
         try:
             threads = os.listdir(f"/proc/{pid}/task")
         except OSError:
